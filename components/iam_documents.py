@@ -1,0 +1,122 @@
+"""IAM and bucket policy documents as plain dicts. Pure functions: no Pulumi runtime needed.
+
+Every ARN is passed in (the bucket's own ARN, the OIDC provider's ARN), so the documents carry
+whichever partition the provider reports instead of a hard-coded `arn:aws`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PolicyDocument = dict[str, Any]
+
+POLICY_VERSION = "2012-10-17"
+STS_AUDIENCE = "sts.amazonaws.com"
+
+# The object actions the runner's presigned GET/HEAD/PUT URLs and cache cleanup need; nothing else.
+CACHE_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject")
+# S3 calls KMS on the caller's behalf: GenerateDataKey to write an SSE-KMS object (also for
+# multipart parts), Decrypt to read one. Encrypt/ReEncrypt/DescribeKey are never used by S3.
+CACHE_KMS_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+
+
+def cache_objects_arn(bucket_arn: str, cache_prefix: str) -> str:
+    """The ARN pattern covering every object under the cache prefix."""
+    return f"{bucket_arn}/{cache_prefix}/*"
+
+
+def cache_access_policy(
+    bucket_arn: str, cache_prefix: str, kms_key_arn: str | None = None
+) -> PolicyDocument:
+    """Least-privilege identity policy for the runner cache: objects under one prefix of one bucket."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "CacheObjects",
+            "Effect": "Allow",
+            "Action": list(CACHE_OBJECT_ACTIONS),
+            "Resource": cache_objects_arn(bucket_arn, cache_prefix),
+        },
+        {
+            # Listing lets S3 answer 404 rather than 403 for a cache miss under the prefix.
+            "Sid": "ListCachePrefix",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [cache_prefix, f"{cache_prefix}/*"]}},
+        },
+    ]
+    if kms_key_arn:
+        statements.append(
+            {
+                "Sid": "CacheEncryptionKey",
+                "Effect": "Allow",
+                "Action": list(CACHE_KMS_ACTIONS),
+                "Resource": kms_key_arn,
+            }
+        )
+    return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> PolicyDocument:
+    """Bucket policy that refuses every request made without TLS, whoever makes it."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def oidc_issuer_host_path(issuer_or_provider_arn: str) -> str:
+    """The issuer as IAM condition keys need it: host and path, without `https://`.
+
+    Accepts the issuer URL (`https://oidc.eks.<region>.amazonaws.com/id/<ID>`), the bare
+    host/path, or the IAM OIDC provider ARN (whose resource part is that host/path). Writing the
+    scheme into the condition key is a classic cause of AccessDenied on AssumeRoleWithWebIdentity.
+    """
+    value = issuer_or_provider_arn.strip()
+    if value.startswith("arn:") and ":oidc-provider/" in value:
+        value = value.split(":oidc-provider/", 1)[1]
+    for scheme in ("https://", "http://"):
+        if value.startswith(scheme):
+            value = value[len(scheme) :]
+    return value.rstrip("/")
+
+
+def service_account_subject(namespace: str, service_account: str) -> str:
+    """The `sub` claim Kubernetes puts in a service account's projected token."""
+    return f"system:serviceaccount:{namespace}:{service_account}"
+
+
+def irsa_trust_policy(
+    oidc_provider_arn: str, namespace: str, service_account: str
+) -> PolicyDocument:
+    """Trust policy letting exactly one Kubernetes service account assume the role (IRSA).
+
+    Both conditions are required: `sub` pins the service account, `aud` pins the token to STS.
+    """
+    issuer = oidc_issuer_host_path(oidc_provider_arn)
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "ServiceAccountWebIdentity",
+                "Effect": "Allow",
+                "Principal": {"Federated": oidc_provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{issuer}:sub": service_account_subject(namespace, service_account),
+                        f"{issuer}:aud": STS_AUDIENCE,
+                    }
+                },
+            }
+        ],
+    }

@@ -1,0 +1,76 @@
+"""Names and tags shared by every component. Pure functions: no Pulumi runtime needed."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping
+
+S3_BUCKET_NAME_MAX = 63
+_ACCOUNT_ID_LENGTH = 12
+_BUCKET_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
+# Reserved by AWS for access points, S3 Express, table buckets and similar: creation fails.
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_problems(name: str) -> list[str]:
+    """Every way `name` breaks the S3 general purpose bucket naming rules (empty when valid).
+
+    Dots are refused although S3 allows them: a dotted name no longer matches the
+    `*.s3.amazonaws.com` TLS certificate for virtual-hosted-style requests.
+    """
+    problems = []
+    if not 3 <= len(name) <= S3_BUCKET_NAME_MAX:
+        problems.append(f"must be 3 to {S3_BUCKET_NAME_MAX} characters long, got {len(name)}")
+    if "." in name:
+        problems.append("must not contain dots (they break TLS for virtual-hosted-style S3 requests)")
+    if not _BUCKET_NAME_CHARS.match(name.replace(".", "")):
+        problems.append("may contain only lowercase letters, digits and hyphens")
+    if name and not (name[0].isalnum() and name[-1].isalnum()):
+        problems.append("must begin and end with a lowercase letter or digit")
+    if name.startswith(_RESERVED_PREFIXES) or name.endswith(_RESERVED_SUFFIXES):
+        problems.append(
+            f"must not start with {', '.join(_RESERVED_PREFIXES)} "
+            f"or end with {', '.join(_RESERVED_SUFFIXES)} (reserved by AWS)"
+        )
+    try:
+        ipaddress.ip_address(name)
+        problems.append("must not be formatted as an IP address")
+    except ValueError:
+        pass
+    return problems
+
+
+def derived_bucket_name(project: str, stack: str, account_id: str) -> str:
+    """A deterministic, valid, globally unique-per-account bucket name for a stack's cache.
+
+    `<project>-<stack>-cache-<account id>`, lower-cased with invalid characters turned into
+    hyphens. When that exceeds 63 characters the project/stack part is shortened and a short
+    hash of the full part keeps two long stack names from colliding.
+    """
+    suffix = f"-{account_id}"
+    stem = re.sub(r"[^a-z0-9]+", "-", f"{project}-{stack}-cache".lower()).strip("-")
+    room = S3_BUCKET_NAME_MAX - len(suffix)
+    if len(stem) > room:
+        digest = hashlib.sha256(stem.encode()).hexdigest()[:8]
+        stem = f"{stem[: room - len(digest) - 1].rstrip('-')}-{digest}"
+    return f"{stem}{suffix}"
+
+
+PLACEHOLDER_ACCOUNT_ID = "0" * _ACCOUNT_ID_LENGTH
+"""Stands in for the account id when checking a derived name before the account is known."""
+
+
+def resource_tags(
+    project: str, stack: str, component: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Cost-allocation tags for one component's AWS resources.
+
+    The three allocation keys always win over `extra`, so cost reports group every stack alike.
+    """
+    return {**(extra or {}), "project": project, "stack": stack, "component": component}
+
+
+ALLOCATION_TAG_KEYS = ("project", "stack", "component")

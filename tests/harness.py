@@ -1,0 +1,204 @@
+"""Runs Pulumi programs under the SDK's unit-test mocks and records what they declare.
+
+`run_program` gives each run a fresh event loop, root stack and config, so tests stay
+independent. Mocks answer like AWS would for the few computed properties the program reads
+(ARNs, names, ids, regions); everything else comes back as the program sent it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import runpy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.settings import ROOT
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT = "gitlab-runner-fleet"
+ACCOUNT_ID = "123456789012"
+DEFAULT_REGION = "eu-west-1"
+
+
+@dataclass
+class Registered:
+    """One resource the program declared, as the engine would have received it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    inputs: dict[str, Any]
+    state: dict[str, Any]
+    protect: bool
+    retain_on_delete: bool
+    dependencies: list[str]
+
+
+@dataclass
+class ProgramRun:
+    """What one program run declared and exported."""
+
+    resources: list[Registered]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [resource for resource in self.resources if resource.type == type_]
+
+    def one(self, type_: str) -> Registered:
+        matches = self.of_type(type_)
+        assert len(matches) == 1, f"expected one {type_}, found {[r.name for r in matches]}"
+        return matches[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        return next(resource for resource in self.resources if resource.urn == urn)
+
+
+class FleetMocks(pulumi.runtime.Mocks):
+    """Answers resource registrations and invokes the way AWS would, for one account and region."""
+
+    def __init__(self, region: str, partition: str = "aws") -> None:
+        self.region = region
+        self.partition = partition
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        resource_id = f"{args.name}-id"
+        iam_arn = f"arn:{self.partition}:iam::{ACCOUNT_ID}"
+        if args.typ == "aws:s3/bucket:Bucket":
+            resource_id = state["bucket"]
+            state.update(arn=f"arn:{self.partition}:s3:::{resource_id}", region=self.region)
+        elif args.typ == "aws:iam/policy:Policy":
+            state.update(arn=f"{iam_arn}:policy/{args.name}", name=args.name)
+        elif args.typ == "aws:iam/role:Role":
+            state.update(arn=f"{iam_arn}:role/{args.name}", name=args.name)
+        elif args.typ == "aws:iam/user:User":
+            state.update(arn=f"{iam_arn}:user/{args.name}", name=args.name)
+        elif args.typ == "aws:iam/accessKey:AccessKey":
+            resource_id = "AKIAMOCKACCESSKEY000"
+            state.update(secret="mock-secret-access-key")
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:{self.partition}:iam::{ACCOUNT_ID}:user/ci",
+                "userId": "AIDAMOCK",
+                "id": ACCOUNT_ID,
+            }
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": self.partition, "dnsSuffix": "amazonaws.com", "id": self.partition}
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"region": self.region, "name": self.region, "id": self.region}
+        raise NotImplementedError(f"no mock for invoke {args.token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """A MockMonitor that also keeps each registration's inputs and resource options."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registered] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(
+                Registered(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    inputs=rpc.deserialize_properties(request.object),
+                    state=self.resources[response.urn].state if request.custom else {},
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    dependencies=list(request.dependencies),
+                )
+            )
+        return response
+
+
+def config_from_stack_file(stack: str) -> dict[str, Any]:
+    """The `config:` block of `stacks/Pulumi.<stack>.yaml`, as the CLI would hand it over."""
+    document = yaml.safe_load((REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    return dict(document.get("config") or {})
+
+
+def run_program(
+    program: Callable[[], object],
+    *,
+    config: Mapping[str, Any] | None = None,
+    stack: str = "test",
+    secret_keys: Sequence[str] = (),
+    region: str = DEFAULT_REGION,
+) -> ProgramRun:
+    """Run `program` as a Pulumi program under mocks and return what it declared and exported.
+
+    `config` maps full keys (`gitlab-runner-fleet:cache`, `aws:region`) to values; objects
+    and lists are passed JSON-encoded like the CLI does. `aws:region` defaults to `region`.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return _run_on_current_loop(program, config or {}, stack, secret_keys, region)
+    finally:
+        loop.close()
+
+
+def _run_on_current_loop(
+    program: Callable[[], object],
+    config: Mapping[str, Any],
+    stack: str,
+    secret_keys: Sequence[str],
+    region: str,
+) -> ProgramRun:
+    ROOT.set(None)
+    mocks = FleetMocks(region)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(
+        {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in {"aws:region": region, **config}.items()
+        },
+        list(secret_keys),
+    )
+    _sync_await(run_pulumi_func(program))
+
+    root = ROOT.get()
+    assert isinstance(root, pulumi.runtime.stack.Stack)
+    run = ProgramRun(resources=monitor.registrations)
+    for name, value in root.outputs.items():
+        output = pulumi.Output.from_input(value)
+        run.outputs[name] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            run.secret_outputs.add(name)
+    return run
+
+
+def run_stack(stack: str, overrides: Mapping[str, Any] | None = None) -> ProgramRun:
+    """Evaluate `__main__.py` end to end with `stacks/Pulumi.<stack>.yaml` (plus overrides)."""
+    config = {**config_from_stack_file(stack), **(overrides or {})}
+    return run_program(
+        lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"),
+        config=config,
+        stack=stack,
+        region=config.get("aws:region", DEFAULT_REGION),
+    )
+
+
+def policy_document(resource: Registered, key: str = "policy") -> dict[str, Any]:
+    """A JSON policy input of a registered resource, parsed."""
+    return json.loads(resource.inputs[key])
