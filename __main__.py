@@ -1,4 +1,4 @@
-"""gitlab-runner-fleet: read the stack's settings, wire the components, export what reviewers need."""
+"""gitlab-runner-fleet: read the stack's settings, wire the components, export the results."""
 
 import pulumi
 import pulumi_aws as aws

@@ -37,7 +37,7 @@ class CacheAccessArgs(TypedDict):
 
 
 class CacheAccess(pulumi.ComponentResource):
-    """IAM policy allowing exactly the runner cache's S3 (and KMS) calls, and an identity holding it.
+    """An IAM policy for exactly the runner cache's S3 (and KMS) calls, and an identity with it.
 
     `irsa`: a role only the runner manager's service account can assume through the cluster's
     OIDC provider (both `sub` and `aud` conditions). `accessKey`: an IAM user with an access key,
@@ -61,7 +61,9 @@ class CacheAccess(pulumi.ComponentResource):
         super().__init__("gitlab-runner-fleet:index:CacheAccess", name, None, opts)
         mode = args["mode"]
         if mode not in IDENTITY_MODES:
-            raise ValueError(f"CacheAccess {name}: mode must be one of {IDENTITY_MODES}, got {mode!r}")
+            raise ValueError(
+                f"CacheAccess {name}: mode must be one of {IDENTITY_MODES}, got {mode!r}"
+            )
         oidc_provider_arn = args.get("oidc_provider_arn")
         if mode == IRSA_MODE and oidc_provider_arn is None:
             raise ValueError(f"CacheAccess {name}: irsa mode needs oidc_provider_arn")
@@ -80,11 +82,11 @@ class CacheAccess(pulumi.ComponentResource):
             assert oidc_provider_arn is not None
             role = self._create_irsa_role(
                 name,
-                oidc_provider_arn,
-                args.get("service_account_namespace", "gitlab-runner"),
-                args.get("service_account_name", "gitlab-runner"),
-                policy,
-                tags,
+                oidc_provider_arn=oidc_provider_arn,
+                namespace=args.get("service_account_namespace", "gitlab-runner"),
+                service_account=args.get("service_account_name", "gitlab-runner"),
+                policy=policy,
+                tags=tags,
             )
             self.role_arn = role.arn
         else:
@@ -125,6 +127,7 @@ class CacheAccess(pulumi.ComponentResource):
     def _create_irsa_role(
         self,
         name: str,
+        *,
         oidc_provider_arn: pulumi.Input[str],
         namespace: str,
         service_account: str,
@@ -136,7 +139,7 @@ class CacheAccess(pulumi.ComponentResource):
         )
         role = iam.Role(
             f"{name}-irsa",
-            description=f"GitLab Runner cache access for service account {namespace}/{service_account}",
+            description=f"GitLab Runner cache access for {namespace}/{service_account}",
             assume_role_policy=trust,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),

@@ -68,7 +68,11 @@ class CacheBucket(pulumi.ComponentResource):
         public_access_block = self._create_access_controls(name, bucket)
         self._create_encryption(name, bucket, args.get("kms_key_arn"))
         self._create_lifecycle(
-            name, bucket, args["cache_prefix"], args["expiration_days"], args.get("versioning", False)
+            name,
+            bucket,
+            args["cache_prefix"],
+            args["expiration_days"],
+            args.get("versioning", False),
         )
         self._create_tls_only_policy(name, bucket, public_access_block)
         if log_bucket := args.get("access_log_bucket"):
@@ -135,7 +139,12 @@ class CacheBucket(pulumi.ComponentResource):
         )
 
     def _create_lifecycle(
-        self, name: str, bucket: s3.Bucket, cache_prefix: str, expiration_days: int, versioning: bool
+        self,
+        name: str,
+        bucket: s3.Bucket,
+        cache_prefix: str,
+        expiration_days: int,
+        versioning: bool,
     ) -> None:
         versioning_resource = None
         if versioning:

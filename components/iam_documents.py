@@ -13,7 +13,7 @@ PolicyDocument = dict[str, Any]
 POLICY_VERSION = "2012-10-17"
 STS_AUDIENCE = "sts.amazonaws.com"
 
-# The object actions the runner's presigned GET/HEAD/PUT URLs and cache cleanup need; nothing else.
+# The object actions behind the runner's presigned GET/HEAD/PUT URLs and cache cleanup.
 CACHE_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject")
 # S3 calls KMS on the caller's behalf: GenerateDataKey to write an SSE-KMS object (also for
 # multipart parts), Decrypt to read one. Encrypt/ReEncrypt/DescribeKey are never used by S3.
@@ -28,7 +28,7 @@ def cache_objects_arn(bucket_arn: str, cache_prefix: str) -> str:
 def cache_access_policy(
     bucket_arn: str, cache_prefix: str, kms_key_arn: str | None = None
 ) -> PolicyDocument:
-    """Least-privilege identity policy for the runner cache: objects under one prefix of one bucket."""
+    """Least-privilege identity policy for the runner cache: one prefix of one bucket."""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "CacheObjects",

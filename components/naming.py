@@ -8,7 +8,6 @@ import re
 from collections.abc import Mapping
 
 S3_BUCKET_NAME_MAX = 63
-_ACCOUNT_ID_LENGTH = 12
 _BUCKET_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 # Reserved by AWS for access points, S3 Express, table buckets and similar: creation fails.
 _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
@@ -25,7 +24,9 @@ def bucket_name_problems(name: str) -> list[str]:
     if not 3 <= len(name) <= S3_BUCKET_NAME_MAX:
         problems.append(f"must be 3 to {S3_BUCKET_NAME_MAX} characters long, got {len(name)}")
     if "." in name:
-        problems.append("must not contain dots (they break TLS for virtual-hosted-style S3 requests)")
+        problems.append(
+            "must not contain dots (they break TLS for virtual-hosted-style S3 requests)"
+        )
     if not _BUCKET_NAME_CHARS.match(name.replace(".", "")):
         problems.append("may contain only lowercase letters, digits and hyphens")
     if name and not (name[0].isalnum() and name[-1].isalnum()):
@@ -57,10 +58,6 @@ def derived_bucket_name(project: str, stack: str, account_id: str) -> str:
         digest = hashlib.sha256(stem.encode()).hexdigest()[:8]
         stem = f"{stem[: room - len(digest) - 1].rstrip('-')}-{digest}"
     return f"{stem}{suffix}"
-
-
-PLACEHOLDER_ACCOUNT_ID = "0" * _ACCOUNT_ID_LENGTH
-"""Stands in for the account id when checking a derived name before the account is known."""
 
 
 def resource_tags(

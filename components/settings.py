@@ -19,12 +19,7 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from components.naming import (
-    ALLOCATION_TAG_KEYS,
-    PLACEHOLDER_ACCOUNT_ID,
-    bucket_name_problems,
-    derived_bucket_name,
-)
+from components.naming import ALLOCATION_TAG_KEYS, bucket_name_problems, derived_bucket_name
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -275,10 +270,12 @@ def parse_settings(
             Problem("aws:region", "required; set it with `pulumi config set aws:region <region>`")
         )
     elif not _AWS_REGION.match(aws_region):
-        problems.append(Problem("aws:region", f"must be an AWS region like eu-west-1, got {aws_region!r}"))
+        problems.append(
+            Problem("aws:region", f"must be an AWS region like eu-west-1, got {aws_region!r}")
+        )
 
     if not problems:
-        problems.extend(_cross_section_problems(sections, project, stack))
+        problems.extend(_cross_section_problems(sections))
     if problems:
         raise SettingsError(stack, problems)
     return FleetSettings(
@@ -323,10 +320,7 @@ def _section(sections: Mapping[str, _Section], section_type: type[SectionT]) -> 
     return section
 
 
-def _cross_section_problems(
-    sections: Mapping[str, _Section], project: str, stack: str
-) -> list[Problem]:
-    cache = _section(sections, CacheSettings)
+def _cross_section_problems(sections: Mapping[str, _Section]) -> list[Problem]:
     access = _section(sections, CacheAccessSettings)
     cluster = _section(sections, ClusterSettings)
     problems = []
@@ -338,16 +332,6 @@ def _cross_section_problems(
                 "provider ARN, or set cacheAccess.mode: accessKey for clusters without IRSA",
             )
         )
-    if cache.bucket_name is None:
-        derived = derived_bucket_name(project, stack, PLACEHOLDER_ACCOUNT_ID)
-        if name_problems := bucket_name_problems(derived):
-            problems.append(
-                Problem(
-                    "cache.bucketName",
-                    f"required: the name derived from project and stack ({derived!r}) "
-                    f"{'; '.join(name_problems)}",
-                )
-            )
     return problems
 
 
@@ -358,18 +342,20 @@ def _parse_tags(raw: Any) -> tuple[dict[str, str], list[Problem]]:
     for key, value in raw.items():
         path = f"{TAGS_KEY}.{key}"
         if key in ALLOCATION_TAG_KEYS:
-            problems.append(Problem(path, f"is set by the project itself; drop it or rename it"))
+            problems.append(Problem(path, "is set by the project itself; drop it or rename it"))
         elif key.lower().startswith("aws:") or not 1 <= len(key) <= 128:
-            problems.append(Problem(path, "tag keys must be 1-128 characters and not start with 'aws:'"))
+            problems.append(
+                Problem(path, "tag keys must be 1-128 characters and not start with 'aws:'")
+            )
         if not isinstance(value, str) or len(value) > 256:
-            problems.append(Problem(path, f"must be a string of at most 256 characters, got {value!r}"))
+            problems.append(
+                Problem(path, f"must be a string of at most 256 characters, got {value!r}")
+            )
     return {str(key): str(value) for key, value in raw.items()}, problems
 
 
 def _describe(key: str, section_type: type[_Section], error: ValidationError) -> list[Problem]:
-    known = ", ".join(
-        (info.alias or name) for name, info in section_type.model_fields.items()
-    )
+    known = ", ".join((info.alias or name) for name, info in section_type.model_fields.items())
     problems = []
     for detail in error.errors():
         path = ".".join([key, *(str(part) for part in detail["loc"])])

@@ -51,6 +51,7 @@ class ProgramRun:
     resources: list[Registered]
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    error: BaseException | None = None
 
     def of_type(self, type_: str) -> list[Registered]:
         return [resource for resource in self.resources if resource.type == type_]
@@ -89,18 +90,24 @@ class FleetMocks(pulumi.runtime.Mocks):
             state.update(secret="mock-secret-access-key")
         return resource_id, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
                 "accountId": ACCOUNT_ID,
                 "arn": f"arn:{self.partition}:iam::{ACCOUNT_ID}:user/ci",
                 "userId": "AIDAMOCK",
                 "id": ACCOUNT_ID,
-            }
+            }, None
         if args.token == "aws:index/getPartition:getPartition":
-            return {"partition": self.partition, "dnsSuffix": "amazonaws.com", "id": self.partition}
+            return {
+                "partition": self.partition,
+                "dnsSuffix": "amazonaws.com",
+                "id": self.partition,
+            }, None
         if args.token == "aws:index/getRegion:getRegion":
-            return {"region": self.region, "name": self.region, "id": self.region}
+            return {"region": self.region, "name": self.region, "id": self.region}, None
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
@@ -112,7 +119,7 @@ class RecordingMonitor(MockMonitor):
         self.registrations: list[Registered] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(
                 Registered(
@@ -137,32 +144,44 @@ def config_from_stack_file(stack: str) -> dict[str, Any]:
 
 
 def run_program(
-    program: Callable[[], object],
+    program: Callable[[], Any],
     *,
     config: Mapping[str, Any] | None = None,
     stack: str = "test",
     secret_keys: Sequence[str] = (),
     region: str = DEFAULT_REGION,
+    expect_error: bool = False,
 ) -> ProgramRun:
     """Run `program` as a Pulumi program under mocks and return what it declared and exported.
 
     `config` maps full keys (`gitlab-runner-fleet:cache`, `aws:region`) to values; objects
     and lists are passed JSON-encoded like the CLI does. `aws:region` defaults to `region`.
+    With `expect_error`, an exception from the program is returned in `ProgramRun.error`
+    (with whatever was declared before it) instead of raised.
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return _run_on_current_loop(program, config or {}, stack, secret_keys, region)
+        return _run_on_current_loop(
+            program,
+            config=config or {},
+            stack=stack,
+            secret_keys=secret_keys,
+            region=region,
+            expect_error=expect_error,
+        )
     finally:
         loop.close()
 
 
 def _run_on_current_loop(
-    program: Callable[[], object],
+    program: Callable[[], Any],
+    *,
     config: Mapping[str, Any],
     stack: str,
     secret_keys: Sequence[str],
     region: str,
+    expect_error: bool,
 ) -> ProgramRun:
     ROOT.set(None)
     mocks = FleetMocks(region)
@@ -175,7 +194,13 @@ def _run_on_current_loop(
         },
         list(secret_keys),
     )
-    _sync_await(run_pulumi_func(program))
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as error:
+        if not expect_error:
+            raise
+        return ProgramRun(resources=monitor.registrations, error=error)
+    assert not expect_error, "the program was expected to fail but succeeded"
 
     root = ROOT.get()
     assert isinstance(root, pulumi.runtime.stack.Stack)
@@ -188,7 +213,9 @@ def _run_on_current_loop(
     return run
 
 
-def run_stack(stack: str, overrides: Mapping[str, Any] | None = None) -> ProgramRun:
+def run_stack(
+    stack: str, overrides: Mapping[str, Any] | None = None, *, expect_error: bool = False
+) -> ProgramRun:
     """Evaluate `__main__.py` end to end with `stacks/Pulumi.<stack>.yaml` (plus overrides)."""
     config = {**config_from_stack_file(stack), **(overrides or {})}
     return run_program(
@@ -196,9 +223,11 @@ def run_stack(stack: str, overrides: Mapping[str, Any] | None = None) -> Program
         config=config,
         stack=stack,
         region=config.get("aws:region", DEFAULT_REGION),
+        expect_error=expect_error,
     )
 
 
 def policy_document(resource: Registered, key: str = "policy") -> dict[str, Any]:
     """A JSON policy input of a registered resource, parsed."""
-    return json.loads(resource.inputs[key])
+    document: dict[str, Any] = json.loads(resource.inputs[key])
+    return document
