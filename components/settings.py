@@ -382,3 +382,24 @@ _MESSAGES: dict[str, Callable[[Any], str]] = {
     "bool_type": lambda d: f"must be true or false, got {d['input']!r}",
     "string_type": lambda d: f"must be a string, got {d['input']!r}",
 }
+
+
+def reference_table() -> str:
+    """The README's config reference as a Markdown table, generated from the model itself."""
+    rows = [
+        "| key | default | meaning |",
+        "| --- | --- | --- |",
+        "| `aws:region` | (required) | AWS region of the stack's resources. |",
+    ]
+    for section_type in _SECTIONS:
+        for name, info in section_type.model_fields.items():
+            default = "(none)" if info.default is None else f"`{json.dumps(info.default)}`"
+            rows.append(
+                f"| `{section_type.config_key}.{info.alias or name}` | {default} "
+                f"| {info.description} |"
+            )
+    rows.append(
+        f"| `{TAGS_KEY}` | `{{}}` | Extra cost-allocation tags on every AWS resource; "
+        f"{', '.join(ALLOCATION_TAG_KEYS)} are set automatically. |"
+    )
+    return "\n".join(rows)

@@ -99,15 +99,15 @@ class FleetMocks(pulumi.runtime.Mocks):
                 "arn": f"arn:{self.partition}:iam::{ACCOUNT_ID}:user/ci",
                 "userId": "AIDAMOCK",
                 "id": ACCOUNT_ID,
-            }, None
+            }, []
         if args.token == "aws:index/getPartition:getPartition":
             return {
                 "partition": self.partition,
                 "dnsSuffix": "amazonaws.com",
                 "id": self.partition,
-            }, None
+            }, []
         if args.token == "aws:index/getRegion:getRegion":
-            return {"region": self.region, "name": self.region, "id": self.region}, None
+            return {"region": self.region, "name": self.region, "id": self.region}, []
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
