@@ -5,10 +5,92 @@ import pulumi_aws as aws
 
 from components.cache_access import CacheAccess
 from components.cache_bucket import CacheBucket
+from components.cluster import CREATE_MODE, EksCluster
+from components.cluster_autoscaler import ClusterAutoscaler
 from components.naming import resource_tags
+from components.s3_gateway_endpoint import S3GatewayEndpoint
 from components.settings import load_settings
+from components.spot_node_group import SpotNodeGroup
 
 settings = load_settings()
+for warning in settings.warnings:
+    pulumi.log.warn(warning)
+
+
+def tags(component: str) -> dict[str, str]:
+    return resource_tags(settings.project, settings.stack, component, settings.tags)
+
+
+cluster = EksCluster(
+    "cluster",
+    {
+        "mode": settings.cluster.mode,
+        "name": settings.cluster.name,
+        "version": settings.cluster.version,
+        "region": settings.aws_region,
+        "vpc_id": settings.cluster.vpc_id,
+        "private_subnet_ids": settings.cluster.private_subnet_ids,
+        "public_subnet_ids": settings.cluster.public_subnet_ids,
+        "node_subnet_ids": settings.cluster.default_node_subnet_ids,
+        "system_instance_types": settings.cluster.system_instance_types,
+        "system_node_count": settings.cluster.system_node_count,
+        "create_oidc_provider": settings.cluster.create_oidc_provider,
+        "tags": tags("cluster"),
+    },
+)
+in_cluster = pulumi.ResourceOptions(providers=[cluster.kubernetes_provider])
+
+build_nodes = SpotNodeGroup(
+    "build-nodes",
+    {
+        "cluster_name": cluster.cluster_name,
+        "subnet_ids": cluster.node_subnet_ids,
+        "instance_types": settings.build_nodes.instance_types,
+        "min_size": settings.build_nodes.min_size,
+        "max_size": settings.build_nodes.max_size,
+        "disk_size_gib": settings.build_nodes.disk_size_gib,
+        "labels": settings.build_nodes.labels,
+        "taints": [
+            {"key": taint.key, "value": taint.value, "effect": taint.effect}
+            for taint in settings.build_nodes.taints
+        ],
+        "node_role_arn": settings.build_nodes.node_role_arn,
+        "scale_from_zero_ephemeral_storage": settings.build_nodes.scale_from_zero_ephemeral_storage,
+        "tags": tags("build-nodes"),
+    },
+)
+
+if settings.cluster_autoscaler.enabled:
+    autoscaler = ClusterAutoscaler(
+        "cluster-autoscaler",
+        {
+            "cluster_name": cluster.cluster_name,
+            "region": settings.aws_region,
+            "kubernetes_version": settings.cluster.version,
+            "oidc_provider_arn": cluster.oidc_provider_arn,
+            "build_labels": settings.build_nodes.labels,
+            "expander": settings.cluster_autoscaler.expander,
+            "scale_down_unneeded_time": settings.cluster_autoscaler.scale_down_unneeded_time,
+            "tags": tags("cluster-autoscaler"),
+        },
+        opts=in_cluster,
+    )
+    pulumi.export("clusterAutoscalerRoleArn", autoscaler.role_arn)
+
+s3_endpoint_wanted = settings.network.s3_gateway_endpoint
+if s3_endpoint_wanted is None:
+    s3_endpoint_wanted = settings.cluster.mode == CREATE_MODE
+if s3_endpoint_wanted:
+    s3_endpoint = S3GatewayEndpoint(
+        "s3-gateway-endpoint",
+        {
+            "vpc_id": cluster.vpc_id,
+            "route_table_ids": settings.network.route_table_ids,
+            "subnet_ids": cluster.node_subnet_ids,
+            "tags": tags("network"),
+        },
+    )
+    pulumi.export("s3GatewayEndpointId", s3_endpoint.endpoint_id)
 
 account_id = aws.get_caller_identity_output().account_id
 cache = CacheBucket(
@@ -23,7 +105,7 @@ cache = CacheBucket(
         "access_log_prefix": settings.cache.access_log_prefix,
         "protect": settings.cache.protect,
         "force_destroy": settings.cache.force_destroy,
-        "tags": resource_tags(settings.project, settings.stack, "cache-bucket", settings.tags),
+        "tags": tags("cache-bucket"),
     },
 )
 cache_access = CacheAccess(
@@ -33,13 +115,18 @@ cache_access = CacheAccess(
         "cache_prefix": settings.cache.prefix,
         "mode": settings.cache_access.mode,
         "kms_key_arn": settings.cache.kms_key_arn,
-        "oidc_provider_arn": settings.cluster.oidc_provider_arn,
+        "oidc_provider_arn": cluster.oidc_provider_arn,
         "service_account_namespace": settings.runner.namespace,
         "service_account_name": settings.runner.service_account_name,
-        "tags": resource_tags(settings.project, settings.stack, "cache-access", settings.tags),
+        "tags": tags("cache-access"),
     },
 )
 
+pulumi.export("clusterName", cluster.cluster_name)
+pulumi.export("buildNodeGroupName", build_nodes.node_group_name)
+pulumi.export("buildAutoscalingGroupName", build_nodes.autoscaling_group_name)
+pulumi.export("buildNodeRoleArn", build_nodes.node_role_arn)
+pulumi.export("buildScaleFromZeroTags", build_nodes.scale_from_zero_tags)
 pulumi.export("cacheBucketName", cache.bucket_name)
 pulumi.export("cacheBucketArn", cache.bucket_arn)
 pulumi.export("cacheBucketRegion", cache.bucket_region)

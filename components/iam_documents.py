@@ -120,3 +120,85 @@ def irsa_trust_policy(
             }
         ],
     }
+
+
+def ec2_trust_policy() -> PolicyDocument:
+    """Trust policy letting EC2 instances (EKS worker nodes) assume a role."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "Ec2Nodes",
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def arn_partition_and_account(arn: str) -> tuple[str, str]:
+    """The partition and account id of an ARN such as an IAM OIDC provider's."""
+    parts = arn.split(":")
+    return parts[1], parts[4]
+
+
+# Read-only calls cluster-autoscaler makes to discover groups and build node templates; none of
+# them supports resource-level permissions except eks:DescribeNodegroup, scoped below.
+AUTOSCALER_DESCRIBE_ACTIONS = (
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeScalingActivities",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements",
+)
+AUTOSCALER_SCALING_ACTIONS = (
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+)
+
+
+def cluster_autoscaler_policy(
+    oidc_provider_arn: str, region: str, cluster_name: str
+) -> PolicyDocument:
+    """What cluster-autoscaler needs: describe everything, scale only this cluster's groups.
+
+    EKS names every managed node group's Auto Scaling group `eks-<node group>-<id>` and tags it
+    `k8s.io/cluster-autoscaler/<cluster>` = `owned`; the scaling actions require both.
+    """
+    partition, account = arn_partition_and_account(oidc_provider_arn)
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "DiscoverNodeGroups",
+                "Effect": "Allow",
+                "Action": list(AUTOSCALER_DESCRIBE_ACTIONS),
+                "Resource": "*",
+            },
+            {
+                # Lets the autoscaler read labels and taints of a group that is at size 0.
+                "Sid": "DescribeThisClustersNodeGroups",
+                "Effect": "Allow",
+                "Action": "eks:DescribeNodegroup",
+                "Resource": f"arn:{partition}:eks:{region}:{account}:nodegroup/{cluster_name}/*/*",
+            },
+            {
+                "Sid": "ScaleThisClustersGroups",
+                "Effect": "Allow",
+                "Action": list(AUTOSCALER_SCALING_ACTIONS),
+                "Resource": (
+                    f"arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:"
+                    "autoScalingGroupName/eks-*"
+                ),
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"
+                    }
+                },
+            },
+        ],
+    }

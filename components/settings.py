@@ -18,13 +18,26 @@ from typing import Any, ClassVar, Literal, TypeVar
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import to_jsonable_python
 
+from components.build_nodes import (
+    MAX_TAINTS_PER_NODE_GROUP,
+    Taint,
+    label_key_problems,
+    label_value_problems,
+    mixed_shape_problem,
+    quantity_problems,
+    unknown_shapes,
+)
 from components.naming import ALLOCATION_TAG_KEYS, bucket_name_problems, derived_bucket_name
+from components.versions import SUPPORTED_KUBERNETES_VERSIONS
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
-_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/[^\s/]+(/[^\s]+)*$")
+_IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+_GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _CACHE_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 
@@ -161,25 +174,260 @@ class CacheAccessSettings(_Section):
 
 
 class ClusterSettings(_Section):
-    """Facts about the Kubernetes cluster the fleet runs on."""
+    """The EKS cluster the fleet runs on: created by this stack, or an existing one by name."""
 
     config_key: ClassVar[str] = "cluster"
 
-    oidc_provider_arn: str | None = Field(
-        None,
-        description="ARN of the cluster's IAM OIDC identity provider, trusted by IRSA roles.",
+    mode: Literal["create", "existing"] = Field(
+        "existing",
+        description="`create`: a new EKS cluster (pulumi-eks) in an existing VPC. `existing`: "
+        "look an EKS cluster up by `name`.",
+    )
+    name: str = Field(..., description="EKS cluster name (required).")
+    version: str = Field(
+        ...,
+        description="Kubernetes minor of the cluster, e.g. `1.34` (required); selects the "
+        "matching cluster-autoscaler image.",
+    )
+    vpc_id: str | None = Field(None, description="`create` only: VPC of the new cluster.")
+    private_subnet_ids: list[str] = Field(
+        default_factory=list,
+        description="`create` only: private subnets (at least two AZs) for nodes and the API.",
+    )
+    public_subnet_ids: list[str] = Field(
+        default_factory=list, description="`create` only: public subnets for load balancers."
+    )
+    node_subnet_ids: list[str] = Field(
+        default_factory=list,
+        description="Subnets of the build and system nodes. Default: `privateSubnetIds` "
+        "(create) or the cluster's own subnets (existing).",
+    )
+    system_instance_types: list[str] = Field(
+        default_factory=lambda: ["m6i.large", "m5.large"],
+        description="`create` only: on-demand instance types of the system node group "
+        "(add-ons, cluster-autoscaler, runner manager).",
+    )
+    system_node_count: int = Field(
+        2, ge=1, le=10, description="`create` only: size of the system node group."
+    )
+    create_oidc_provider: bool = Field(
+        False,
+        description="`existing` only: create the cluster's IAM OIDC provider instead of looking "
+        "it up (once per cluster and account).",
     )
 
-    @field_validator("oidc_provider_arn")
+    @field_validator("name")
     @classmethod
-    def _valid_oidc_provider_arn(cls, arn: str | None) -> str | None:
-        if arn is not None and not _OIDC_PROVIDER_ARN.match(arn):
+    def _valid_name(cls, name: str) -> str:
+        if not _EKS_CLUSTER_NAME.match(name):
             raise ValueError(
-                "must be an IAM OIDC provider ARN like "
-                "arn:aws:iam::<account>:oidc-provider/oidc.eks.<region>.amazonaws.com/id/<ID> "
-                f"(see `aws iam list-open-id-connect-providers`), got {arn!r}"
+                "must be an EKS cluster name: 1-100 letters, digits, '-' and '_', starting "
+                f"with a letter or digit, got {name!r}"
             )
+        return name
+
+    @field_validator("version")
+    @classmethod
+    def _supported_version(cls, version: str) -> str:
+        if version not in SUPPORTED_KUBERNETES_VERSIONS:
+            raise ValueError(
+                f"must be one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)} (a Kubernetes "
+                f"minor with a pinned cluster-autoscaler image), got {version!r}"
+            )
+        return version
+
+    @field_validator("system_instance_types")
+    @classmethod
+    def _some_system_types(cls, instance_types: list[str]) -> list[str]:
+        return _unique_instance_types(instance_types)
+
+    def cross_field_problems(self) -> list[Problem]:
+        create_only = {
+            "vpc_id": self.vpc_id,
+            "private_subnet_ids": self.private_subnet_ids,
+            "public_subnet_ids": self.public_subnet_ids,
+        }
+        if self.mode == "existing":
+            return [
+                self._problem(key, "is only used when cluster.mode is create; remove it")
+                for key, value in create_only.items()
+                if value
+            ]
+        problems = []
+        if self.vpc_id is None:
+            problems.append(self._problem("vpc_id", "required when cluster.mode is create"))
+        if len(self.private_subnet_ids) < 2:
+            problems.append(
+                self._problem(
+                    "private_subnet_ids",
+                    "needs at least two private subnets in different availability zones "
+                    f"when cluster.mode is create, got {self.private_subnet_ids}",
+                )
+            )
+        if self.create_oidc_provider:
+            problems.append(
+                self._problem(
+                    "create_oidc_provider",
+                    "is only used when cluster.mode is existing: a created cluster always "
+                    "gets its OIDC provider",
+                )
+            )
+        return problems
+
+    @property
+    def default_node_subnet_ids(self) -> list[str]:
+        """Explicit node subnets, else the private subnets of a created cluster (may be empty)."""
+        return self.node_subnet_ids or self.private_subnet_ids
+
+
+class BuildNodeSettings(_Section):
+    """The spot node group CI jobs run on, which scales from zero."""
+
+    config_key: ClassVar[str] = "buildNodes"
+
+    instance_types: list[str] = Field(
+        default_factory=lambda: [
+            "c5a.2xlarge",
+            "c5.2xlarge",
+            "c5ad.2xlarge",
+            "c5d.2xlarge",
+            "c6a.2xlarge",
+            "c6i.2xlarge",
+        ],
+        description="Spot instance types, all of one vCPU/memory shape (cluster-autoscaler "
+        "sizes the group from the first). Several types widen the spot pools.",
+    )
+    min_size: int = Field(0, ge=0, description="Minimum nodes; 0 lets the group scale to zero.")
+    max_size: int = Field(10, ge=1, le=1000, description="Maximum nodes.")
+    disk_size_gib: int = Field(
+        100, ge=20, le=16384, description="Root volume of each node (images, DinD layers)."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=lambda: {
+            "intent": "build",
+            "nodegroup-type": "stateless",
+            "instance-type": "spot",
+        },
+        description="Labels of the build nodes; the runner's node affinity requires them all.",
+    )
+    taints: list[Taint] = Field(
+        default_factory=lambda: [Taint(key="buildInstance", value="true", effect="NoSchedule")],
+        max_length=MAX_TAINTS_PER_NODE_GROUP,
+        description="Taints (`{key, value, effect}`, effect in Kubernetes casing) keeping other "
+        "pods off the build nodes; the runner tolerates them all.",
+    )
+    node_role_arn: str | None = Field(
+        None,
+        description="Existing IAM role for the nodes. Default: a role with the worker node, "
+        "CNI and ECR read-only managed policies.",
+    )
+    scale_from_zero_ephemeral_storage: str | None = Field(
+        None,
+        description="Ephemeral storage a node offers (e.g. `90Gi`), advertised to "
+        "cluster-autoscaler for jobs that request ephemeral-storage.",
+    )
+
+    @field_validator("instance_types")
+    @classmethod
+    def _valid_instance_types(cls, instance_types: list[str]) -> list[str]:
+        instance_types = _unique_instance_types(instance_types)
+        if problem := mixed_shape_problem(instance_types):
+            raise ValueError(problem)
+        return instance_types
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        problems = [
+            f"{key!r}: {problem}"
+            for key, value in labels.items()
+            for problem in label_key_problems(key) + label_value_problems(value)
+        ]
+        if problems:
+            raise ValueError(f"invalid Kubernetes labels: {'; '.join(problems)}")
+        return labels
+
+    @field_validator("taints")
+    @classmethod
+    def _unique_taints(cls, taints: list[Taint]) -> list[Taint]:
+        seen = [(taint.key, taint.effect) for taint in taints]
+        if duplicates := sorted({pair for pair in seen if seen.count(pair) > 1}):
+            raise ValueError(f"each key and effect may appear once, repeated: {duplicates}")
+        return taints
+
+    @field_validator("node_role_arn")
+    @classmethod
+    def _valid_role_arn(cls, arn: str | None) -> str | None:
+        if arn is not None and not _IAM_ROLE_ARN.match(arn):
+            raise ValueError(f"must be an IAM role ARN, got {arn!r}")
         return arn
+
+    @field_validator("scale_from_zero_ephemeral_storage")
+    @classmethod
+    def _valid_quantity(cls, quantity: str | None) -> str | None:
+        if quantity is not None and (problems := quantity_problems(quantity)):
+            raise ValueError(f"{problems[0]}, got {quantity!r}")
+        return quantity
+
+    def cross_field_problems(self) -> list[Problem]:
+        if self.min_size > self.max_size:
+            return [
+                self._problem(
+                    "min_size",
+                    f"must be <= buildNodes.maxSize ({self.max_size}), got {self.min_size}",
+                )
+            ]
+        return []
+
+    @property
+    def unknown_shape_warning(self) -> str | None:
+        """A warning when some instance types' shapes cannot be checked here."""
+        if unknown := unknown_shapes(self.instance_types):
+            return (
+                f"buildNodes.instanceTypes: cannot check the vCPU/memory shape of "
+                f"{', '.join(unknown)}; make sure every type matches {self.instance_types[0]}"
+            )
+        return None
+
+
+class ClusterAutoscalerSettings(_Section):
+    """The cluster-autoscaler release that scales the build nodes."""
+
+    config_key: ClassVar[str] = "clusterAutoscaler"
+
+    enabled: bool = Field(
+        True, description="Install cluster-autoscaler; turn off when the cluster runs one."
+    )
+    expander: Literal["least-waste", "random", "most-pods", "price", "priority", "least-nodes"] = (
+        Field("least-waste", description="How the autoscaler picks a node group to grow.")
+    )
+    scale_down_unneeded_time: str = Field(
+        "10m", description="How long a node stays unneeded before it is removed (Go duration)."
+    )
+
+    @field_validator("scale_down_unneeded_time")
+    @classmethod
+    def _valid_duration(cls, duration: str) -> str:
+        if not _GO_DURATION.match(duration):
+            raise ValueError(f"must be a duration such as 10m or 1h30m, got {duration!r}")
+        return duration
+
+
+class NetworkSettings(_Section):
+    """Network plumbing around the nodes."""
+
+    config_key: ClassVar[str] = "network"
+
+    s3_gateway_endpoint: bool | None = Field(
+        None,
+        description="Add an S3 gateway VPC endpoint to the node subnets' route tables, so cache "
+        "traffic bypasses the NAT gateway. Default: on when cluster.mode is create.",
+    )
+    route_table_ids: list[str] = Field(
+        default_factory=list,
+        description="Route tables for the S3 endpoint. Default: the tables explicitly "
+        "associated with the node subnets (list the VPC's main table here if it serves them).",
+    )
 
 
 class RunnerSettings(_Section):
@@ -217,9 +465,12 @@ class RunnerSettings(_Section):
 SectionT = TypeVar("SectionT", bound=_Section)
 
 _SECTIONS: tuple[type[_Section], ...] = (
+    ClusterSettings,
+    BuildNodeSettings,
+    ClusterAutoscalerSettings,
+    NetworkSettings,
     CacheSettings,
     CacheAccessSettings,
-    ClusterSettings,
     RunnerSettings,
 )
 TAGS_KEY = "tags"
@@ -233,11 +484,15 @@ class FleetSettings:
     project: str
     stack: str
     aws_region: str
+    cluster: ClusterSettings
+    build_nodes: BuildNodeSettings
+    cluster_autoscaler: ClusterAutoscalerSettings
+    network: NetworkSettings
     cache: CacheSettings
     cache_access: CacheAccessSettings
-    cluster: ClusterSettings
     runner: RunnerSettings
     tags: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def cache_bucket_name(self, account_id: str) -> str:
         """The explicit bucket name, or the one derived from project, stack and account."""
@@ -278,15 +533,20 @@ def parse_settings(
         problems.extend(_cross_section_problems(sections))
     if problems:
         raise SettingsError(stack, problems)
+    build_nodes = _section(sections, BuildNodeSettings)
     return FleetSettings(
         project=project,
         stack=stack,
         aws_region=str(aws_region),
+        cluster=_section(sections, ClusterSettings),
+        build_nodes=build_nodes,
+        cluster_autoscaler=_section(sections, ClusterAutoscalerSettings),
+        network=_section(sections, NetworkSettings),
         cache=_section(sections, CacheSettings),
         cache_access=_section(sections, CacheAccessSettings),
-        cluster=_section(sections, ClusterSettings),
         runner=_section(sections, RunnerSettings),
         tags=tags,
+        warnings=tuple(filter(None, [build_nodes.unknown_shape_warning])),
     )
 
 
@@ -321,18 +581,37 @@ def _section(sections: Mapping[str, _Section], section_type: type[SectionT]) -> 
 
 
 def _cross_section_problems(sections: Mapping[str, _Section]) -> list[Problem]:
-    access = _section(sections, CacheAccessSettings)
     cluster = _section(sections, ClusterSettings)
+    network = _section(sections, NetworkSettings)
     problems = []
-    if access.mode == "irsa" and cluster.oidc_provider_arn is None:
+    if network.route_table_ids and network.s3_gateway_endpoint is False:
         problems.append(
             Problem(
-                "cluster.oidcProviderArn",
-                "required when cacheAccess.mode is irsa; set it to the cluster's IAM OIDC "
-                "provider ARN, or set cacheAccess.mode: accessKey for clusters without IRSA",
+                "network.routeTableIds",
+                "is only used with network.s3GatewayEndpoint; remove one of them",
+            )
+        )
+    if (
+        cluster.mode == "existing"
+        and network.s3_gateway_endpoint
+        and not (network.route_table_ids or cluster.node_subnet_ids)
+    ):
+        problems.append(
+            Problem(
+                "network.s3GatewayEndpoint",
+                "needs cluster.nodeSubnetIds or network.routeTableIds for an existing cluster, "
+                "to know which route tables get the endpoint",
             )
         )
     return problems
+
+
+def _unique_instance_types(instance_types: list[str]) -> list[str]:
+    if not instance_types:
+        raise ValueError("must list at least one instance type")
+    if duplicates := sorted({t for t in instance_types if instance_types.count(t) > 1}):
+        raise ValueError(f"must not repeat instance types, repeated: {', '.join(duplicates)}")
+    return instance_types
 
 
 def _parse_tags(raw: Any) -> tuple[dict[str, str], list[Problem]]:
@@ -381,6 +660,12 @@ _MESSAGES: dict[str, Callable[[Any], str]] = {
     "bool_parsing": lambda d: f"must be true or false, got {d['input']!r}",
     "bool_type": lambda d: f"must be true or false, got {d['input']!r}",
     "string_type": lambda d: f"must be a string, got {d['input']!r}",
+    "list_type": lambda d: f"must be a list, got {d['input']!r}",
+    "dict_type": lambda d: f"must be an object of keys to values, got {d['input']!r}",
+    "missing": lambda d: "required; see the config reference in README.md",
+    "too_long": lambda d: (
+        f"must have at most {d['ctx']['max_length']} items, got {d['ctx']['actual_length']}"
+    ),
 }
 
 
@@ -393,7 +678,13 @@ def reference_table() -> str:
     ]
     for section_type in _SECTIONS:
         for name, info in section_type.model_fields.items():
-            default = "(none)" if info.default is None else f"`{json.dumps(info.default)}`"
+            default = info.get_default(call_default_factory=True)
+            if info.is_required():
+                default = "(required)"
+            elif default is None:
+                default = "(none)"
+            else:
+                default = f"`{json.dumps(to_jsonable_python(default), separators=(', ', ': '))}`"
             rows.append(
                 f"| `{section_type.config_key}.{info.alias or name}` | {default} "
                 f"| {info.description} |"

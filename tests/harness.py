@@ -42,6 +42,8 @@ class Registered:
     protect: bool
     retain_on_delete: bool
     dependencies: list[str]
+    provider: str
+    ignore_changes: list[str]
 
 
 @dataclass
@@ -65,15 +67,27 @@ class ProgramRun:
         return next(resource for resource in self.resources if resource.urn == urn)
 
 
+def mock_issuer(region: str, cluster_name: str) -> str:
+    """The OIDC issuer (host/path) the mocks give a cluster."""
+    return f"oidc.eks.{region}.amazonaws.com/id/MOCK{cluster_name.upper().replace('-', '')}"
+
+
+MOCK_CLUSTER_SUBNETS = ["subnet-0cluster0000000001", "subnet-0cluster0000000002"]
+MOCK_ROUTE_TABLES = ["rtb-0mock000000000001", "rtb-0mock000000000002"]
+
+
 class FleetMocks(pulumi.runtime.Mocks):
     """Answers resource registrations and invokes the way AWS would, for one account and region."""
 
-    def __init__(self, region: str, partition: str = "aws") -> None:
+    def __init__(self, region: str, partition: str = "aws", cluster_version: str = "1.34") -> None:
         self.region = region
         self.partition = partition
+        self.cluster_version = cluster_version
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        state = dict(args.inputs)
+        # Custom resources echo their inputs like most providers; components (pulumi-eks's are
+        # remote) return only the outputs set below, never input resource references.
+        state = dict(args.inputs) if args.custom else {}
         resource_id = f"{args.name}-id"
         iam_arn = f"arn:{self.partition}:iam::{ACCOUNT_ID}"
         if args.typ == "aws:s3/bucket:Bucket":
@@ -88,6 +102,25 @@ class FleetMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:iam/accessKey:AccessKey":
             resource_id = "AKIAMOCKACCESSKEY000"
             state.update(secret="mock-secret-access-key")
+        elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            host_path = state["url"].removeprefix("https://")
+            state.update(arn=f"{iam_arn}:oidc-provider/{host_path}")
+        elif args.typ == "eks:index:Cluster":
+            cluster_name = args.inputs["name"]
+            issuer = mock_issuer(self.region, cluster_name)
+            state.update(
+                kubeconfigJson=json.dumps({"clusters": [{"name": cluster_name}]}),
+                oidcProviderArn=f"{iam_arn}:oidc-provider/{issuer}",
+                oidcProviderUrl=f"https://{issuer}",
+                oidcIssuer=issuer,
+            )
+        elif args.typ == "aws:eks/nodeGroup:NodeGroup":
+            state.update(
+                nodeGroupName=f"{args.name}-20261123",
+                resources=[{"autoscalingGroups": [{"name": f"eks-{args.name}-mock-asg"}]}],
+            )
+        elif args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
+            resource_id = "vpce-0mock00000000000"
         return resource_id, state
 
     def call(
@@ -106,8 +139,33 @@ class FleetMocks(pulumi.runtime.Mocks):
                 "dnsSuffix": "amazonaws.com",
                 "id": self.partition,
             }, []
-        if args.token == "aws:index/getRegion:getRegion":
-            return {"region": self.region, "name": self.region, "id": self.region}, []
+        if args.token == "aws:eks/getCluster:getCluster":
+            name = args.args["name"]
+            return {
+                "id": name,
+                "name": name,
+                "arn": f"arn:{self.partition}:eks:{self.region}:{ACCOUNT_ID}:cluster/{name}",
+                "endpoint": f"https://{name.upper()}.gr7.{self.region}.eks.amazonaws.com",
+                "certificateAuthorities": [{"data": "LS0tLS1CRUdJTi1NT0NL"}],
+                "identities": [
+                    {"oidcs": [{"issuer": f"https://{mock_issuer(self.region, name)}"}]}
+                ],
+                "vpcConfig": {"vpcId": "vpc-0cluster000000000", "subnetIds": MOCK_CLUSTER_SUBNETS},
+                "version": self.cluster_version,
+            }, []
+        if args.token == "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider":
+            host_path = args.args["url"].removeprefix("https://")
+            arn = f"arn:{self.partition}:iam::{ACCOUNT_ID}:oidc-provider/{host_path}"
+            return {
+                "arn": arn,
+                "url": host_path,
+                "id": arn,
+                "clientIdLists": ["sts.amazonaws.com"],
+            }, []
+        if args.token == "aws:ec2/getRouteTables:getRouteTables":
+            return {"ids": MOCK_ROUTE_TABLES, "id": self.region}, []
+        if args.token == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
+            return {"serviceName": f"com.amazonaws.{self.region}.s3", "id": "s3"}, []
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
@@ -132,6 +190,8 @@ class RecordingMonitor(MockMonitor):
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
                     dependencies=list(request.dependencies),
+                    provider=request.provider,
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response
@@ -225,6 +285,11 @@ def run_stack(
         region=config.get("aws:region", DEFAULT_REGION),
         expect_error=expect_error,
     )
+
+
+def settings_config(**sections: Any) -> dict[str, Any]:
+    """Stack config for the project's own sections, keyed as the CLI would (`<project>:<key>`)."""
+    return {f"{PROJECT}:{key}": value for key, value in sections.items()}
 
 
 def policy_document(resource: Registered, key: str = "policy") -> dict[str, Any]:

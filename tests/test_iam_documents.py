@@ -8,6 +8,8 @@ import pytest
 
 from components.iam_documents import (
     cache_access_policy,
+    cluster_autoscaler_policy,
+    ec2_trust_policy,
     irsa_trust_policy,
     oidc_issuer_host_path,
     tls_only_bucket_policy,
@@ -133,3 +135,43 @@ def test_irsa_trust_pins_service_account_and_audience() -> None:
 )
 def test_issuer_is_written_without_scheme(given: str) -> None:
     assert oidc_issuer_host_path(given) == ISSUER
+
+
+def test_autoscaler_describes_everything_but_scales_only_this_clusters_groups(lint_policy) -> None:
+    document = cluster_autoscaler_policy(OIDC_ARN, "eu-west-1", "ci-prod")
+    statements = statements_by_sid(document)
+    describe = statements["DiscoverNodeGroups"]
+    assert describe["Resource"] == "*"
+    assert all(":Describe" in a or ":Get" in a for a in describe["Action"])
+    assert "ec2:DescribeLaunchTemplateVersions" in describe["Action"]
+
+    nodegroups = statements["DescribeThisClustersNodeGroups"]
+    assert nodegroups["Action"] == "eks:DescribeNodegroup"
+    assert nodegroups["Resource"] == "arn:aws:eks:eu-west-1:123456789012:nodegroup/ci-prod/*/*"
+
+    scale = statements["ScaleThisClustersGroups"]
+    assert sorted(scale["Action"]) == [
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    assert scale["Resource"] == (
+        "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/eks-*"
+    )
+    assert scale["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/ci-prod": "owned"}
+    }
+    assert lint_policy(document) == []
+
+
+def test_autoscaler_policy_follows_the_partition_of_the_oidc_provider() -> None:
+    china = "arn:aws-cn:iam::123456789012:oidc-provider/oidc.eks.cn-north-1.amazonaws.com.cn/id/X"
+    document = cluster_autoscaler_policy(china, "cn-north-1", "ci")
+    scoped = [s["Resource"] for s in document["Statement"] if s["Resource"] != "*"]
+    assert scoped
+    assert all(resource.startswith("arn:aws-cn:") for resource in scoped)
+
+
+def test_ec2_trust_lets_only_ec2_assume_the_node_role() -> None:
+    (statement,) = ec2_trust_policy()["Statement"]
+    assert statement["Principal"] == {"Service": "ec2.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"

@@ -10,8 +10,14 @@ import pytest
 from components.settings import SettingsError, load_settings, parse_settings
 from tests.harness import PROJECT, run_program, run_stack
 
-OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC123"
-VALID: dict[str, Any] = {"cluster": {"oidcProviderArn": OIDC_ARN}}
+VALID: dict[str, Any] = {"cluster": {"name": "ci", "version": "1.34"}}
+CREATE = {
+    "mode": "create",
+    "name": "ci",
+    "version": "1.34",
+    "vpcId": "vpc-1",
+    "privateSubnetIds": ["subnet-a", "subnet-b"],
+}
 
 
 def parse(raw: dict[str, Any], stack: str = "dev", region: str | None = "eu-west-1"):
@@ -44,8 +50,19 @@ def test_explicit_bucket_name_wins() -> None:
     assert settings.cache_bucket_name("123456789012") == "acme-ci-cache"
 
 
-def test_access_key_mode_needs_no_oidc_provider() -> None:
-    assert parse({"cacheAccess": {"mode": "accessKey"}}).cache_access.mode == "accessKey"
+def test_a_created_cluster_puts_nodes_in_its_private_subnets() -> None:
+    cluster = parse({"cluster": CREATE}).cluster
+    assert cluster.default_node_subnet_ids == ["subnet-a", "subnet-b"]
+    explicit = parse({"cluster": {**CREATE, "nodeSubnetIds": ["subnet-c"]}}).cluster
+    assert explicit.default_node_subnet_ids == ["subnet-c"]
+
+
+def test_unknown_instance_shapes_are_a_warning_not_an_error() -> None:
+    settings = parse({**VALID, "buildNodes": {"instanceTypes": ["c5.2xlarge", "x2gd.2xlarge"]}})
+    assert settings.warnings == (
+        "buildNodes.instanceTypes: cannot check the vCPU/memory shape of x2gd.2xlarge; "
+        "make sure every type matches c5.2xlarge",
+    )
 
 
 INVALID = [
@@ -79,9 +96,127 @@ INVALID = [
         {"cacheAccess": {"mode": "iam"}},
         "cacheAccess.mode: must be one of 'irsa' or 'accessKey', got 'iam'",
     ),
+    ({"cluster": {"version": "1.34"}}, "cluster.name: required"),
+    ({"cluster": {"name": "ci"}}, "cluster.version: required"),
     (
-        {"cluster": {"oidcProviderArn": "https://oidc.eks.eu-west-1.amazonaws.com/id/X"}},
-        "cluster.oidcProviderArn: must be an IAM OIDC provider ARN",
+        {"cluster": {"name": "ci", "version": "1.29"}},
+        "cluster.version: must be one of 1.30, 1.31, 1.32, 1.33, 1.34, 1.35",
+    ),
+    ({"cluster": {"name": "-ci", "version": "1.34"}}, "cluster.name: must be an EKS cluster name"),
+    (
+        {"cluster": {"name": "ci", "version": "1.34", "mode": "import"}},
+        "cluster.mode: must be one of 'create' or 'existing', got 'import'",
+    ),
+    (
+        {
+            "cluster": {
+                "name": "ci",
+                "version": "1.34",
+                "mode": "create",
+                "privateSubnetIds": ["a", "b"],
+            }
+        },
+        "cluster.vpcId: required when cluster.mode is create",
+    ),
+    (
+        {
+            "cluster": {
+                "name": "ci",
+                "version": "1.34",
+                "mode": "create",
+                "vpcId": "vpc-1",
+                "privateSubnetIds": ["a"],
+            }
+        },
+        "cluster.privateSubnetIds: needs at least two private subnets",
+    ),
+    (
+        {"cluster": {**CREATE, "createOidcProvider": True}},
+        "cluster.createOidcProvider: is only used when cluster.mode is existing",
+    ),
+    (
+        {"cluster": {"name": "ci", "version": "1.34", "vpcId": "vpc-1"}},
+        "cluster.vpcId: is only used when cluster.mode is create; remove it",
+    ),
+    ({"cluster": {**CREATE, "systemNodeCount": 0}}, "cluster.systemNodeCount: must be >= 1, got 0"),
+    (
+        {"buildNodes": {"minSize": 4, "maxSize": 3}},
+        "buildNodes.minSize: must be <= buildNodes.maxSize (3), got 4",
+    ),
+    ({"buildNodes": {"maxSize": 0}}, "buildNodes.maxSize: must be >= 1, got 0"),
+    ({"buildNodes": {"minSize": -1}}, "buildNodes.minSize: must be >= 0, got -1"),
+    (
+        {"buildNodes": {"instanceTypes": []}},
+        "buildNodes.instanceTypes: must list at least one instance type",
+    ),
+    (
+        {"buildNodes": {"instanceTypes": ["c5.2xlarge", "c5.2xlarge"]}},
+        "buildNodes.instanceTypes: must not repeat instance types, repeated: c5.2xlarge",
+    ),
+    (
+        {
+            "buildNodes": {
+                "instanceTypes": ["c5a.2xlarge", "t3.2xlarge", "c5.2xlarge", "m5.2xlarge"]
+            }
+        },
+        "buildNodes.instanceTypes: must all have the same vCPU, memory and architecture, because cluster-autoscaler sizes the whole group from the first type: c5a.2xlarge is 8 vCPU/16 GiB/x86_64 but t3.2xlarge is 8 vCPU/32 GiB/x86_64",
+    ),
+    (
+        {"buildNodes": {"instanceTypes": ["m6i.2xlarge", "m6g.2xlarge"]}},
+        "buildNodes.instanceTypes: must all have the same vCPU, memory and architecture",
+    ),
+    (
+        {"buildNodes": {"taints": [{"key": "build", "effect": "NO_SCHEDULE"}]}},
+        "buildNodes.taints.0.effect: must be one of 'NoSchedule', 'PreferNoSchedule' or 'NoExecute', got 'NO_SCHEDULE'",
+    ),
+    (
+        {"buildNodes": {"taints": [{"key": "bad key", "effect": "NoSchedule"}]}},
+        "buildNodes.taints.0.key: name part must be 1-63 letters",
+    ),
+    (
+        {"buildNodes": {"taints": [{"key": f"k{i}"} for i in range(51)]}},
+        "buildNodes.taints: must have at most 50 items, got 51",
+    ),
+    (
+        {"buildNodes": {"taints": [{"key": "a", "value": "1"}, {"key": "a", "value": "2"}]}},
+        "buildNodes.taints: each key and effect may appear once, repeated: [('a', 'NoSchedule')]",
+    ),
+    (
+        {"buildNodes": {"labels": {"Intent!": "build"}}},
+        "buildNodes.labels: invalid Kubernetes labels: 'Intent!': name part must be 1-63 letters",
+    ),
+    (
+        {"buildNodes": {"labels": {"intent": "build jobs"}}},
+        "buildNodes.labels: invalid Kubernetes labels: 'intent': must be at most 63 letters",
+    ),
+    (
+        {"buildNodes": {"labels": {"node.kubernetes.io/role": "build"}}},
+        "buildNodes.labels: invalid Kubernetes labels: 'node.kubernetes.io/role': the kubernetes.io and k8s.io prefixes are reserved",
+    ),
+    (
+        {"buildNodes": {"labels": {"intent": "x" * 64}}},
+        "buildNodes.labels: invalid Kubernetes labels: 'intent': must be at most 63",
+    ),
+    (
+        {"buildNodes": {"nodeRoleArn": "my-role"}},
+        "buildNodes.nodeRoleArn: must be an IAM role ARN, got 'my-role'",
+    ),
+    (
+        {"buildNodes": {"scaleFromZeroEphemeralStorage": "90 GB"}},
+        "buildNodes.scaleFromZeroEphemeralStorage: must be a Kubernetes quantity such as 100Gi, got '90 GB'",
+    ),
+    ({"clusterAutoscaler": {"expander": "cheapest"}}, "clusterAutoscaler.expander: must be one of"),
+    (
+        {"clusterAutoscaler": {"scaleDownUnneededTime": "10 minutes"}},
+        "clusterAutoscaler.scaleDownUnneededTime: must be a duration such as 10m or 1h30m",
+    ),
+    (
+        {"network": {"s3GatewayEndpoint": True}},
+        "network.s3GatewayEndpoint: needs cluster.nodeSubnetIds or network.routeTableIds for an existing cluster",
+    ),
+    (
+        {"network": {"s3GatewayEndpoint": False, "routeTableIds": ["rtb-1"]}},
+        "network.routeTableIds: is only used with network.s3GatewayEndpoint",
     ),
     ({"runner": {"namespace": "Runners"}}, "runner.namespace: must be a Kubernetes namespace name"),
     ({"runner": {"namespace": "a" * 64}}, "runner.namespace: must be a Kubernetes namespace name"),
@@ -106,12 +241,6 @@ def test_each_invalid_setting_is_rejected_with_its_own_message(override, expecte
     assert problems[0].startswith(expected)
 
 
-def test_irsa_without_oidc_provider_names_both_fixes() -> None:
-    (problem,) = problems_of({})
-    assert problem.startswith("cluster.oidcProviderArn: required when cacheAccess.mode is irsa")
-    assert "cacheAccess.mode: accessKey" in problem
-
-
 def test_missing_region_is_reported_with_the_command_that_sets_it() -> None:
     (problem,) = problems_of(VALID, region=None)
     assert problem == "aws:region: required; set it with `pulumi config set aws:region <region>`"
@@ -121,6 +250,7 @@ def test_every_problem_is_listed_in_one_message() -> None:
     with pytest.raises(SettingsError) as caught:
         parse(
             {
+                **VALID,
                 "cache": {"expirationDays": 0, "kmsKeyArn": "nope"},
                 "cacheAccess": {"mode": "iam"},
                 "runner": {"namespace": "NS"},
@@ -150,7 +280,7 @@ def test_load_settings_reads_the_project_namespace() -> None:
         lambda: loaded.append(load_settings()),
         config={
             "gitlab-runner-fleet:cache": {"expirationDays": 9},
-            "gitlab-runner-fleet:cluster": {"oidcProviderArn": OIDC_ARN},
+            "gitlab-runner-fleet:cluster": {"name": "ci-qa", "version": "1.33"},
         },
         stack="qa",
         region="us-east-2",
@@ -158,7 +288,7 @@ def test_load_settings_reads_the_project_namespace() -> None:
     (settings,) = loaded
     assert (settings.project, settings.stack, settings.aws_region) == (PROJECT, "qa", "us-east-2")
     assert settings.cache.expiration_days == 9
-    assert settings.cluster.oidc_provider_arn == OIDC_ARN
+    assert (settings.cluster.name, settings.cluster.version) == ("ci-qa", "1.33")
 
 
 def test_a_section_that_is_not_json_is_reported_not_raised() -> None:

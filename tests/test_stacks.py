@@ -7,10 +7,25 @@ import time
 import pytest
 
 from components.settings import reference_table
-from tests.harness import ACCOUNT_ID, REPO, config_from_stack_file, run_stack
+from tests.harness import (
+    ACCOUNT_ID,
+    MOCK_ROUTE_TABLES,
+    PROJECT,
+    REPO,
+    config_from_stack_file,
+    mock_issuer,
+    run_stack,
+    settings_config,
+)
 
 STACKS = sorted(path.name.split(".")[1] for path in (REPO / "stacks").glob("Pulumi.*.yaml"))
 EXPORTS = {
+    "clusterName",
+    "buildNodeGroupName",
+    "buildAutoscalingGroupName",
+    "buildNodeRoleArn",
+    "buildScaleFromZeroTags",
+    "clusterAutoscalerRoleArn",
     "cacheBucketName",
     "cacheBucketArn",
     "cacheBucketRegion",
@@ -26,6 +41,9 @@ TAGGABLE = {
     "aws:iam/policy:Policy",
     "aws:iam/role:Role",
     "aws:iam/user:User",
+    "aws:eks/nodeGroup:NodeGroup",
+    "aws:ec2/vpcEndpoint:VpcEndpoint",
+    "eks:index:Cluster",
 }
 
 
@@ -36,13 +54,19 @@ def test_the_three_environments_have_stack_files() -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_evaluates_and_exports_what_reviewers_need(stack: str) -> None:
     run = run_stack(stack)
-    assert set(run.outputs) == EXPORTS
+    assert EXPORTS <= set(run.outputs) <= EXPORTS | {"s3GatewayEndpointId"}
+    assert run.outputs["clusterName"] == config_from_stack_file(stack)[f"{PROJECT}:cluster"]["name"]
+    assert run.outputs["buildAutoscalingGroupName"] == "eks-build-nodes-mock-asg"
     bucket = run.one("aws:s3/bucket:Bucket")
     assert run.outputs["cacheBucketName"] == bucket.inputs["bucket"]
     assert run.outputs["cacheBucketArn"] == f"arn:aws:s3:::{bucket.inputs['bucket']}"
     assert run.outputs["cacheBucketRegion"] == config_from_stack_file(stack)["aws:region"]
-    assert run.outputs["cachePolicyArn"] == run.one("aws:iam/policy:Policy").state["arn"]
-    assert run.outputs["cacheRoleArn"] == run.one("aws:iam/role:Role").state["arn"]
+    cache_policy = next(
+        p for p in run.of_type("aws:iam/policy:Policy") if p.name == "cache-access-policy"
+    )
+    assert run.outputs["cachePolicyArn"] == cache_policy.state["arn"]
+    cache_role = next(r for r in run.of_type("aws:iam/role:Role") if r.name == "cache-access-irsa")
+    assert run.outputs["cacheRoleArn"] == cache_role.state["arn"]
     assert run.secret_outputs == set()
 
 
@@ -51,22 +75,98 @@ def test_every_aws_resource_carries_the_allocation_tags(stack: str) -> None:
     run = run_stack(stack)
     cost_center = config_from_stack_file(stack)["gitlab-runner-fleet:tags"]["cost-center"]
     tagged = [r for r in run.resources if r.type in TAGGABLE]
-    assert len(tagged) == 3
+    assert {r.type for r in tagged} >= {
+        "aws:s3/bucket:Bucket",
+        "aws:iam/policy:Policy",
+        "aws:iam/role:Role",
+        "aws:eks/nodeGroup:NodeGroup",
+    }
     for resource in tagged:
         tags = resource.inputs["tags"]
-        assert tags["project"] == "gitlab-runner-fleet"
+        assert tags["project"] == "gitlab-runner-fleet", resource.name
         assert tags["stack"] == stack
-        assert tags["component"] in {"cache-bucket", "cache-access"}
+        assert tags["component"] in {
+            "cluster",
+            "build-nodes",
+            "cluster-autoscaler",
+            "network",
+            "cache-bucket",
+            "cache-access",
+        }
         assert tags["cost-center"] == cost_center
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_irsa_role_trusts_the_runner_service_account_of_the_stack(stack: str) -> None:
+def test_irsa_roles_trust_their_service_accounts_on_the_stacks_cluster(stack: str) -> None:
     run = run_stack(stack)
-    role = run.one("aws:iam/role:Role")
-    oidc_arn = config_from_stack_file(stack)["gitlab-runner-fleet:cluster"]["oidcProviderArn"]
-    assert f'"Federated": "{oidc_arn}"' in role.inputs["assumeRolePolicy"]
-    assert '"system:serviceaccount:gitlab-runner:gitlab-runner"' in role.inputs["assumeRolePolicy"]
+    cluster_name = config_from_stack_file(stack)[f"{PROJECT}:cluster"]["name"]
+    issuer = mock_issuer("eu-west-1", cluster_name)
+    oidc_arn = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{issuer}"
+    roles = {r.name: r.inputs["assumeRolePolicy"] for r in run.of_type("aws:iam/role:Role")}
+    for role_name, subject in (
+        ("cache-access-irsa", "system:serviceaccount:gitlab-runner:gitlab-runner"),
+        ("cluster-autoscaler-irsa", "system:serviceaccount:kube-system:cluster-autoscaler"),
+    ):
+        assert f'"Federated": "{oidc_arn}"' in roles[role_name]
+        assert f'"{issuer}:sub": "{subject}"' in roles[role_name]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_in_cluster_resource_uses_the_clusters_own_provider(stack: str) -> None:
+    run = run_stack(stack)
+    provider = run.one("pulumi:providers:kubernetes")
+    in_cluster = [r for r in run.resources if r.type.startswith("kubernetes:")]
+    assert in_cluster
+    assert all(r.provider.startswith(f"{provider.urn}::") for r in in_cluster)
+
+
+def test_prod_asg_gets_exactly_the_tags_its_labels_and_taints_imply() -> None:
+    run = run_stack("prod")
+    prefix = "k8s.io/cluster-autoscaler/node-template"
+    expected = {
+        f"{prefix}/label/intent": "build",
+        f"{prefix}/label/nodegroup-type": "stateless",
+        f"{prefix}/label/instance-type": "spot",
+        f"{prefix}/label/eks.amazonaws.com/capacityType": "SPOT",
+        f"{prefix}/taint/buildInstance": "true:NoSchedule",
+        f"{prefix}/resources/ephemeral-storage": "90Gi",
+    }
+    asg_tags = run.of_type("aws:autoscaling/tag:Tag")
+    assert {t.inputs["tag"]["key"]: t.inputs["tag"]["value"] for t in asg_tags} == expected
+    assert run.outputs["buildScaleFromZeroTags"] == expected
+    build_group = next(
+        g for g in run.of_type("aws:eks/nodeGroup:NodeGroup") if g.name == "build-nodes"
+    )
+    assert build_group.inputs["subnetIds"] == [
+        "subnet-0ccccccccccccccc1",
+        "subnet-0ccccccccccccccc2",
+        "subnet-0ccccccccccccccc3",
+    ]
+    assert build_group.inputs["scalingConfig"] == {"minSize": 0, "desiredSize": 0, "maxSize": 40}
+
+
+def test_dev_creates_its_cluster_and_an_s3_endpoint_by_default() -> None:
+    run = run_stack("dev")
+    assert run.one("eks:index:Cluster").inputs["name"] == "gitlab-runner-fleet-dev"
+    endpoint = run.one("aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint.inputs["vpcId"] == "vpc-0123456789abcdef0"
+    assert endpoint.inputs["routeTableIds"] == MOCK_ROUTE_TABLES
+
+
+def test_staging_uses_an_existing_cluster_without_touching_its_network() -> None:
+    run = run_stack("staging")
+    assert run.of_type("eks:index:Cluster") == []
+    assert run.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") == []
+
+
+def test_an_existing_autoscaler_can_be_kept() -> None:
+    run = run_stack("prod", settings_config(clusterAutoscaler={"enabled": False}))
+    assert run.of_type("kubernetes:helm.sh/v3:Release") == []
+    assert "clusterAutoscalerRoleArn" not in run.outputs
+    assert {r.name for r in run.of_type("aws:iam/role:Role")} == {
+        "build-nodes-role",
+        "cache-access-irsa",
+    }
 
 
 def test_dev_bucket_is_disposable() -> None:
@@ -100,8 +200,8 @@ def test_prod_versions_and_logs_its_cache() -> None:
 
 
 def test_access_key_mode_keeps_the_key_secret_in_stack_outputs() -> None:
-    run = run_stack("staging", {"gitlab-runner-fleet:cacheAccess": {"mode": "accessKey"}})
-    assert run.of_type("aws:iam/role:Role") == []
+    run = run_stack("staging", settings_config(cacheAccess={"mode": "accessKey"}))
+    assert "cache-access-irsa" not in {r.name for r in run.of_type("aws:iam/role:Role")}
     assert run.outputs["cacheUserName"] == run.one("aws:iam/user:User").state["name"]
     assert run.secret_outputs == {"cacheAccessKeyId", "cacheSecretAccessKey"}
     assert run.outputs["cacheRoleArn"] is None
@@ -109,8 +209,11 @@ def test_access_key_mode_keeps_the_key_secret_in_stack_outputs() -> None:
 
 def test_kms_stack_encrypts_with_the_key_and_grants_only_it() -> None:
     key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    run = run_stack("prod", {"gitlab-runner-fleet:cache": {"kmsKeyArn": key}})
-    policy = run.one("aws:iam/policy:Policy").inputs["policy"]
+    run = run_stack("prod", settings_config(cache={"kmsKeyArn": key}))
+    policy = next(
+        p for p in run.of_type("aws:iam/policy:Policy") if p.name == "cache-access-policy"
+    )
+    policy = policy.inputs["policy"]
     assert f'"Resource": "{key}"' in policy
     encryption = run.one(
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"

@@ -1,0 +1,190 @@
+"""ClusterAutoscaler: the official cluster-autoscaler chart with an IRSA role, on system nodes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, NotRequired, Optional, TypedDict
+
+import pulumi
+from pulumi_aws import iam
+from pulumi_kubernetes.helm import v3 as helm
+
+from components.build_nodes import CAPACITY_TYPE_LABEL, SPOT
+from components.iam_documents import cluster_autoscaler_policy, irsa_trust_policy
+from components.versions import (
+    CLUSTER_AUTOSCALER_CHART,
+    CLUSTER_AUTOSCALER_CHART_REPO,
+    CLUSTER_AUTOSCALER_CHART_VERSION,
+    CLUSTER_AUTOSCALER_IMAGE_TAGS,
+)
+
+NAMESPACE = "kube-system"
+SERVICE_ACCOUNT = "cluster-autoscaler"
+"""Fixed, so the IRSA trust subject and the chart's service account cannot drift apart."""
+IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+
+def keep_off_build_nodes(build_labels: Mapping[str, str]) -> dict[str, Any]:
+    """Node affinity that keeps a pod off spot capacity and off nodes carrying build labels."""
+    expressions = [{"key": CAPACITY_TYPE_LABEL, "operator": "NotIn", "values": [SPOT]}]
+    expressions += [
+        {"key": key, "operator": "NotIn", "values": [value]} for key, value in build_labels.items()
+    ]
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": expressions}]
+            }
+        }
+    }
+
+
+def autoscaler_values(
+    *,
+    cluster_name: str,
+    region: str,
+    kubernetes_version: str,
+    role_arn: str,
+    expander: str,
+    scale_down_unneeded_time: str,
+    build_labels: Mapping[str, str],
+) -> dict[str, Any]:
+    """Helm values of the cluster-autoscaler chart (keys of its values.yaml)."""
+    return {
+        # Names the Deployment plainly `cluster-autoscaler` rather than `<release>-aws-...`.
+        "fullnameOverride": "cluster-autoscaler",
+        "cloudProvider": "aws",
+        "awsRegion": region,
+        "autoDiscovery": {"clusterName": cluster_name},
+        "image": {"tag": CLUSTER_AUTOSCALER_IMAGE_TAGS[kubernetes_version]},
+        "rbac": {
+            "create": True,
+            "serviceAccount": {
+                "create": True,
+                "name": SERVICE_ACCOUNT,
+                "annotations": {IRSA_ROLE_ANNOTATION: role_arn},
+            },
+        },
+        "extraArgs": {
+            "expander": expander,
+            "balance-similar-node-groups": True,
+            # CI job pods use emptyDir; without this their nodes would never scale down.
+            "skip-nodes-with-local-storage": False,
+            "scale-down-unneeded-time": scale_down_unneeded_time,
+        },
+        "affinity": keep_off_build_nodes(build_labels),
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "300Mi"},
+            "limits": {"memory": "600Mi"},
+        },
+    }
+
+
+class ClusterAutoscalerArgs(TypedDict):
+    """Inputs of ClusterAutoscaler."""
+
+    cluster_name: pulumi.Input[str]
+    """EKS cluster whose node groups are auto-discovered."""
+    region: str
+    """AWS region of the cluster."""
+    kubernetes_version: str
+    """Kubernetes minor of the cluster; picks the autoscaler image."""
+    oidc_provider_arn: pulumi.Input[str]
+    """The cluster's IAM OIDC provider, trusted by the autoscaler's role."""
+    build_labels: dict[str, str]
+    """Labels of the build nodes, which the autoscaler itself must never run on."""
+    expander: NotRequired[str]
+    """Expander strategy. Default `least-waste`."""
+    scale_down_unneeded_time: NotRequired[str]
+    """How long a node stays unneeded before removal. Default `10m`."""
+    tags: NotRequired[dict[str, str]]
+    """Tags applied to the IAM resources."""
+
+
+class ClusterAutoscaler(pulumi.ComponentResource):
+    """cluster-autoscaler for EKS: an IRSA role allowed to scale only this cluster's groups,
+    and the official Helm chart with node-group auto-discovery, pinned to the cluster's minor.
+
+    Pass the cluster's Kubernetes provider in `opts.providers`.
+    """
+
+    role_arn: pulumi.Output[str]
+    """ARN of the autoscaler's IRSA role."""
+    service_account: pulumi.Output[str]
+    """`<namespace>/<name>` of the service account the role trusts."""
+    release_name: pulumi.Output[Optional[str]]
+    """Name of the Helm release."""
+
+    def __init__(
+        self,
+        name: str,
+        args: ClusterAutoscalerArgs,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ) -> None:
+        super().__init__("gitlab-runner-fleet:index:ClusterAutoscaler", name, None, opts)
+        version = args["kubernetes_version"]
+        if version not in CLUSTER_AUTOSCALER_IMAGE_TAGS:
+            raise ValueError(f"ClusterAutoscaler {name}: no pinned image for Kubernetes {version}")
+        tags = args.get("tags", {})
+        role = self._create_role(name, args, tags)
+        values = pulumi.Output.all(args["cluster_name"], role.arn).apply(
+            lambda resolved: autoscaler_values(
+                cluster_name=resolved[0],
+                region=args["region"],
+                kubernetes_version=version,
+                role_arn=resolved[1],
+                expander=args.get("expander", "least-waste"),
+                scale_down_unneeded_time=args.get("scale_down_unneeded_time", "10m"),
+                build_labels=args["build_labels"],
+            )
+        )
+        release = helm.Release(
+            name,
+            chart=CLUSTER_AUTOSCALER_CHART,
+            version=CLUSTER_AUTOSCALER_CHART_VERSION,
+            repository_opts={"repo": CLUSTER_AUTOSCALER_CHART_REPO},
+            namespace=NAMESPACE,
+            values=values,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.role_arn = role.arn
+        self.service_account = pulumi.Output.from_input(f"{NAMESPACE}/{SERVICE_ACCOUNT}")
+        self.release_name = release.name
+        self.register_outputs(
+            {
+                "role_arn": self.role_arn,
+                "service_account": self.service_account,
+                "release_name": self.release_name,
+            }
+        )
+
+    def _create_role(
+        self, name: str, args: ClusterAutoscalerArgs, tags: dict[str, str]
+    ) -> iam.Role:
+        documents = pulumi.Output.all(args["oidc_provider_arn"], args["cluster_name"])
+        role = iam.Role(
+            f"{name}-irsa",
+            description="cluster-autoscaler (IRSA)",
+            assume_role_policy=documents.apply(
+                lambda v: json.dumps(irsa_trust_policy(v[0], NAMESPACE, SERVICE_ACCOUNT))
+            ),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        policy = iam.Policy(
+            f"{name}-policy",
+            description="cluster-autoscaler: discover node groups, scale this cluster's groups",
+            policy=documents.apply(
+                lambda v: json.dumps(cluster_autoscaler_policy(v[0], args["region"], v[1]))
+            ),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        iam.RolePolicyAttachment(
+            f"{name}-irsa-policy",
+            role=role.name,
+            policy_arn=policy.arn,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return role

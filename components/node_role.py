@@ -1,0 +1,67 @@
+"""NodeRole: the IAM role EC2 worker nodes of an EKS managed node group run as."""
+
+from __future__ import annotations
+
+import json
+from typing import NotRequired, Optional, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+from pulumi_aws import iam
+
+from components.iam_documents import ec2_trust_policy
+
+# What a managed node needs to join the cluster, run the VPC CNI and pull images from ECR.
+NODE_MANAGED_POLICIES = (
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryReadOnly",
+)
+
+
+class NodeRoleArgs(TypedDict):
+    """Inputs of NodeRole."""
+
+    description: str
+    """What the nodes are for; shown in the IAM console."""
+    tags: NotRequired[dict[str, str]]
+    """Tags applied to the role."""
+
+
+class NodeRole(pulumi.ComponentResource):
+    """An EC2-assumable role with the three AWS managed policies EKS worker nodes need."""
+
+    role_arn: pulumi.Output[str]
+    """ARN of the role, for `aws.eks.NodeGroup.node_role_arn`."""
+    role_name: pulumi.Output[str]
+    """Name of the role."""
+
+    def __init__(
+        self, name: str, args: NodeRoleArgs, opts: Optional[pulumi.ResourceOptions] = None
+    ) -> None:
+        super().__init__("gitlab-runner-fleet:index:NodeRole", name, None, opts)
+        role = iam.Role(
+            name,
+            description=args["description"],
+            assume_role_policy=json.dumps(ec2_trust_policy()),
+            tags=args.get("tags", {}),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        self._attachments = [
+            iam.RolePolicyAttachment(
+                f"{name}-{policy}",
+                role=role.name,
+                policy_arn=partition.partition.apply(
+                    lambda part, policy=policy: f"arn:{part}:iam::aws:policy/{policy}"
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for policy in NODE_MANAGED_POLICIES
+        ]
+        self.role_name = role.name
+        # Nodes that launch before their policies are attached never join the cluster.
+        self.role_arn = pulumi.Output.all(role.arn, *(a.id for a in self._attachments)).apply(
+            lambda values: str(values[0])
+        )
+        self.register_outputs({"role_arn": self.role_arn, "role_name": self.role_name})
