@@ -1,5 +1,7 @@
 """gitlab-runner-fleet: read the stack's settings, wire the components, export the results."""
 
+from typing import cast
+
 import pulumi
 import pulumi_aws as aws
 
@@ -7,6 +9,7 @@ from components.cache_access import CacheAccess
 from components.cache_bucket import CacheBucket
 from components.cluster import CREATE_MODE, EksCluster
 from components.cluster_autoscaler import ClusterAutoscaler
+from components.gitlab_runner import GitlabRunner, cache_secret_data
 from components.naming import resource_tags
 from components.s3_gateway_endpoint import S3GatewayEndpoint
 from components.settings import load_settings
@@ -92,34 +95,82 @@ if s3_endpoint_wanted:
     )
     pulumi.export("s3GatewayEndpointId", s3_endpoint.endpoint_id)
 
-account_id = aws.get_caller_identity_output().account_id
-cache = CacheBucket(
-    "cache",
+cache_role_arn: pulumi.Input[str | None] = None
+if settings.cache.type == "s3":
+    account_id = aws.get_caller_identity_output().account_id
+    cache = CacheBucket(
+        "cache",
+        {
+            "bucket_name": account_id.apply(settings.cache_bucket_name),
+            "cache_prefix": settings.cache.prefix,
+            "expiration_days": settings.cache.expiration_days,
+            "versioning": settings.cache.versioning,
+            "kms_key_arn": settings.cache.kms_key_arn,
+            "access_log_bucket": settings.cache.access_log_bucket,
+            "access_log_prefix": settings.cache.access_log_prefix,
+            "protect": settings.cache.protect,
+            "force_destroy": settings.cache.force_destroy,
+            "tags": tags("cache-bucket"),
+        },
+    )
+    cache_access = CacheAccess(
+        "cache-access",
+        {
+            "bucket_arn": cache.bucket_arn,
+            "cache_prefix": settings.cache.prefix,
+            "mode": settings.cache_access.mode,
+            "kms_key_arn": settings.cache.kms_key_arn,
+            "oidc_provider_arn": cluster.oidc_provider_arn,
+            "service_account_namespace": settings.runner.namespace,
+            "service_account_name": settings.runner.service_account_name,
+            "tags": tags("cache-access"),
+        },
+    )
+    runner_cache = pulumi.Output.all(cache.bucket_name, cache.bucket_region).apply(
+        lambda bucket: settings.runner_cache_spec(bucket[0], bucket[1])
+    )
+    if settings.cache_access.mode == "irsa":
+        # The manager signs the presigned cache URLs, so the role goes on its service account;
+        # a cache Secret would export keys that shadow IRSA.
+        cache_role_arn = cache_access.role_arn
+        cache_credentials: dict[str, pulumi.Input[str]] = {}
+    else:
+        # Set in accessKey mode, which this branch is.
+        cache_credentials = {
+            "accessKey": cast(pulumi.Output[str], cache_access.access_key_id),
+            "secretKey": cast(pulumi.Output[str], cache_access.secret_access_key),
+        }
+    pulumi.export("cacheBucketName", cache.bucket_name)
+    pulumi.export("cacheBucketArn", cache.bucket_arn)
+    pulumi.export("cacheBucketRegion", cache.bucket_region)
+    pulumi.export("cachePolicyArn", cache_access.policy_arn)
+    pulumi.export("cacheRoleArn", cache_access.role_arn)
+    pulumi.export("cacheUserName", cache_access.user_name)
+    pulumi.export("cacheAccessKeyId", cache_access.access_key_id)
+    pulumi.export("cacheSecretAccessKey", cache_access.secret_access_key)
+else:
+    runner_cache = pulumi.Output.from_input(settings.runner_cache_spec())
+    cache_credentials = {
+        name: secret.output() for name, secret in settings.cache_credentials.items()
+    }
+
+runner = GitlabRunner(
+    "gitlab-runner",
     {
-        "bucket_name": account_id.apply(settings.cache_bucket_name),
-        "cache_prefix": settings.cache.prefix,
-        "expiration_days": settings.cache.expiration_days,
-        "versioning": settings.cache.versioning,
-        "kms_key_arn": settings.cache.kms_key_arn,
-        "access_log_bucket": settings.cache.access_log_bucket,
-        "access_log_prefix": settings.cache.access_log_prefix,
-        "protect": settings.cache.protect,
-        "force_destroy": settings.cache.force_destroy,
-        "tags": tags("cache-bucket"),
-    },
-)
-cache_access = CacheAccess(
-    "cache-access",
-    {
-        "bucket_arn": cache.bucket_arn,
-        "cache_prefix": settings.cache.prefix,
-        "mode": settings.cache_access.mode,
-        "kms_key_arn": settings.cache.kms_key_arn,
-        "oidc_provider_arn": cluster.oidc_provider_arn,
-        "service_account_namespace": settings.runner.namespace,
+        "gitlab_url": settings.runner.gitlab_url,
+        "runner_token": settings.runner_token.output(),
+        "runner_name": settings.runner_name,
+        "job": settings.runner_job_spec(),
+        "cache": runner_cache,
         "service_account_name": settings.runner.service_account_name,
-        "tags": tags("cache-access"),
+        "service_account_role_arn": cache_role_arn,
+        "cache_secret": cache_secret_data(cache_credentials),
+        "concurrent": settings.runner.concurrent,
+        "check_interval": settings.runner.check_interval,
+        "termination_grace_period_seconds": settings.runner.termination_grace_period_seconds,
+        "pod_monitor": settings.runner.pod_monitor,
     },
+    opts=in_cluster,
 )
 
 pulumi.export("clusterName", cluster.cluster_name)
@@ -127,12 +178,6 @@ pulumi.export("buildNodeGroupName", build_nodes.node_group_name)
 pulumi.export("buildAutoscalingGroupName", build_nodes.autoscaling_group_name)
 pulumi.export("buildNodeRoleArn", build_nodes.node_role_arn)
 pulumi.export("buildScaleFromZeroTags", build_nodes.scale_from_zero_tags)
-pulumi.export("cacheBucketName", cache.bucket_name)
-pulumi.export("cacheBucketArn", cache.bucket_arn)
-pulumi.export("cacheBucketRegion", cache.bucket_region)
-pulumi.export("cachePrefix", cache.cache_prefix)
-pulumi.export("cachePolicyArn", cache_access.policy_arn)
-pulumi.export("cacheRoleArn", cache_access.role_arn)
-pulumi.export("cacheUserName", cache_access.user_name)
-pulumi.export("cacheAccessKeyId", cache_access.access_key_id)
-pulumi.export("cacheSecretAccessKey", cache_access.secret_access_key)
+pulumi.export("cachePrefix", settings.cache.prefix)
+pulumi.export("runnerNamespace", runner.namespace)
+pulumi.export("runnerConfigChecksum", runner.config_checksum)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -32,7 +32,7 @@ _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # EKS refuses labels in the namespaces Kubernetes keeps for itself.
 _RESERVED_LABEL_DOMAINS = ("kubernetes.io", "k8s.io")
-_QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
 
 
 def label_key_problems(key: str) -> list[str]:
@@ -182,3 +182,18 @@ def ami_type_for(instance_types: Sequence[str]) -> str:
     shape = instance_shape(instance_types[0])
     arm = shape is not None and shape.architecture == "arm64"
     return "AL2023_ARM_64_STANDARD" if arm else "AL2023_x86_64_STANDARD"
+
+
+def keep_off_build_nodes(build_labels: Mapping[str, str]) -> dict[str, Any]:
+    """Node affinity that keeps a pod off spot capacity and off nodes carrying build labels."""
+    expressions = [{"key": CAPACITY_TYPE_LABEL, "operator": "NotIn", "values": [SPOT]}]
+    expressions += [
+        {"key": key, "operator": "NotIn", "values": [value]} for key, value in build_labels.items()
+    ]
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": expressions}]
+            }
+        }
+    }

@@ -10,7 +10,7 @@ import pulumi
 from pulumi_aws import iam
 from pulumi_kubernetes.helm import v3 as helm
 
-from components.build_nodes import CAPACITY_TYPE_LABEL, SPOT
+from components.build_nodes import keep_off_build_nodes
 from components.iam_documents import cluster_autoscaler_policy, irsa_trust_policy
 from components.versions import (
     CLUSTER_AUTOSCALER_CHART,
@@ -23,21 +23,6 @@ NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "cluster-autoscaler"
 """Fixed, so the IRSA trust subject and the chart's service account cannot drift apart."""
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
-
-
-def keep_off_build_nodes(build_labels: Mapping[str, str]) -> dict[str, Any]:
-    """Node affinity that keeps a pod off spot capacity and off nodes carrying build labels."""
-    expressions = [{"key": CAPACITY_TYPE_LABEL, "operator": "NotIn", "values": [SPOT]}]
-    expressions += [
-        {"key": key, "operator": "NotIn", "values": [value]} for key, value in build_labels.items()
-    ]
-    return {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": expressions}]
-            }
-        }
-    }
 
 
 def autoscaler_values(

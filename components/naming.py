@@ -22,7 +22,7 @@ def bucket_name_problems(name: str) -> list[str]:
     """
     problems = []
     if not 3 <= len(name) <= S3_BUCKET_NAME_MAX:
-        problems.append(f"must be 3 to {S3_BUCKET_NAME_MAX} characters long, got {len(name)}")
+        problems.append(f"must be 3 to {S3_BUCKET_NAME_MAX} characters long, not {len(name)}")
     if "." in name:
         problems.append(
             "must not contain dots (they break TLS for virtual-hosted-style S3 requests)"

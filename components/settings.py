@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,6 +31,14 @@ from components.build_nodes import (
     unknown_shapes,
 )
 from components.naming import ALLOCATION_TAG_KEYS, bucket_name_problems, derived_bucket_name
+from components.runner_config import (
+    RUNNER_DEFAULT_PRIORITY_CLASS,
+    AzureCacheSpec,
+    CacheSpec,
+    ContainerResources,
+    JobSpec,
+    S3CacheSpec,
+)
 from components.versions import SUPPORTED_KUBERNETES_VERSIONS
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -38,6 +47,17 @@ _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9
 _IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 _GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
+_HTTP_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/-]+$")
+RUNNER_TOKEN_PREFIX = "glrt-"
+
+
+def _go_duration(duration: str) -> str:
+    if not _GO_DURATION.match(duration):
+        raise ValueError(f"must be a duration such as 10m or 1h30m, got {duration!r}")
+    return duration
+
+
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _CACHE_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 
@@ -84,45 +104,86 @@ class _Section(BaseModel):
 
 
 class CacheSettings(_Section):
-    """The S3 bucket that holds the runners' distributed cache."""
+    """Where the runners' distributed cache lives: a bucket this stack creates, or your own."""
 
     config_key: ClassVar[str] = "cache"
 
+    type: Literal["s3", "s3Compatible", "gcs", "azure"] = Field(
+        "s3",
+        description="`s3`: an S3 bucket this stack creates. `s3Compatible`: an existing "
+        "S3-compatible store (MinIO and similar). `gcs`, `azure`: an existing bucket or "
+        "container. Credentials of the last three come from the secret `cacheCredentials`.",
+    )
     bucket_name: str | None = Field(
         None,
-        description="Explicit bucket name. Default: `<project>-<stack>-cache-<account id>`.",
+        description="`s3`: explicit name of the bucket to create (default "
+        "`<project>-<stack>-cache-<account id>`). `s3Compatible`, `gcs`: the existing bucket.",
     )
     prefix: str = Field(
         "runner-cache",
         description="Key prefix for cache objects: the runner's `[runners.cache] Path`, the "
         "lifecycle rule's filter and the IAM policy's scope.",
     )
+    shared: bool = Field(
+        True,
+        description="`[runners.cache] Shared`: every runner of the fleet shares the cache "
+        "(otherwise each runner token gets its own).",
+    )
+    server_address: str | None = Field(
+        None,
+        description="`s3Compatible` only: the endpoint, `host[:port]` or a URL such as "
+        "`https://minio.example.com:9000`.",
+    )
+    bucket_location: str | None = Field(
+        None, description="`s3Compatible` only: the bucket's region, if the store needs one."
+    )
+    insecure: bool = Field(
+        False, description="`s3Compatible` only: talk plain HTTP to `serverAddress`."
+    )
+    path_style: bool | None = Field(
+        None,
+        description="`s3Compatible` only: path-style requests (MinIO usually needs `true`). "
+        "Default: the runner detects it.",
+    )
+    container_name: str | None = Field(
+        None, description="`azure` only: the blob container (required)."
+    )
+    storage_domain: str | None = Field(
+        None, description="`azure` only: the storage domain, e.g. `blob.core.chinacloudapi.cn`."
+    )
     expiration_days: int = Field(
-        60, ge=1, le=3650, description="Days after which cache objects under `prefix` expire."
+        60,
+        ge=1,
+        le=3650,
+        description="`s3` only: days after which cache objects under `prefix` expire.",
     )
     versioning: bool = Field(
-        False, description="Enable bucket versioning; noncurrent versions expire after 1 day."
+        False,
+        description="`s3` only: enable bucket versioning; noncurrent versions expire after 1 day.",
     )
     kms_key_arn: str | None = Field(
         None,
-        description="KMS key ARN for SSE-KMS default encryption. Default: SSE-S3 (AES256).",
+        description="`s3` only: KMS key ARN for SSE-KMS default encryption. Default: SSE-S3.",
     )
     access_log_bucket: str | None = Field(
-        None, description="Existing bucket that receives server access logs. Default: no logging."
+        None,
+        description="`s3` only: existing bucket that receives server access logs.",
     )
     access_log_prefix: str = Field(
-        "gitlab-runner-cache/", description="Key prefix of the access logs in `accessLogBucket`."
+        "gitlab-runner-cache/",
+        description="`s3` only: key prefix of the access logs in `accessLogBucket`.",
     )
     protect: bool = Field(
         True,
-        description="Protect the bucket from `pulumi destroy` and retain it when removed from "
-        "the program. Turn off only for disposable stacks.",
+        description="`s3` only: protect the bucket from `pulumi destroy` and retain it when "
+        "removed from the program. Turn off only for disposable stacks.",
     )
     force_destroy: bool = Field(
-        False, description="Let `pulumi destroy` empty and delete a non-empty bucket."
+        False,
+        description="`s3` only: let `pulumi destroy` empty and delete a non-empty bucket.",
     )
 
-    @field_validator("bucket_name", "access_log_bucket")
+    @field_validator("access_log_bucket")
     @classmethod
     def _valid_bucket_name(cls, name: str | None) -> str | None:
         if name is not None and (problems := bucket_name_problems(name)):
@@ -150,15 +211,75 @@ class CacheSettings(_Section):
         return arn
 
     def cross_field_problems(self) -> list[Problem]:
+        problems = []
+        s3_only = {
+            "expiration_days", "versioning", "kms_key_arn", "access_log_bucket",
+            "access_log_prefix", "protect", "force_destroy",
+        }  # fmt: skip
+        owned_by = {
+            "server_address": "s3Compatible", "bucket_location": "s3Compatible",
+            "insecure": "s3Compatible", "path_style": "s3Compatible",
+            "container_name": "azure", "storage_domain": "azure",
+        }  # fmt: skip
+        for field_name in sorted(self.model_fields_set):
+            owner = "s3" if field_name in s3_only else owned_by.get(field_name)
+            if owner is not None and owner != self.type:
+                problems.append(
+                    self._problem(field_name, f"is only used when cache.type is {owner}")
+                )
+        name_problems = bucket_name_problems(self.bucket_name or "valid")
+        if self.type in ("s3", "s3Compatible") and name_problems:
+            problems.append(
+                self._problem(
+                    "bucket_name", f"{'; '.join(name_problems)}, got {self.bucket_name!r}"
+                )
+            )
+        if self.type in ("s3Compatible", "gcs") and self.bucket_name is None:
+            problems.append(
+                self._problem("bucket_name", f"required when cache.type is {self.type}")
+            )
+        if self.type == "s3Compatible":
+            problems.extend(self._server_address_problems())
+        if self.type == "azure" and self.container_name is None:
+            problems.append(self._problem("container_name", "required when cache.type is azure"))
         if self.protect and self.force_destroy:
-            return [
+            problems.append(
                 self._problem(
                     "force_destroy",
                     "cannot be true while cache.protect is true; set cache.protect: false "
                     "for a disposable bucket, or drop cache.forceDestroy",
                 )
-            ]
-        return []
+            )
+        return problems
+
+    def _server_address_problems(self) -> list[Problem]:
+        if self.server_address is None:
+            return [self._problem("server_address", "required when cache.type is s3Compatible")]
+        scheme, _, host = self.server_address.rpartition("://")
+        if not host or "/" in host.rstrip("/"):
+            field, message = "server_address", "must be host[:port] or a URL without a path"
+            message += f", got {self.server_address!r}"
+        elif scheme not in ("", "http", "https"):
+            field, message = "server_address", f"scheme must be http or https, got {scheme!r}"
+        elif scheme == "https" and self.insecure:
+            field = "insecure"
+            message = "is true but cache.serverAddress is https://; drop insecure or use http://"
+        elif scheme == "http" and not self.insecure:
+            field = "insecure"
+            message = (
+                "must be true for the http:// cache.serverAddress; set insecure: true, or "
+                "serve the store over https://"
+            )
+        else:
+            return []
+        return [self._problem(field, message)]
+
+    @property
+    def server_host(self) -> str | None:
+        """`serverAddress` without scheme, as the runner's `ServerAddress` wants it."""
+        if self.server_address is None:
+            return None
+        return self.server_address.rpartition("://")[2].rstrip("/")
 
 
 class CacheAccessSettings(_Section):
@@ -408,9 +529,7 @@ class ClusterAutoscalerSettings(_Section):
     @field_validator("scale_down_unneeded_time")
     @classmethod
     def _valid_duration(cls, duration: str) -> str:
-        if not _GO_DURATION.match(duration):
-            raise ValueError(f"must be a duration such as 10m or 1h30m, got {duration!r}")
-        return duration
+        return _go_duration(duration)
 
 
 class NetworkSettings(_Section):
@@ -430,16 +549,123 @@ class NetworkSettings(_Section):
     )
 
 
+class ContainerResourceSettings(BaseModel):
+    """Requests and limits of one kind of job container (Kubernetes quantities)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+
+    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+    @classmethod
+    def _valid_quantity(cls, quantity: str | None) -> str | None:
+        if quantity is not None and (problems := quantity_problems(quantity)):
+            raise ValueError(f"{problems[0]}, got {quantity!r}")
+        return quantity
+
+    def spec(self) -> ContainerResources:
+        """The non-empty values, keyed as `runner_config` takes them."""
+        resources: ContainerResources = {}
+        if self.cpu_request:
+            resources["cpu_request"] = self.cpu_request
+        if self.cpu_limit:
+            resources["cpu_limit"] = self.cpu_limit
+        if self.memory_request:
+            resources["memory_request"] = self.memory_request
+        if self.memory_limit:
+            resources["memory_limit"] = self.memory_limit
+        return resources
+
+
 class RunnerSettings(_Section):
-    """Where the GitLab Runner manager runs in the cluster."""
+    """The GitLab Runner manager and how its Kubernetes executor runs jobs."""
 
     config_key: ClassVar[str] = "runner"
 
-    namespace: str = Field("gitlab-runner", description="Kubernetes namespace of the runner.")
+    gitlab_url: str = Field(
+        "https://gitlab.com/", description="URL of the GitLab instance the runner serves."
+    )
+    namespace: str = Field(
+        "gitlab-runner", description="Kubernetes namespace of the runner and its job pods."
+    )
     service_account_name: str = Field(
         "gitlab-runner",
         description="Service account of the runner manager; the cache IRSA role trusts it.",
     )
+    concurrent: int = Field(10, ge=1, le=1000, description="Jobs the manager runs at once.")
+    check_interval: int = Field(
+        3, ge=1, le=3600, description="Seconds between checks for new jobs."
+    )
+    request_concurrency: int = Field(
+        4, ge=1, le=100, description="Concurrent requests for new jobs to GitLab."
+    )
+    poll_interval: int = Field(
+        3, ge=1, le=300, description="Seconds between checks of a job pod's state."
+    )
+    poll_timeout: int = Field(
+        600,
+        ge=30,
+        le=3600,
+        description="Seconds a job pod may wait to start. Long enough for a spot node to be "
+        "launched from zero (2-4 minutes).",
+    )
+    default_image: str = Field(
+        "alpine:3.22", description="Image of jobs that name none (`image:` in .gitlab-ci.yml)."
+    )
+    privileged: bool = Field(
+        True, description="Run job containers privileged, as Docker-in-Docker needs."
+    )
+    build_resources: ContainerResourceSettings = Field(
+        default_factory=lambda: ContainerResourceSettings(
+            cpu_request="1", memory_request="2Gi", memory_limit="4Gi"
+        ),
+        description="Requests and limits of the build container.",
+    )
+    helper_resources: ContainerResourceSettings = Field(
+        default_factory=lambda: ContainerResourceSettings(
+            cpu_request="100m", memory_request="128Mi", memory_limit="512Mi"
+        ),
+        description="Requests and limits of the helper container (git, cache, artifacts).",
+    )
+    service_resources: ContainerResourceSettings = Field(
+        default_factory=lambda: ContainerResourceSettings(
+            cpu_request="500m", memory_request="1Gi", memory_limit="2Gi"
+        ),
+        description="Requests and limits of each service container (e.g. docker:dind).",
+    )
+    termination_grace_period_seconds: int = Field(
+        3600,
+        ge=0,
+        le=86400,
+        description="How long a stopping manager pod waits for running jobs to finish.",
+    )
+    pod_monitor: bool = Field(
+        False,
+        description="Create a PodMonitor for the runner's metrics (needs the Prometheus operator).",
+    )
+    fast_zip: bool = Field(
+        True, description="`FF_USE_FASTZIP`: the faster archiver for cache and artifacts."
+    )
+    cache_compression_level: Literal["fastest", "fast", "default", "slow", "slowest"] = Field(
+        "fast", description="`CACHE_COMPRESSION_LEVEL` with fastzip."
+    )
+    transfer_meter_frequency: str = Field(
+        "5s", description="`TRANSFER_METER_FREQUENCY`: progress lines during long transfers."
+    )
+
+    @field_validator("gitlab_url")
+    @classmethod
+    def _valid_url(cls, url: str) -> str:
+        if not _HTTP_URL.match(url):
+            raise ValueError(
+                f"must be an http(s) URL such as https://gitlab.example.com/, got {url!r}"
+            )
+        return url
 
     @field_validator("namespace")
     @classmethod
@@ -461,6 +687,98 @@ class RunnerSettings(_Section):
             )
         return name
 
+    @field_validator("transfer_meter_frequency")
+    @classmethod
+    def _valid_duration(cls, duration: str) -> str:
+        return _go_duration(duration)
+
+    def job_environment(self) -> list[str]:
+        """Job variables that speed up cache transfers and show their progress."""
+        return [
+            f"FF_USE_FASTZIP={'true' if self.fast_zip else 'false'}",
+            f"CACHE_COMPRESSION_LEVEL={self.cache_compression_level}",
+            f"TRANSFER_METER_FREQUENCY={self.transfer_meter_frequency}",
+        ]
+
+
+class WarmCapacityPolicySettings(BaseModel):
+    """When to keep idle pause pods, and how many."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    periods: list[str] = Field(min_length=1)
+    timezone: str = "UTC"
+    idle_count: int = Field(ge=0)
+    idle_time: str = "10m"
+
+    @field_validator("periods")
+    @classmethod
+    def _valid_cron(cls, periods: list[str]) -> list[str]:
+        for period in periods:
+            fields = period.split()
+            if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+                raise ValueError(
+                    "each period must be a 5-field cron expression (minute hour day month "
+                    f"weekday), e.g. '* 8-18 * * mon-fri', got {period!r}"
+                )
+        return periods
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"must be an IANA time zone such as Europe/Berlin or UTC, got {timezone!r}"
+            ) from None
+        return timezone
+
+    @field_validator("idle_time")
+    @classmethod
+    def _valid_duration(cls, duration: str) -> str:
+        return _go_duration(duration)
+
+
+class WarmCapacitySettings(_Section):
+    """Idle pause pods that keep build nodes running, so jobs start without waiting for one."""
+
+    config_key: ClassVar[str] = "warmCapacity"
+
+    enabled: bool = Field(False, description="Run pause pods on the build nodes.")
+    max_pause_pods: int = Field(10, ge=1, le=1000, description="Upper bound on pause pods.")
+    priority_class_name: str = Field(
+        "gitlab-runner-fleet-pause-pods",
+        description="PriorityClass (value -10) the stack creates for pause pods, so jobs "
+        "preempt them and the runner needs no cluster-wide rights.",
+    )
+    policies: list[WarmCapacityPolicySettings] = Field(
+        default_factory=list,
+        description="Policies (`{periods, timezone, idleCount, idleTime}`); the last matching "
+        "one wins, none matching means no pause pods.",
+    )
+
+    @field_validator("priority_class_name")
+    @classmethod
+    def _not_the_runners_own(cls, name: str) -> str:
+        if name == RUNNER_DEFAULT_PRIORITY_CLASS:
+            raise ValueError(
+                f"must not be {RUNNER_DEFAULT_PRIORITY_CLASS!r}: with that name the runner "
+                "creates the class itself and needs cluster-wide rights"
+            )
+        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+            raise ValueError(f"must be a Kubernetes object name, got {name!r}")
+        return name
+
+    def cross_field_problems(self) -> list[Problem]:
+        if self.enabled and not self.policies:
+            return [
+                self._problem("policies", "needs at least one policy when warm capacity is enabled")
+            ]
+        return []
+
 
 SectionT = TypeVar("SectionT", bound=_Section)
 
@@ -472,9 +790,43 @@ _SECTIONS: tuple[type[_Section], ...] = (
     CacheSettings,
     CacheAccessSettings,
     RunnerSettings,
+    WarmCapacitySettings,
 )
 TAGS_KEY = "tags"
+RUNNER_TOKEN_KEY = "runnerToken"
+CACHE_CREDENTIALS_KEY = "cacheCredentials"
 CONFIG_KEYS = (*(section.config_key for section in _SECTIONS), TAGS_KEY)
+SECRET_KEYS = (RUNNER_TOKEN_KEY, CACHE_CREDENTIALS_KEY)
+# The secret keys each cache type needs in `cacheCredentials`, as alternatives.
+CACHE_CREDENTIAL_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "s3": (),
+    "s3Compatible": (("accessKey", "secretKey"),),
+    "gcs": (("credentialsJson",), ("accessId", "privateKey")),
+    "azure": (("accountName", "accountKey"),),
+}
+
+
+class Secret:
+    """A secret config value. Never printed; handed to Pulumi only as a secret Output."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "Secret(****)"
+
+    def output(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self._value)
+
+
+@dataclass(frozen=True)
+class RawSecret:
+    """A secret-looking config value as read, and whether Pulumi holds it encrypted."""
+
+    value: str
+    stored_as_secret: bool
 
 
 @dataclass(frozen=True)
@@ -491,6 +843,9 @@ class FleetSettings:
     cache: CacheSettings
     cache_access: CacheAccessSettings
     runner: RunnerSettings
+    warm_capacity: WarmCapacitySettings
+    runner_token: Secret
+    cache_credentials: Mapping[str, Secret] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -498,14 +853,104 @@ class FleetSettings:
         """The explicit bucket name, or the one derived from project, stack and account."""
         return self.cache.bucket_name or derived_bucket_name(self.project, self.stack, account_id)
 
+    @property
+    def runner_name(self) -> str:
+        """How the runner shows up in GitLab's runner list."""
+        return f"{self.project}-{self.stack}"
+
+    def runner_job_spec(self) -> JobSpec:
+        """How job pods run, from the runner settings and the build nodes' labels and taints."""
+        runner = self.runner
+        spec: JobSpec = {
+            "namespace": runner.namespace,
+            "image": runner.default_image,
+            "privileged": runner.privileged,
+            "request_concurrency": runner.request_concurrency,
+            "poll_interval": runner.poll_interval,
+            "poll_timeout": runner.poll_timeout,
+            "build": runner.build_resources.spec(),
+            "helper": runner.helper_resources.spec(),
+            "service": runner.service_resources.spec(),
+            "build_labels": dict(self.build_nodes.labels),
+            "build_taints": [
+                {"key": taint.key, "value": taint.value, "effect": taint.effect}
+                for taint in self.build_nodes.taints
+            ],
+            "environment": runner.job_environment(),
+        }
+        if self.warm_capacity.enabled:
+            spec["warm_capacity"] = {
+                "max_pause_pods": self.warm_capacity.max_pause_pods,
+                "priority_class_name": self.warm_capacity.priority_class_name,
+                "policies": [
+                    {
+                        "periods": list(policy.periods),
+                        "timezone": policy.timezone,
+                        "idle_count": policy.idle_count,
+                        "idle_time": policy.idle_time,
+                    }
+                    for policy in self.warm_capacity.policies
+                ],
+            }
+        return spec
+
+    def runner_cache_spec(
+        self, bucket_name: str | None = None, bucket_region: str | None = None
+    ) -> CacheSpec:
+        """`[runners.cache]`; for `s3` pass the name and region of the bucket CacheBucket made."""
+        cache = self.cache
+        if cache.type == "gcs":
+            return {
+                "Type": "gcs",
+                "Path": cache.prefix,
+                "Shared": cache.shared,
+                "gcs": {"BucketName": str(cache.bucket_name)},
+            }
+        if cache.type == "azure":
+            azure: AzureCacheSpec = {"ContainerName": str(cache.container_name)}
+            if cache.storage_domain:
+                azure["StorageDomain"] = cache.storage_domain
+            return {"Type": "azure", "Path": cache.prefix, "Shared": cache.shared, "azure": azure}
+        s3: S3CacheSpec
+        if cache.type == "s3Compatible":
+            # Insecure is written even when false, so the template always states the scheme.
+            s3 = {
+                "ServerAddress": str(cache.server_host),
+                "BucketName": str(cache.bucket_name),
+                "AuthenticationType": "access-key",
+                "Insecure": cache.insecure,
+            }
+            if cache.bucket_location:
+                s3["BucketLocation"] = cache.bucket_location
+            if cache.path_style is not None:
+                s3["PathStyle"] = cache.path_style
+        else:
+            s3 = {
+                "BucketName": str(bucket_name),
+                "BucketLocation": str(bucket_region),
+                "AuthenticationType": "iam" if self.cache_access.mode == "irsa" else "access-key",
+            }
+            if cache.kms_key_arn:
+                s3["ServerSideEncryption"] = "KMS"
+                s3["ServerSideEncryptionKeyID"] = cache.kms_key_arn
+        return {"Type": "s3", "Path": cache.prefix, "Shared": cache.shared, "s3": s3}
+
 
 def parse_settings(
-    raw: Mapping[str, Any], *, project: str, stack: str, aws_region: str | None
+    raw: Mapping[str, Any],
+    *,
+    project: str,
+    stack: str,
+    aws_region: str | None,
+    secrets: Mapping[str, RawSecret] | None = None,
 ) -> FleetSettings:
     """Validate raw config sections (keyed by config key) into `FleetSettings`.
 
-    Raises `SettingsError` listing every problem found, never a partial model.
+    `secrets` holds the secret config values (`runnerToken`, `cacheCredentials`). Raises
+    `SettingsError` listing every problem found, never a partial model; secret values never
+    appear in a message.
     """
+    secrets = secrets or {}
     problems: list[Problem] = []
     sections: dict[str, _Section] = {}
     for section_type in _SECTIONS:
@@ -529,9 +974,18 @@ def parse_settings(
             Problem("aws:region", f"must be an AWS region like eu-west-1, got {aws_region!r}")
         )
 
+    runner_token, token_problems = _parse_runner_token(secrets.get(RUNNER_TOKEN_KEY))
+    problems.extend(token_problems)
+    cache_credentials: dict[str, Secret] = {}
+    if CacheSettings.config_key in sections:
+        cache_type = _section(sections, CacheSettings).type
+        cache_credentials, credential_problems = _parse_cache_credentials(
+            cache_type, secrets.get(CACHE_CREDENTIALS_KEY)
+        )
+        problems.extend(credential_problems)
     if not problems:
         problems.extend(_cross_section_problems(sections))
-    if problems:
+    if problems or runner_token is None:
         raise SettingsError(stack, problems)
     build_nodes = _section(sections, BuildNodeSettings)
     return FleetSettings(
@@ -545,6 +999,9 @@ def parse_settings(
         cache=_section(sections, CacheSettings),
         cache_access=_section(sections, CacheAccessSettings),
         runner=_section(sections, RunnerSettings),
+        warm_capacity=_section(sections, WarmCapacitySettings),
+        runner_token=runner_token,
+        cache_credentials=cache_credentials,
         tags=tags,
         warnings=tuple(filter(None, [build_nodes.unknown_shape_warning])),
     )
@@ -566,11 +1023,18 @@ def load_settings() -> FleetSettings:
             problems.append(Problem(key, f"must be an object of keys, got {text!r}"))
     if problems:
         raise SettingsError(stack, problems)
+    secrets = {}
+    for key in SECRET_KEYS:
+        full_key = f"{pulumi.get_project()}:{key}"
+        value = pulumi.runtime.get_config(full_key)
+        if value is not None:
+            secrets[key] = RawSecret(str(value), pulumi.runtime.is_config_secret(full_key))
     return parse_settings(
         raw,
         project=pulumi.get_project(),
         stack=stack,
         aws_region=pulumi.Config("aws").get("region"),
+        secrets=secrets,
     )
 
 
@@ -604,6 +1068,68 @@ def _cross_section_problems(sections: Mapping[str, _Section]) -> list[Problem]:
             )
         )
     return problems
+
+
+def _parse_runner_token(raw: RawSecret | None) -> tuple[Secret | None, list[Problem]]:
+    create_runner = (
+        "create the runner in GitLab (Settings > CI/CD > Runners > New project runner, or the "
+        "POST /user/runners API) and store its glrt- authentication token with "
+        "`pulumi config set --secret runnerToken <token>`"
+    )
+    if raw is None:
+        return None, [Problem(RUNNER_TOKEN_KEY, f"required; {create_runner}")]
+    problems = []
+    if not raw.value.startswith(RUNNER_TOKEN_PREFIX):
+        problems.append(
+            Problem(
+                RUNNER_TOKEN_KEY,
+                "is not a runner authentication token (glrt-...). Registration tokens are "
+                "deprecated, disabled by default since GitLab 17.0 and removed in 20.0; "
+                f"{create_runner}",
+            )
+        )
+    if not raw.stored_as_secret:
+        problems.append(
+            Problem(
+                RUNNER_TOKEN_KEY,
+                "is stored in plain text; remove it from the stack file and set it with "
+                "`pulumi config set --secret runnerToken <token>`",
+            )
+        )
+    return (None if problems else Secret(raw.value)), problems
+
+
+def _parse_cache_credentials(
+    cache_type: str, raw: RawSecret | None
+) -> tuple[dict[str, Secret], list[Problem]]:
+    alternatives = CACHE_CREDENTIAL_KEYS[cache_type]
+    how = " or ".join("{" + ", ".join(keys) + "}" for keys in alternatives)
+    set_it = f"`pulumi config set --secret --path {CACHE_CREDENTIALS_KEY}.<name> <value>`"
+    if raw is None or not alternatives:
+        if raw is None and alternatives:
+            message = f"required when cache.type is {cache_type}: {how}, set with {set_it}"
+        elif raw is not None:
+            message = f"is not used when cache.type is {cache_type}; remove it"
+        else:
+            return {}, []
+        return {}, [Problem(CACHE_CREDENTIALS_KEY, message)]
+    if not raw.stored_as_secret:
+        return {}, [
+            Problem(CACHE_CREDENTIALS_KEY, f"is stored in plain text; set each value with {set_it}")
+        ]
+    try:
+        values = json.loads(raw.value)
+    except json.JSONDecodeError:
+        values = None
+    if isinstance(values, dict) and all(isinstance(v, str) for v in values.values()):
+        for keys in alternatives:
+            if set(values) == set(keys):
+                return {name: Secret(values[name]) for name in keys}, []
+        got = f", got keys {sorted(values)}"
+    else:
+        got = ""
+    message = f"must hold exactly {how} when cache.type is {cache_type}{got}"
+    return {}, [Problem(CACHE_CREDENTIALS_KEY, message)]
 
 
 def _unique_instance_types(instance_types: list[str]) -> list[str]:

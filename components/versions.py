@@ -14,3 +14,9 @@ CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
     "1.35": "v1.35.2",
 }
 SUPPORTED_KUBERNETES_VERSIONS = tuple(CLUSTER_AUTOSCALER_IMAGE_TAGS)
+
+GITLAB_RUNNER_CHART_REPO = "https://charts.gitlab.io"
+GITLAB_RUNNER_CHART = "gitlab-runner"
+GITLAB_RUNNER_CHART_VERSION = "0.92.0"
+# The runner the pinned chart installs (its appVersion); config.toml keys follow this version.
+GITLAB_RUNNER_VERSION = "19.3.0"

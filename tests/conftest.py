@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import kubernetes_validate
 import pytest
 from parliament import analyze_policy_string
 
@@ -19,3 +20,16 @@ def lint_policy() -> Callable[[dict[str, Any]], list[tuple[str, Any]]]:
         return [(finding.issue, finding.detail) for finding in policy.findings]
 
     return lint
+
+
+@pytest.fixture
+def validate_manifest() -> Callable[[dict[str, Any]], None]:
+    """Validates a Kubernetes object against the bundled OpenAPI schema (strict: no unknown keys)."""
+
+    def validate(manifest: dict[str, Any]) -> None:
+        kubernetes_validate.validate(manifest, KUBERNETES_SCHEMA_VERSION, strict=True)
+
+    return validate
+
+
+KUBERNETES_SCHEMA_VERSION = "1.34"

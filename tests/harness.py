@@ -273,17 +273,34 @@ def _run_on_current_loop(
     return run
 
 
+RUNNER_TOKEN = "glrt-t1_MockRunnerToken0000000"
+"""The runner token every stack run gets, as `pulumi config set --secret` would store it."""
+
+
 def run_stack(
-    stack: str, overrides: Mapping[str, Any] | None = None, *, expect_error: bool = False
+    stack: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    expect_error: bool = False,
+    secret_keys: Sequence[str] = (),
 ) -> ProgramRun:
-    """Evaluate `__main__.py` end to end with `stacks/Pulumi.<stack>.yaml` (plus overrides)."""
-    config = {**config_from_stack_file(stack), **(overrides or {})}
+    """Evaluate `__main__.py` end to end with `stacks/Pulumi.<stack>.yaml` (plus overrides).
+
+    The secret `runnerToken` (kept out of stack files) is supplied unless overridden; keys in
+    `secret_keys` are marked secret like encrypted stack config.
+    """
+    config = {
+        **config_from_stack_file(stack),
+        f"{PROJECT}:runnerToken": RUNNER_TOKEN,
+        **(overrides or {}),
+    }
     return run_program(
         lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"),
         config=config,
         stack=stack,
         region=config.get("aws:region", DEFAULT_REGION),
         expect_error=expect_error,
+        secret_keys=[f"{PROJECT}:runnerToken", *secret_keys],
     )
 
 

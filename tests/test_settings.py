@@ -7,8 +7,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.settings import SettingsError, load_settings, parse_settings
-from tests.harness import PROJECT, run_program, run_stack
+from components.settings import RawSecret, SettingsError, load_settings, parse_settings
+from tests.harness import PROJECT, RUNNER_TOKEN, run_program, run_stack, settings_config
 
 VALID: dict[str, Any] = {"cluster": {"name": "ci", "version": "1.34"}}
 CREATE = {
@@ -20,11 +20,26 @@ CREATE = {
 }
 
 
-def parse(raw: dict[str, Any], stack: str = "dev", region: str | None = "eu-west-1"):
-    return parse_settings(raw, project=PROJECT, stack=stack, aws_region=region)
+TOKEN = {"runnerToken": RawSecret("glrt-t1_abc", stored_as_secret=True)}
+
+
+def parse(
+    raw: dict[str, Any],
+    stack: str = "dev",
+    region: str | None = "eu-west-1",
+    secrets: dict[str, RawSecret] | None = None,
+):
+    return parse_settings(
+        raw,
+        project=PROJECT,
+        stack=stack,
+        aws_region=region,
+        secrets=TOKEN if secrets is None else secrets,
+    )
 
 
 def problems_of(raw: dict[str, Any], **kwargs: Any) -> list[str]:
+    """The problems `parse` reports, as strings."""
     with pytest.raises(SettingsError) as caught:
         parse(raw, **kwargs)
     return [str(problem) for problem in caught.value.problems]
@@ -89,9 +104,9 @@ INVALID = [
     ),
     (
         {"cache": {"expirationDay": 3}},
-        "cache.expirationDay: unknown key (check its spelling); known keys: bucketName",
+        "cache.expirationDay: unknown key (check its spelling); known keys: type, bucketName",
     ),
-    ({"cache": "big"}, "cache: must be an object with keys bucketName"),
+    ({"cache": "big"}, "cache: must be an object with keys type, bucketName"),
     (
         {"cacheAccess": {"mode": "iam"}},
         "cacheAccess.mode: must be one of 'irsa' or 'accessKey', got 'iam'",
@@ -281,7 +296,9 @@ def test_load_settings_reads_the_project_namespace() -> None:
         config={
             "gitlab-runner-fleet:cache": {"expirationDays": 9},
             "gitlab-runner-fleet:cluster": {"name": "ci-qa", "version": "1.33"},
+            "gitlab-runner-fleet:runnerToken": RUNNER_TOKEN,
         },
+        secret_keys=["gitlab-runner-fleet:runnerToken"],
         stack="qa",
         region="us-east-2",
     )
@@ -307,3 +324,142 @@ def test_invalid_config_declares_no_resource(stack: str) -> None:
     assert isinstance(run.error, SettingsError)
     assert "cache.expirationDays: must be >= 1, got 0" in str(run.error)
     assert run.resources == []
+
+
+S3_COMPATIBLE = {"type": "s3Compatible", "bucketName": "ci-cache"}
+CREDENTIALS = RawSecret('{"accessKey": "minio", "secretKey": "minio123"}', stored_as_secret=True)
+
+
+@pytest.mark.parametrize(
+    ("cache", "expected"),
+    [
+        (
+            {**S3_COMPATIBLE, "serverAddress": "https://minio.example.com", "insecure": True},
+            "cache.insecure: is true but cache.serverAddress is https://",
+        ),
+        (
+            {**S3_COMPATIBLE, "serverAddress": "http://minio.internal:9000"},
+            "cache.insecure: must be true for the http:// cache.serverAddress",
+        ),
+        (
+            {**S3_COMPATIBLE, "serverAddress": "ftp://minio.internal"},
+            "cache.serverAddress: scheme must be http or https, got 'ftp'",
+        ),
+        (
+            {**S3_COMPATIBLE, "serverAddress": "https://minio.example.com/bucket"},
+            "cache.serverAddress: must be host[:port] or a URL without a path",
+        ),
+        (
+            {"type": "s3Compatible", "serverAddress": "minio:9000"},
+            "cache.bucketName: required when cache.type is s3Compatible",
+        ),
+        (
+            {"type": "s3Compatible", "bucketName": "ci-cache"},
+            "cache.serverAddress: required when cache.type is s3Compatible",
+        ),
+        ({"type": "gcs"}, "cache.bucketName: required when cache.type is gcs"),
+    ],
+)
+def test_s3_compatible_and_gcs_problems(cache: dict[str, Any], expected: str) -> None:
+    secrets = {**TOKEN, "cacheCredentials": CREDENTIALS}
+    problems = problems_of({**VALID, "cache": cache}, secrets=secrets)
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_insecure_false_with_https_and_true_with_http_are_accepted() -> None:
+    secrets = {**TOKEN, "cacheCredentials": CREDENTIALS}
+    for address, insecure in (
+        ("https://minio.example.com", False),
+        ("http://minio.internal:9000", True),
+    ):
+        cache = {**S3_COMPATIBLE, "serverAddress": address, "insecure": insecure}
+        assert parse({**VALID, "cache": cache}, secrets=secrets).cache.insecure is insecure
+
+
+@pytest.mark.parametrize(
+    ("secrets", "expected"),
+    [
+        ({}, "runnerToken: required; create the runner in GitLab"),
+        (
+            {"runnerToken": RawSecret("GR1348941aBcDeF", stored_as_secret=True)},
+            "runnerToken: is not a runner authentication token (glrt-...). Registration tokens are deprecated",
+        ),
+        (
+            {"runnerToken": RawSecret("glrt-abc", stored_as_secret=False)},
+            "runnerToken: is stored in plain text; remove it from the stack file and set it with `pulumi config set --secret runnerToken <token>`",
+        ),
+    ],
+)
+def test_runner_token_problems(secrets: dict[str, RawSecret], expected: str) -> None:
+    (problem,) = problems_of(VALID, secrets=secrets)
+    assert problem.startswith(expected)
+
+
+def test_token_values_never_appear_in_messages() -> None:
+    secrets = {"runnerToken": RawSecret("GR1348941SuperSecretValue", stored_as_secret=False)}
+    with pytest.raises(SettingsError) as caught:
+        parse(VALID, secrets=secrets)
+    assert "SuperSecretValue" not in str(caught.value)
+    assert "glrt-t1_abc" not in repr(parse(VALID))
+
+
+@pytest.mark.parametrize(
+    ("cache", "credentials", "expected"),
+    [
+        (
+            {"type": "s3Compatible", "bucketName": "ci-cache", "serverAddress": "minio:9000"},
+            None,
+            "cacheCredentials: required when cache.type is s3Compatible: {accessKey, secretKey}",
+        ),
+        (
+            {"type": "gcs", "bucketName": "ci"},
+            RawSecret('{"accessId": "a"}', True),
+            "cacheCredentials: must hold exactly {credentialsJson} or {accessId, privateKey} when cache.type is gcs, got keys ['accessId']",
+        ),
+        (
+            {"type": "azure", "containerName": "c"},
+            RawSecret('{"accountName": "a", "accountKey": "k"}', False),
+            "cacheCredentials: is stored in plain text",
+        ),
+        (
+            {},
+            RawSecret('{"accessKey": "a"}', True),
+            "cacheCredentials: is not used when cache.type is s3; remove it",
+        ),
+    ],
+)
+def test_cache_credential_problems(
+    cache: dict[str, Any], credentials: RawSecret | None, expected: str
+) -> None:
+    secrets = dict(TOKEN)
+    if credentials is not None:
+        secrets["cacheCredentials"] = credentials
+    problems = problems_of({**VALID, "cache": cache}, secrets=secrets)
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_load_settings_reads_secrets_and_their_secrecy() -> None:
+    loaded: list[Any] = []
+    run_program(
+        lambda: loaded.append(load_settings()),
+        config={
+            **settings_config(cluster={"name": "ci", "version": "1.34"}),
+            f"{PROJECT}:runnerToken": RUNNER_TOKEN,
+        },
+        secret_keys=[f"{PROJECT}:runnerToken"],
+    )
+    assert repr(loaded[0].runner_token) == "Secret(****)"
+
+
+def test_a_plain_text_token_in_the_stack_file_is_refused_before_any_resource() -> None:
+    run = run_program(
+        load_settings,
+        config={
+            **settings_config(cluster={"name": "ci", "version": "1.34"}),
+            f"{PROJECT}:runnerToken": RUNNER_TOKEN,
+        },
+        expect_error=True,
+    )
+    assert isinstance(run.error, SettingsError)
+    assert "runnerToken: is stored in plain text" in str(run.error)
+    assert RUNNER_TOKEN not in str(run.error)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
+import tomllib
+from typing import Any
 
 import pytest
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 from components.settings import reference_table
 from tests.harness import (
@@ -12,6 +16,8 @@ from tests.harness import (
     MOCK_ROUTE_TABLES,
     PROJECT,
     REPO,
+    RUNNER_TOKEN,
+    ProgramRun,
     config_from_stack_file,
     mock_issuer,
     run_stack,
@@ -26,6 +32,8 @@ EXPORTS = {
     "buildNodeRoleArn",
     "buildScaleFromZeroTags",
     "clusterAutoscalerRoleArn",
+    "runnerNamespace",
+    "runnerConfigChecksum",
     "cacheBucketName",
     "cacheBucketArn",
     "cacheBucketRegion",
@@ -161,7 +169,7 @@ def test_staging_uses_an_existing_cluster_without_touching_its_network() -> None
 
 def test_an_existing_autoscaler_can_be_kept() -> None:
     run = run_stack("prod", settings_config(clusterAutoscaler={"enabled": False}))
-    assert run.of_type("kubernetes:helm.sh/v3:Release") == []
+    assert [r.name for r in run.of_type("kubernetes:helm.sh/v3:Release")] == ["gitlab-runner"]
     assert "clusterAutoscalerRoleArn" not in run.outputs
     assert {r.name for r in run.of_type("aws:iam/role:Role")} == {
         "build-nodes-role",
@@ -229,6 +237,125 @@ def test_stack_evaluation_stays_well_under_a_second(stack: str) -> None:
     started = time.perf_counter()
     run_stack(stack)
     assert time.perf_counter() - started < 0.5
+
+
+def runner_values(run: ProgramRun) -> dict[str, Any]:
+    release = next(
+        r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.name == "gitlab-runner"
+    )
+    values: dict[str, Any] = release.inputs["values"]
+    return values
+
+
+def plain_inputs(value: object) -> str:
+    """Every input as text, with secret-wrapped values left out."""
+    if is_rpc_secret(value):
+        return ""
+    if isinstance(value, dict):
+        return " ".join(plain_inputs(v) for v in value.values())
+    if isinstance(value, list):
+        return " ".join(plain_inputs(v) for v in value)
+    return str(value)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_runner_token_is_never_plain_text_anywhere(stack: str) -> None:
+    run = run_stack(stack)
+    for resource in run.resources:
+        assert RUNNER_TOKEN not in plain_inputs(resource.inputs), resource.name
+    assert RUNNER_TOKEN not in repr(run.outputs)
+    token_secret = next(
+        s
+        for s in run.of_type("kubernetes:core/v1:Secret")
+        if s.inputs["metadata"]["name"] == "gitlab-runner-token"
+    )
+    assert unwrap_rpc_secret(token_secret.inputs["stringData"])["runner-token"] == RUNNER_TOKEN
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_irsa_cache_role_goes_on_the_managers_service_account(stack: str) -> None:
+    run = run_stack(stack)
+    values = runner_values(run)
+    cache_role = next(r for r in run.of_type("aws:iam/role:Role") if r.name == "cache-access-irsa")
+    assert values["serviceAccount"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": cache_role.state["arn"]
+    }
+    assert values["serviceAccount"]["name"] == "gitlab-runner"
+    assert "cache" not in values["runners"]
+    assert (
+        f'"system:serviceaccount:gitlab-runner:{values["serviceAccount"]["name"]}"'
+        in cache_role.inputs["assumeRolePolicy"]
+    )
+
+
+def test_the_runner_cache_path_is_the_buckets_lifecycle_prefix() -> None:
+    run = run_stack("prod")
+    config = tomllib.loads(runner_values(run)["runners"]["config"])
+    cache = config["runners"][0]["cache"]
+    lifecycle = run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    expire = next(
+        rule for rule in lifecycle.inputs["rules"] if rule["id"] == "expire-cache-objects"
+    )
+    assert expire["filter"]["prefix"] == f"{cache['Path']}/"
+    assert cache["s3"]["BucketName"] == run.outputs["cacheBucketName"]
+    assert cache["s3"]["BucketLocation"] == "eu-west-1"
+
+
+def test_prod_warm_capacity_and_metrics() -> None:
+    run = run_stack("prod")
+    priority_class = run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass")
+    assert priority_class.inputs["value"] == -10
+    values = runner_values(run)
+    assert values["metrics"]["podMonitor"] == {"enabled": True}
+    assert any(rule["resources"] == ["deployments"] for rule in values["rbac"]["rules"])
+    assert run.of_type("kubernetes:scheduling.k8s.io/v1:PriorityClass") != []
+
+
+def test_access_key_mode_puts_the_generated_keys_in_the_cache_secret() -> None:
+    run = run_stack("staging", settings_config(cacheAccess={"mode": "accessKey"}))
+    values = runner_values(run)
+    assert values["runners"]["cache"] == {"secretName": "gitlab-runner-cache"}
+    assert "annotations" not in values["serviceAccount"]
+    cache_secret = next(
+        s
+        for s in run.of_type("kubernetes:core/v1:Secret")
+        if s.inputs["metadata"]["name"] == "gitlab-runner-cache"
+    )
+    assert is_rpc_secret(cache_secret.inputs["stringData"])
+    assert unwrap_rpc_secret(cache_secret.inputs["stringData"]) == {
+        "accesskey": "AKIAMOCKACCESSKEY000",
+        "secretkey": "mock-secret-access-key",
+    }
+
+
+def test_an_s3_compatible_cache_creates_no_bucket_and_keeps_its_keys_secret() -> None:
+    run_overrides = {
+        **settings_config(
+            cache={
+                "type": "s3Compatible",
+                "serverAddress": "https://minio.example.com",
+                "bucketName": "ci-cache",
+                "pathStyle": True,
+            },
+            cacheAccess={},
+        ),
+        f"{PROJECT}:cacheCredentials": json.dumps(
+            {"accessKey": "minio-user", "secretKey": "minio-password"}
+        ),
+    }
+    run = run_stack("staging", run_overrides, secret_keys=[f"{PROJECT}:cacheCredentials"])
+    assert run.of_type("aws:s3/bucket:Bucket") == []
+    assert "cache-access-irsa" not in {r.name for r in run.of_type("aws:iam/role:Role")}
+    for resource in run.resources:
+        assert "minio-password" not in plain_inputs(resource.inputs), resource.name
+    s3 = tomllib.loads(runner_values(run)["runners"]["config"])["runners"][0]["cache"]["s3"]
+    assert s3 == {
+        "ServerAddress": "minio.example.com",
+        "BucketName": "ci-cache",
+        "AuthenticationType": "access-key",
+        "Insecure": False,
+        "PathStyle": True,
+    }
 
 
 def test_readme_config_reference_matches_the_settings_model() -> None:
