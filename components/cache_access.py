@@ -8,7 +8,8 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_aws import iam
 
-from components.iam_documents import cache_access_policy, irsa_trust_policy
+from components.iam_documents import cache_access_policy
+from components.irsa_role import IrsaRole
 
 IRSA_MODE = "irsa"
 ACCESS_KEY_MODE = "accessKey"
@@ -80,15 +81,21 @@ class CacheAccess(pulumi.ComponentResource):
         self.secret_access_key = no_value
         if mode == IRSA_MODE:
             assert oidc_provider_arn is not None
-            role = self._create_irsa_role(
-                name,
-                oidc_provider_arn=oidc_provider_arn,
-                namespace=args.get("service_account_namespace", "gitlab-runner"),
-                service_account=args.get("service_account_name", "gitlab-runner"),
-                policy=policy,
-                tags=tags,
+            namespace = args.get("service_account_namespace", "gitlab-runner")
+            service_account = args.get("service_account_name", "gitlab-runner")
+            role = IrsaRole(
+                f"{name}-irsa",
+                {
+                    "oidc_provider_arn": oidc_provider_arn,
+                    "namespace": namespace,
+                    "service_account": service_account,
+                    "policy_arn": policy.arn,
+                    "description": f"GitLab Runner cache access for {namespace}/{service_account}",
+                    "tags": tags,
+                },
+                opts=pulumi.ResourceOptions(parent=self),
             )
-            self.role_arn = role.arn
+            self.role_arn = role.role_arn
         else:
             user, key = self._create_user_with_key(name, policy, tags)
             self.user_name = user.name
@@ -123,34 +130,6 @@ class CacheAccess(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-
-    def _create_irsa_role(
-        self,
-        name: str,
-        *,
-        oidc_provider_arn: pulumi.Input[str],
-        namespace: str,
-        service_account: str,
-        policy: iam.Policy,
-        tags: dict[str, str],
-    ) -> iam.Role:
-        trust = pulumi.Output.from_input(oidc_provider_arn).apply(
-            lambda arn: json.dumps(irsa_trust_policy(arn, namespace, service_account))
-        )
-        role = iam.Role(
-            f"{name}-irsa",
-            description=f"GitLab Runner cache access for {namespace}/{service_account}",
-            assume_role_policy=trust,
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        iam.RolePolicyAttachment(
-            f"{name}-irsa-policy",
-            role=role.name,
-            policy_arn=policy.arn,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        return role
 
     def _create_user_with_key(
         self, name: str, policy: iam.Policy, tags: dict[str, str]

@@ -11,7 +11,8 @@ from pulumi_aws import iam
 from pulumi_kubernetes.helm import v3 as helm
 
 from components.build_nodes import keep_off_build_nodes
-from components.iam_documents import cluster_autoscaler_policy, irsa_trust_policy
+from components.iam_documents import cluster_autoscaler_policy
+from components.irsa_role import IrsaRole
 from components.versions import (
     CLUSTER_AUTOSCALER_CHART,
     CLUSTER_AUTOSCALER_CHART_REPO,
@@ -112,8 +113,28 @@ class ClusterAutoscaler(pulumi.ComponentResource):
         if version not in CLUSTER_AUTOSCALER_IMAGE_TAGS:
             raise ValueError(f"ClusterAutoscaler {name}: no pinned image for Kubernetes {version}")
         tags = args.get("tags", {})
-        role = self._create_role(name, args, tags)
-        values = pulumi.Output.all(args["cluster_name"], role.arn).apply(
+        policy = iam.Policy(
+            f"{name}-policy",
+            description="cluster-autoscaler: discover node groups, scale this cluster's groups",
+            policy=pulumi.Output.all(args["oidc_provider_arn"], args["cluster_name"]).apply(
+                lambda v: json.dumps(cluster_autoscaler_policy(v[0], args["region"], v[1]))
+            ),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        role = IrsaRole(
+            f"{name}-irsa",
+            {
+                "oidc_provider_arn": args["oidc_provider_arn"],
+                "namespace": NAMESPACE,
+                "service_account": SERVICE_ACCOUNT,
+                "policy_arn": policy.arn,
+                "description": "cluster-autoscaler (IRSA)",
+                "tags": tags,
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        values = pulumi.Output.all(args["cluster_name"], role.role_arn).apply(
             lambda resolved: autoscaler_values(
                 cluster_name=resolved[0],
                 region=args["region"],
@@ -133,7 +154,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             values=values,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.role_arn = role.arn
+        self.role_arn = role.role_arn
         self.service_account = pulumi.Output.from_input(f"{NAMESPACE}/{SERVICE_ACCOUNT}")
         self.release_name = release.name
         self.register_outputs(
@@ -143,33 +164,3 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 "release_name": self.release_name,
             }
         )
-
-    def _create_role(
-        self, name: str, args: ClusterAutoscalerArgs, tags: dict[str, str]
-    ) -> iam.Role:
-        documents = pulumi.Output.all(args["oidc_provider_arn"], args["cluster_name"])
-        role = iam.Role(
-            f"{name}-irsa",
-            description="cluster-autoscaler (IRSA)",
-            assume_role_policy=documents.apply(
-                lambda v: json.dumps(irsa_trust_policy(v[0], NAMESPACE, SERVICE_ACCOUNT))
-            ),
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        policy = iam.Policy(
-            f"{name}-policy",
-            description="cluster-autoscaler: discover node groups, scale this cluster's groups",
-            policy=documents.apply(
-                lambda v: json.dumps(cluster_autoscaler_policy(v[0], args["region"], v[1]))
-            ),
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        iam.RolePolicyAttachment(
-            f"{name}-irsa-policy",
-            role=role.name,
-            policy_arn=policy.arn,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        return role

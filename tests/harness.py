@@ -66,6 +66,16 @@ class ProgramRun:
     def by_urn(self, urn: str) -> Registered:
         return next(resource for resource in self.resources if resource.urn == urn)
 
+    def descends_from(self, resource: Registered, ancestor: Registered) -> bool:
+        """Whether `ancestor` is `resource`'s parent, grandparent, and so on."""
+        parents = {r.urn: r.parent for r in self.resources}
+        urn = resource.parent
+        while urn:
+            if urn == ancestor.urn:
+                return True
+            urn = parents.get(urn, "")
+        return False
+
 
 def mock_issuer(region: str, cluster_name: str) -> str:
     """The OIDC issuer (host/path) the mocks give a cluster."""

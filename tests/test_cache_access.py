@@ -105,15 +105,16 @@ def test_irsa_mode_exports_no_secret() -> None:
 
 def test_every_child_is_parented_to_the_component() -> None:
     expected_children = {
-        ("irsa", OIDC_ARN): {"Policy", "Role", "RolePolicyAttachment"},
+        ("irsa", OIDC_ARN): {"Policy", "IrsaRole"},
         ("accessKey", None): {"Policy", "User", "UserPolicyAttachment", "AccessKey"},
     }
     for (mode, oidc), expected in expected_children.items():
         run, _ = declare(mode=mode, oidc_provider_arn=oidc)
         component = run.one("gitlab-runner-fleet:index:CacheAccess")
-        children = [r for r in run.resources if r is not component]
+        children = [r for r in run.resources if r.parent == component.urn]
         assert {child.type.rsplit(":", 1)[-1] for child in children} == expected
-        assert all(child.parent == component.urn for child in children)
+        others = [r for r in run.resources if r is not component]
+        assert all(run.descends_from(resource, component) for resource in others)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,63 @@
+"""IrsaRole: an IAM role that exactly one Kubernetes service account can assume (IRSA)."""
+
+from __future__ import annotations
+
+import json
+from typing import NotRequired, Optional, TypedDict
+
+import pulumi
+from pulumi_aws import iam
+
+from components.iam_documents import irsa_trust_policy
+
+
+class IrsaRoleArgs(TypedDict):
+    """Inputs of IrsaRole."""
+
+    oidc_provider_arn: pulumi.Input[str]
+    """The cluster's IAM OIDC provider."""
+    namespace: str
+    """Namespace of the service account."""
+    service_account: str
+    """Name of the service account."""
+    policy_arn: pulumi.Input[str]
+    """Policy attached to the role."""
+    description: str
+    """What the role is for; shown in the IAM console."""
+    tags: NotRequired[dict[str, str]]
+    """Tags applied to the role."""
+
+
+class IrsaRole(pulumi.ComponentResource):
+    """A role trusted for `sts:AssumeRoleWithWebIdentity` by the cluster's OIDC provider, with
+    both `<issuer>:sub` (the one service account) and `<issuer>:aud` (STS) conditions."""
+
+    role_arn: pulumi.Output[str]
+    """ARN of the role; annotate the service account with it."""
+    role_name: pulumi.Output[str]
+    """Name of the role."""
+
+    def __init__(
+        self, name: str, args: IrsaRoleArgs, opts: Optional[pulumi.ResourceOptions] = None
+    ) -> None:
+        super().__init__("gitlab-runner-fleet:index:IrsaRole", name, None, opts)
+        namespace, service_account = args["namespace"], args["service_account"]
+        trust = pulumi.Output.from_input(args["oidc_provider_arn"]).apply(
+            lambda arn: json.dumps(irsa_trust_policy(arn, namespace, service_account))
+        )
+        role = iam.Role(
+            name,
+            description=args["description"],
+            assume_role_policy=trust,
+            tags=args.get("tags", {}),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        iam.RolePolicyAttachment(
+            f"{name}-policy",
+            role=role.name,
+            policy_arn=args["policy_arn"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.role_arn = role.arn
+        self.role_name = role.name
+        self.register_outputs({"role_arn": self.role_arn, "role_name": self.role_name})
