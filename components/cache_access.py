@@ -1,15 +1,13 @@
 """CacheAccess: the least-privilege IAM identity the runner manager uses for the cache bucket."""
 
-from __future__ import annotations
-
 import json
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 from pulumi_aws import iam
 
-from components.iam_documents import cache_access_policy
-from components.irsa_role import IrsaRole
+from .iam_documents import cache_access_policy
+from .irsa_role import IrsaRole
 
 IRSA_MODE = "irsa"
 ACCESS_KEY_MODE = "accessKey"

@@ -1,15 +1,13 @@
 """CacheBucket: the private, encrypted, self-cleaning S3 bucket behind the runners' cache."""
 
-from __future__ import annotations
-
 import json
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 from pulumi_aws import s3
 
-from components.bucket_rules import encryption_rule, lifecycle_rules
-from components.iam_documents import tls_only_bucket_policy
+from .bucket_rules import encryption_rule, lifecycle_rules
+from .iam_documents import tls_only_bucket_policy
 
 
 class CacheBucketArgs(TypedDict):

@@ -1,7 +1,5 @@
 """EksCluster: the EKS cluster the fleet runs on, and a Kubernetes provider built from it."""
 
-from __future__ import annotations
-
 import json
 from typing import Any, NotRequired, Optional, TypedDict
 
@@ -11,9 +9,9 @@ import pulumi_kubernetes as k8s
 from pulumi_aws import eks as aws_eks
 from pulumi_aws import iam
 
-from components.build_nodes import ami_type_for
-from components.iam_documents import STS_AUDIENCE, oidc_issuer_host_path
-from components.node_role import NodeRole
+from .build_nodes import ami_type_for
+from .iam_documents import STS_AUDIENCE, oidc_issuer_host_path
+from .node_role import NodeRole
 
 CREATE_MODE = "create"
 EXISTING_MODE = "existing"

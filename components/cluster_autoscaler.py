@@ -1,7 +1,5 @@
 """ClusterAutoscaler: the official cluster-autoscaler chart with an IRSA role, on system nodes."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Mapping
 from typing import Any, NotRequired, Optional, TypedDict
@@ -10,10 +8,10 @@ import pulumi
 from pulumi_aws import iam
 from pulumi_kubernetes.helm import v3 as helm
 
-from components.build_nodes import keep_off_build_nodes
-from components.iam_documents import cluster_autoscaler_policy
-from components.irsa_role import IrsaRole
-from components.versions import (
+from .build_nodes import keep_off_build_nodes
+from .iam_documents import cluster_autoscaler_policy
+from .irsa_role import IrsaRole
+from .versions import (
     CLUSTER_AUTOSCALER_CHART,
     CLUSTER_AUTOSCALER_CHART_REPO,
     CLUSTER_AUTOSCALER_CHART_VERSION,

@@ -1,7 +1,5 @@
 """GitlabRunner: the official gitlab-runner Helm release with a rendered config and its Secrets."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any, NotRequired, Optional, TypedDict
 
@@ -9,8 +7,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.helm import v3 as helm
 
-from components.build_nodes import keep_off_build_nodes
-from components.runner_config import (
+from .build_nodes import keep_off_build_nodes
+from .runner_config import (
     METRICS_PORT,
     CacheSpec,
     JobSpec,
@@ -18,7 +16,7 @@ from components.runner_config import (
     effective_config,
     template_toml,
 )
-from components.versions import (
+from .versions import (
     GITLAB_RUNNER_CHART,
     GITLAB_RUNNER_CHART_REPO,
     GITLAB_RUNNER_CHART_VERSION,

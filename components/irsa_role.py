@@ -1,14 +1,12 @@
 """IrsaRole: an IAM role that exactly one Kubernetes service account can assume (IRSA)."""
 
-from __future__ import annotations
-
 import json
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 from pulumi_aws import iam
 
-from components.iam_documents import irsa_trust_policy
+from .iam_documents import irsa_trust_policy
 
 
 class IrsaRoleArgs(TypedDict):

@@ -1,7 +1,5 @@
 """NodeRole: the IAM role EC2 worker nodes of an EKS managed node group run as."""
 
-from __future__ import annotations
-
 import json
 from typing import NotRequired, Optional, TypedDict
 
@@ -9,7 +7,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi_aws import iam
 
-from components.iam_documents import ec2_trust_policy
+from .iam_documents import ec2_trust_policy
 
 # What a managed node needs to join the cluster, run the VPC CNI and pull images from ECR.
 NODE_MANAGED_POLICIES = (

@@ -8,15 +8,13 @@ registration; global keys (`concurrent`, `check_interval`, `listen_address`) com
 values instead. `effective_config` puts both together for reviewers and the config checksum.
 """
 
-from __future__ import annotations
-
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 import tomli_w
 
-from components.build_nodes import CAPACITY_TYPE_LABEL, SPOT
+from .build_nodes import CAPACITY_TYPE_LABEL, SPOT
 
 # Docker-in-Docker over TLS: the job talks to the `docker` service on 2376 with client certs
 # that dind writes to /certs/client, a volume shared by the build and service containers.

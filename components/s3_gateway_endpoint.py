@@ -1,7 +1,5 @@
 """S3GatewayEndpoint: keeps cache traffic to S3 inside the VPC and off the NAT gateway."""
 
-from __future__ import annotations
-
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_jsonable_python
 
-from components.build_nodes import (
+from .build_nodes import (
     MAX_TAINTS_PER_NODE_GROUP,
     Taint,
     label_key_problems,
@@ -30,8 +30,8 @@ from components.build_nodes import (
     quantity_problems,
     unknown_shapes,
 )
-from components.naming import ALLOCATION_TAG_KEYS, bucket_name_problems, derived_bucket_name
-from components.runner_config import (
+from .naming import ALLOCATION_TAG_KEYS, bucket_name_problems, derived_bucket_name
+from .runner_config import (
     RUNNER_DEFAULT_PRIORITY_CLASS,
     AzureCacheSpec,
     CacheSpec,
@@ -39,7 +39,7 @@ from components.runner_config import (
     JobSpec,
     S3CacheSpec,
 )
-from components.versions import SUPPORTED_KUBERNETES_VERSIONS
+from .versions import SUPPORTED_KUBERNETES_VERSIONS
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

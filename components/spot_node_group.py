@@ -1,15 +1,13 @@
 """SpotNodeGroup: spot build capacity that cluster-autoscaler can scale up from zero."""
 
-from __future__ import annotations
-
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 from pulumi_aws import autoscaling
 from pulumi_aws import eks as aws_eks
 
-from components.build_nodes import Taint, ami_type_for, scale_from_zero_tags
-from components.node_role import NodeRole
+from .build_nodes import Taint, ami_type_for, scale_from_zero_tags
+from .node_role import NodeRole
 
 
 class TaintArgs(TypedDict):

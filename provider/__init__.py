@@ -1,0 +1,1 @@
+"""The multi-language component provider (run by Pulumi through PulumiPlugin.yaml)."""
