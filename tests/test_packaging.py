@@ -58,8 +58,12 @@ def test_the_provider_hosts_every_component_of_the_package() -> None:
     assert len(PROVIDER["COMPONENTS"]) == 9
 
 
+def component_name(component: type) -> str:
+    return component.__name__
+
+
 @pytest.mark.parametrize(
-    "component", sorted(defined_components(), key=lambda c: c.__name__), ids=lambda c: c.__name__
+    "component", sorted(defined_components(), key=component_name), ids=component_name
 )
 def test_schema_is_inferred_for_the_component(
     schema: dict[str, Any], component: type[pulumi.ComponentResource]
