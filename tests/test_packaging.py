@@ -24,7 +24,7 @@ PROVIDER = runpy.run_path(str(REPO / "provider" / "__main__.py"), run_name="prov
 
 def defined_components() -> set[type[pulumi.ComponentResource]]:
     """Every ComponentResource class defined in the components package."""
-    found = set()
+    found: set[type[pulumi.ComponentResource]] = set()
     for module_info in pkgutil.iter_modules(components.__path__):
         module = __import__(f"components.{module_info.name}", fromlist=["_"])
         for _, cls in inspect.getmembers(module, inspect.isclass):
