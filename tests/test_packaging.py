@@ -58,8 +58,8 @@ def test_the_provider_hosts_every_component_of_the_package() -> None:
     assert len(PROVIDER["COMPONENTS"]) == 9
 
 
-def component_name(component: type) -> str:
-    return component.__name__
+def component_name(component: object) -> str:
+    return component.__name__ if isinstance(component, type) else str(component)
 
 
 @pytest.mark.parametrize(
