@@ -299,16 +299,19 @@ class ClusterSettings(_Section):
 
     config_key: ClassVar[str] = "cluster"
 
-    mode: Literal["create", "existing"] = Field(
+    mode: Literal["create", "existing", "kubeconfig"] = Field(
         "existing",
         description="`create`: a new EKS cluster (pulumi-eks) in an existing VPC. `existing`: "
-        "look an EKS cluster up by `name`.",
+        "look an EKS cluster up by `name`. `kubeconfig`: any other Kubernetes cluster (k3s, "
+        "on-prem, GKE), reached through the secret `kubeconfig`; no AWS capacity is managed.",
     )
-    name: str = Field(..., description="EKS cluster name (required).")
-    version: str = Field(
-        ...,
-        description="Kubernetes minor of the cluster, e.g. `1.34` (required); selects the "
-        "matching cluster-autoscaler image.",
+    name: str = Field(
+        ..., description="EKS cluster name (required); for `kubeconfig`, a label of the cluster."
+    )
+    version: str | None = Field(
+        None,
+        description="EKS modes (required): Kubernetes minor of the cluster, e.g. `1.34`; selects "
+        "the matching cluster-autoscaler image.",
     )
     vpc_id: str | None = Field(None, description="`create` only: VPC of the new cluster.")
     private_subnet_ids: list[str] = Field(
@@ -349,8 +352,8 @@ class ClusterSettings(_Section):
 
     @field_validator("version")
     @classmethod
-    def _supported_version(cls, version: str) -> str:
-        if version not in SUPPORTED_KUBERNETES_VERSIONS:
+    def _supported_version(cls, version: str | None) -> str | None:
+        if version is not None and version not in SUPPORTED_KUBERNETES_VERSIONS:
             raise ValueError(
                 f"must be one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)} (a Kubernetes "
                 f"minor with a pinned cluster-autoscaler image), got {version!r}"
@@ -363,18 +366,27 @@ class ClusterSettings(_Section):
         return _unique_instance_types(instance_types)
 
     def cross_field_problems(self) -> list[Problem]:
-        create_only = {
-            "vpc_id": self.vpc_id,
-            "private_subnet_ids": self.private_subnet_ids,
-            "public_subnet_ids": self.public_subnet_ids,
+        only_for = {
+            "vpc_id": ("create",),
+            "private_subnet_ids": ("create",),
+            "public_subnet_ids": ("create",),
+            "system_instance_types": ("create",),
+            "system_node_count": ("create",),
+            "create_oidc_provider": ("existing",),
+            "node_subnet_ids": EKS_MODES,
+            "version": EKS_MODES,
         }
-        if self.mode == "existing":
-            return [
-                self._problem(key, "is only used when cluster.mode is create; remove it")
-                for key, value in create_only.items()
-                if value
-            ]
-        problems = []
+        problems = [
+            self._problem(key, f"is only used when cluster.mode is {' or '.join(modes)}; remove it")
+            for key, modes in only_for.items()
+            if key in self.model_fields_set and self.mode not in modes
+        ]
+        if self.mode in EKS_MODES and self.version is None:
+            problems.append(
+                self._problem("version", f"required when cluster.mode is {self.mode}, e.g. '1.34'")
+            )
+        if self.mode != "create":
+            return problems
         if self.vpc_id is None:
             problems.append(self._problem("vpc_id", "required when cluster.mode is create"))
         if len(self.private_subnet_ids) < 2:
@@ -383,14 +395,6 @@ class ClusterSettings(_Section):
                     "private_subnet_ids",
                     "needs at least two private subnets in different availability zones "
                     f"when cluster.mode is create, got {self.private_subnet_ids}",
-                )
-            )
-        if self.create_oidc_provider:
-            problems.append(
-                self._problem(
-                    "create_oidc_provider",
-                    "is only used when cluster.mode is existing: a created cluster always "
-                    "gets its OIDC provider",
                 )
             )
         return problems
@@ -782,6 +786,9 @@ class WarmCapacitySettings(_Section):
 
 SectionT = TypeVar("SectionT", bound=_Section)
 
+EKS_MODES = ("create", "existing")
+KUBECONFIG_MODE = "kubeconfig"
+
 _SECTIONS: tuple[type[_Section], ...] = (
     ClusterSettings,
     BuildNodeSettings,
@@ -795,8 +802,9 @@ _SECTIONS: tuple[type[_Section], ...] = (
 TAGS_KEY = "tags"
 RUNNER_TOKEN_KEY = "runnerToken"
 CACHE_CREDENTIALS_KEY = "cacheCredentials"
+KUBECONFIG_KEY = "kubeconfig"
 CONFIG_KEYS = (*(section.config_key for section in _SECTIONS), TAGS_KEY)
-SECRET_KEYS = (RUNNER_TOKEN_KEY, CACHE_CREDENTIALS_KEY)
+SECRET_KEYS = (RUNNER_TOKEN_KEY, CACHE_CREDENTIALS_KEY, KUBECONFIG_KEY)
 # The secret keys each cache type needs in `cacheCredentials`, as alternatives.
 CACHE_CREDENTIAL_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "s3": (),
@@ -846,8 +854,14 @@ class FleetSettings:
     warm_capacity: WarmCapacitySettings
     runner_token: Secret
     cache_credentials: Mapping[str, Secret] = field(default_factory=dict)
+    kubeconfig: Secret | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+
+    @property
+    def on_eks(self) -> bool:
+        """Whether the cluster is EKS, so AWS build capacity and IRSA are managed."""
+        return self.cluster.mode in EKS_MODES
 
     def cache_bucket_name(self, account_id: str) -> str:
         """The explicit bucket name, or the one derived from project, stack and account."""
@@ -965,11 +979,12 @@ def parse_settings(
 
     tags, tag_problems = _parse_tags(raw.get(TAGS_KEY) or {})
     problems.extend(tag_problems)
-    if aws_region is None:
+    uses_aws = _uses_aws(sections)
+    if aws_region is None and uses_aws:
         problems.append(
             Problem("aws:region", "required; set it with `pulumi config set aws:region <region>`")
         )
-    elif not _AWS_REGION.match(aws_region):
+    elif aws_region is not None and not _AWS_REGION.match(aws_region):
         problems.append(
             Problem("aws:region", f"must be an AWS region like eu-west-1, got {aws_region!r}")
         )
@@ -983,7 +998,9 @@ def parse_settings(
             cache_type, secrets.get(CACHE_CREDENTIALS_KEY)
         )
         problems.extend(credential_problems)
-    if not problems:
+    kubeconfig, kubeconfig_problems = _parse_kubeconfig(sections, secrets.get(KUBECONFIG_KEY))
+    problems.extend(kubeconfig_problems)
+    if len(sections) == len(_SECTIONS):
         problems.extend(_cross_section_problems(sections))
     if problems or runner_token is None:
         raise SettingsError(stack, problems)
@@ -991,7 +1008,7 @@ def parse_settings(
     return FleetSettings(
         project=project,
         stack=stack,
-        aws_region=str(aws_region),
+        aws_region=aws_region or "",
         cluster=_section(sections, ClusterSettings),
         build_nodes=build_nodes,
         cluster_autoscaler=_section(sections, ClusterAutoscalerSettings),
@@ -1002,6 +1019,7 @@ def parse_settings(
         warm_capacity=_section(sections, WarmCapacitySettings),
         runner_token=runner_token,
         cache_credentials=cache_credentials,
+        kubeconfig=kubeconfig,
         tags=tags,
         warnings=tuple(filter(None, [build_nodes.unknown_shape_warning])),
     )
@@ -1044,10 +1062,67 @@ def _section(sections: Mapping[str, _Section], section_type: type[SectionT]) -> 
     return section
 
 
+def _uses_aws(sections: Mapping[str, _Section]) -> bool:
+    cluster = sections.get(ClusterSettings.config_key)
+    cache = sections.get(CacheSettings.config_key)
+    on_eks = not isinstance(cluster, ClusterSettings) or cluster.mode in EKS_MODES
+    return on_eks or not isinstance(cache, CacheSettings) or cache.type == "s3"
+
+
+def _parse_kubeconfig(
+    sections: Mapping[str, _Section], raw: RawSecret | None
+) -> tuple[Secret | None, list[Problem]]:
+    cluster = sections.get(ClusterSettings.config_key)
+    if not isinstance(cluster, ClusterSettings) or (
+        raw is None and cluster.mode != KUBECONFIG_MODE
+    ):
+        return None, []
+    set_it = "`pulumi config set --secret kubeconfig < path/to/kubeconfig`"
+    if cluster.mode != KUBECONFIG_MODE:
+        message = "is only used when cluster.mode is kubeconfig"
+    elif raw is None:
+        message = f"required when cluster.mode is kubeconfig; {set_it}"
+    elif not raw.stored_as_secret:
+        message = f"is stored in plain text; set it with {set_it}"
+    elif "clusters" not in raw.value:
+        message = "must be the contents of a kubeconfig file"
+    else:
+        return Secret(raw.value), []
+    return None, [Problem(KUBECONFIG_KEY, message)]
+
+
+def _kubeconfig_mode_problems(sections: Mapping[str, _Section]) -> list[Problem]:
+    build_nodes = _section(sections, BuildNodeSettings)
+    autoscaler = _section(sections, ClusterAutoscalerSettings)
+    network = _section(sections, NetworkSettings)
+    cache = _section(sections, CacheSettings)
+    access = _section(sections, CacheAccessSettings)
+    eks_only = "is only used on EKS (cluster.mode create or existing); remove it"
+    problems = [
+        Problem(f"buildNodes.{to_camel(key)}", eks_only)
+        for key in sorted(build_nodes.model_fields_set - {"labels", "taints"})
+    ]
+    if autoscaler.enabled and "enabled" in autoscaler.model_fields_set:
+        problems.append(Problem("clusterAutoscaler.enabled", eks_only))
+    if network.s3_gateway_endpoint:
+        problems.append(Problem("network.s3GatewayEndpoint", eks_only))
+    if cache.type == "s3" and access.mode == "irsa":
+        problems.append(
+            Problem(
+                "cacheAccess.mode",
+                "irsa needs an EKS cluster; set cacheAccess.mode: accessKey for an S3 cache, or "
+                "use cache.type s3Compatible, gcs or azure",
+            )
+        )
+    return problems
+
+
 def _cross_section_problems(sections: Mapping[str, _Section]) -> list[Problem]:
     cluster = _section(sections, ClusterSettings)
     network = _section(sections, NetworkSettings)
     problems = []
+    if cluster.mode == KUBECONFIG_MODE:
+        problems.extend(_kubeconfig_mode_problems(sections))
     if network.route_table_ids and network.s3_gateway_endpoint is False:
         problems.append(
             Problem(

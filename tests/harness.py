@@ -1,317 +1,48 @@
-"""Runs Pulumi programs under the SDK's unit-test mocks and records what they declare.
-
-`run_program` gives each run a fresh event loop, root stack and config, so tests stay
-independent. Mocks answer like AWS would for the few computed properties the program reads
-(ARNs, names, ids, regions); everything else comes back as the program sent it.
-"""
+"""The tests' view of the offline engine (offline.py): run programs under Pulumi's mocks."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import runpy
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pulumi
-import yaml
-from pulumi.runtime import rpc
-from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.settings import ROOT
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from offline import (
+    ACCOUNT_ID,
+    DEFAULT_REGION,
+    MOCK_CLUSTER_SUBNETS,
+    MOCK_ROUTE_TABLES,
+    PLACEHOLDER_RUNNER_TOKEN,
+    PROJECT,
+    REPO,
+    ProgramRun,
+    Registered,
+    config_from_stack_file,
+    mock_issuer,
+    run_program,
+    stack_names,
+)
+from offline import evaluate_stack as run_stack
 
-REPO = Path(__file__).resolve().parent.parent
-PROJECT = "gitlab-runner-fleet"
-ACCOUNT_ID = "123456789012"
-DEFAULT_REGION = "eu-west-1"
-
-
-@dataclass
-class Registered:
-    """One resource the program declared, as the engine would have received it."""
-
-    type: str
-    name: str
-    urn: str
-    parent: str
-    inputs: dict[str, Any]
-    state: dict[str, Any]
-    protect: bool
-    retain_on_delete: bool
-    dependencies: list[str]
-    provider: str
-    ignore_changes: list[str]
-
-
-@dataclass
-class ProgramRun:
-    """What one program run declared and exported."""
-
-    resources: list[Registered]
-    outputs: dict[str, Any] = field(default_factory=dict)
-    secret_outputs: set[str] = field(default_factory=set)
-    error: BaseException | None = None
-
-    def of_type(self, type_: str) -> list[Registered]:
-        return [resource for resource in self.resources if resource.type == type_]
-
-    def one(self, type_: str) -> Registered:
-        matches = self.of_type(type_)
-        assert len(matches) == 1, f"expected one {type_}, found {[r.name for r in matches]}"
-        return matches[0]
-
-    def by_urn(self, urn: str) -> Registered:
-        return next(resource for resource in self.resources if resource.urn == urn)
-
-    def descends_from(self, resource: Registered, ancestor: Registered) -> bool:
-        """Whether `ancestor` is `resource`'s parent, grandparent, and so on."""
-        parents = {r.urn: r.parent for r in self.resources}
-        urn = resource.parent
-        while urn:
-            if urn == ancestor.urn:
-                return True
-            urn = parents.get(urn, "")
-        return False
-
-
-def mock_issuer(region: str, cluster_name: str) -> str:
-    """The OIDC issuer (host/path) the mocks give a cluster."""
-    return f"oidc.eks.{region}.amazonaws.com/id/MOCK{cluster_name.upper().replace('-', '')}"
-
-
-MOCK_CLUSTER_SUBNETS = ["subnet-0cluster0000000001", "subnet-0cluster0000000002"]
-MOCK_ROUTE_TABLES = ["rtb-0mock000000000001", "rtb-0mock000000000002"]
-
-
-class FleetMocks(pulumi.runtime.Mocks):
-    """Answers resource registrations and invokes the way AWS would, for one account and region."""
-
-    def __init__(self, region: str, partition: str = "aws", cluster_version: str = "1.34") -> None:
-        self.region = region
-        self.partition = partition
-        self.cluster_version = cluster_version
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        # Custom resources echo their inputs like most providers; components (pulumi-eks's are
-        # remote) return only the outputs set below, never input resource references.
-        state = dict(args.inputs) if args.custom else {}
-        resource_id = f"{args.name}-id"
-        iam_arn = f"arn:{self.partition}:iam::{ACCOUNT_ID}"
-        if args.typ == "aws:s3/bucket:Bucket":
-            resource_id = state["bucket"]
-            state.update(arn=f"arn:{self.partition}:s3:::{resource_id}", region=self.region)
-        elif args.typ == "aws:iam/policy:Policy":
-            state.update(arn=f"{iam_arn}:policy/{args.name}", name=args.name)
-        elif args.typ == "aws:iam/role:Role":
-            state.update(arn=f"{iam_arn}:role/{args.name}", name=args.name)
-        elif args.typ == "aws:iam/user:User":
-            state.update(arn=f"{iam_arn}:user/{args.name}", name=args.name)
-        elif args.typ == "aws:iam/accessKey:AccessKey":
-            resource_id = "AKIAMOCKACCESSKEY000"
-            state.update(secret="mock-secret-access-key")
-        elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
-            host_path = state["url"].removeprefix("https://")
-            state.update(arn=f"{iam_arn}:oidc-provider/{host_path}")
-        elif args.typ == "eks:index:Cluster":
-            cluster_name = args.inputs["name"]
-            issuer = mock_issuer(self.region, cluster_name)
-            state.update(
-                kubeconfigJson=json.dumps({"clusters": [{"name": cluster_name}]}),
-                oidcProviderArn=f"{iam_arn}:oidc-provider/{issuer}",
-                oidcProviderUrl=f"https://{issuer}",
-                oidcIssuer=issuer,
-            )
-        elif args.typ == "aws:eks/nodeGroup:NodeGroup":
-            state.update(
-                nodeGroupName=f"{args.name}-20261123",
-                resources=[{"autoscalingGroups": [{"name": f"eks-{args.name}-mock-asg"}]}],
-            )
-        elif args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
-            resource_id = "vpce-0mock00000000000"
-        return resource_id, state
-
-    def call(
-        self, args: pulumi.runtime.MockCallArgs
-    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {
-                "accountId": ACCOUNT_ID,
-                "arn": f"arn:{self.partition}:iam::{ACCOUNT_ID}:user/ci",
-                "userId": "AIDAMOCK",
-                "id": ACCOUNT_ID,
-            }, []
-        if args.token == "aws:index/getPartition:getPartition":
-            return {
-                "partition": self.partition,
-                "dnsSuffix": "amazonaws.com",
-                "id": self.partition,
-            }, []
-        if args.token == "aws:eks/getCluster:getCluster":
-            name = args.args["name"]
-            return {
-                "id": name,
-                "name": name,
-                "arn": f"arn:{self.partition}:eks:{self.region}:{ACCOUNT_ID}:cluster/{name}",
-                "endpoint": f"https://{name.upper()}.gr7.{self.region}.eks.amazonaws.com",
-                "certificateAuthorities": [{"data": "LS0tLS1CRUdJTi1NT0NL"}],
-                "identities": [
-                    {"oidcs": [{"issuer": f"https://{mock_issuer(self.region, name)}"}]}
-                ],
-                "vpcConfig": {"vpcId": "vpc-0cluster000000000", "subnetIds": MOCK_CLUSTER_SUBNETS},
-                "version": self.cluster_version,
-            }, []
-        if args.token == "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider":
-            host_path = args.args["url"].removeprefix("https://")
-            arn = f"arn:{self.partition}:iam::{ACCOUNT_ID}:oidc-provider/{host_path}"
-            return {
-                "arn": arn,
-                "url": host_path,
-                "id": arn,
-                "clientIdLists": ["sts.amazonaws.com"],
-            }, []
-        if args.token == "aws:ec2/getRouteTables:getRouteTables":
-            return {"ids": MOCK_ROUTE_TABLES, "id": self.region}, []
-        if args.token == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
-            return {"serviceName": f"com.amazonaws.{self.region}.s3", "id": "s3"}, []
-        raise NotImplementedError(f"no mock for invoke {args.token}")
-
-
-class RecordingMonitor(MockMonitor):
-    """A MockMonitor that also keeps each registration's inputs and resource options."""
-
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
-        super().__init__(mocks)
-        self.registrations: list[Registered] = []
-
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
-        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
-        if request.type != "pulumi:pulumi:Stack":
-            self.registrations.append(
-                Registered(
-                    type=request.type,
-                    name=request.name,
-                    urn=response.urn,
-                    parent=request.parent,
-                    inputs=rpc.deserialize_properties(request.object),
-                    state=self.resources[response.urn].state if request.custom else {},
-                    protect=bool(request.protect),
-                    retain_on_delete=bool(request.retainOnDelete),
-                    dependencies=list(request.dependencies),
-                    provider=request.provider,
-                    ignore_changes=list(request.ignoreChanges),
-                )
-            )
-        return response
-
-
-def config_from_stack_file(stack: str) -> dict[str, Any]:
-    """The `config:` block of `stacks/Pulumi.<stack>.yaml`, as the CLI would hand it over."""
-    document = yaml.safe_load((REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-    return dict(document.get("config") or {})
-
-
-def run_program(
-    program: Callable[[], Any],
-    *,
-    config: Mapping[str, Any] | None = None,
-    stack: str = "test",
-    secret_keys: Sequence[str] = (),
-    region: str = DEFAULT_REGION,
-    expect_error: bool = False,
-) -> ProgramRun:
-    """Run `program` as a Pulumi program under mocks and return what it declared and exported.
-
-    `config` maps full keys (`gitlab-runner-fleet:cache`, `aws:region`) to values; objects
-    and lists are passed JSON-encoded like the CLI does. `aws:region` defaults to `region`.
-    With `expect_error`, an exception from the program is returned in `ProgramRun.error`
-    (with whatever was declared before it) instead of raised.
-    """
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return _run_on_current_loop(
-            program,
-            config=config or {},
-            stack=stack,
-            secret_keys=secret_keys,
-            region=region,
-            expect_error=expect_error,
-        )
-    finally:
-        loop.close()
-
-
-def _run_on_current_loop(
-    program: Callable[[], Any],
-    *,
-    config: Mapping[str, Any],
-    stack: str,
-    secret_keys: Sequence[str],
-    region: str,
-    expect_error: bool,
-) -> ProgramRun:
-    ROOT.set(None)
-    mocks = FleetMocks(region)
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(
-        {
-            key: value if isinstance(value, str) else json.dumps(value)
-            for key, value in {"aws:region": region, **config}.items()
-        },
-        list(secret_keys),
-    )
-    try:
-        _sync_await(run_pulumi_func(program))
-    except Exception as error:
-        if not expect_error:
-            raise
-        return ProgramRun(resources=monitor.registrations, error=error)
-    assert not expect_error, "the program was expected to fail but succeeded"
-
-    root = ROOT.get()
-    assert isinstance(root, pulumi.runtime.stack.Stack)
-    run = ProgramRun(resources=monitor.registrations)
-    for name, value in root.outputs.items():
-        output = pulumi.Output.from_input(value)
-        run.outputs[name] = _sync_await(output.future())
-        if _sync_await(output.is_secret()):
-            run.secret_outputs.add(name)
-    return run
-
-
-RUNNER_TOKEN = "glrt-t1_MockRunnerToken0000000"
+RUNNER_TOKEN = PLACEHOLDER_RUNNER_TOKEN
 """The runner token every stack run gets, as `pulumi config set --secret` would store it."""
 
-
-def run_stack(
-    stack: str,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    expect_error: bool = False,
-    secret_keys: Sequence[str] = (),
-) -> ProgramRun:
-    """Evaluate `__main__.py` end to end with `stacks/Pulumi.<stack>.yaml` (plus overrides).
-
-    The secret `runnerToken` (kept out of stack files) is supplied unless overridden; keys in
-    `secret_keys` are marked secret like encrypted stack config.
-    """
-    config = {
-        **config_from_stack_file(stack),
-        f"{PROJECT}:runnerToken": RUNNER_TOKEN,
-        **(overrides or {}),
-    }
-    return run_program(
-        lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"),
-        config=config,
-        stack=stack,
-        region=config.get("aws:region", DEFAULT_REGION),
-        expect_error=expect_error,
-        secret_keys=[f"{PROJECT}:runnerToken", *secret_keys],
-    )
+__all__ = [
+    "ACCOUNT_ID",
+    "DEFAULT_REGION",
+    "MOCK_CLUSTER_SUBNETS",
+    "MOCK_ROUTE_TABLES",
+    "PROJECT",
+    "REPO",
+    "RUNNER_TOKEN",
+    "ProgramRun",
+    "Registered",
+    "config_from_stack_file",
+    "mock_issuer",
+    "policy_document",
+    "run_program",
+    "run_stack",
+    "settings_config",
+    "stack_names",
+]
 
 
 def settings_config(**sections: Any) -> dict[str, Any]:

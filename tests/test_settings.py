@@ -112,7 +112,10 @@ INVALID = [
         "cacheAccess.mode: must be one of 'irsa' or 'accessKey', got 'iam'",
     ),
     ({"cluster": {"version": "1.34"}}, "cluster.name: required"),
-    ({"cluster": {"name": "ci"}}, "cluster.version: required"),
+    (
+        {"cluster": {"name": "ci"}},
+        "cluster.version: required when cluster.mode is existing, e.g. '1.34'",
+    ),
     (
         {"cluster": {"name": "ci", "version": "1.29"}},
         "cluster.version: must be one of 1.30, 1.31, 1.32, 1.33, 1.34, 1.35",
@@ -120,7 +123,7 @@ INVALID = [
     ({"cluster": {"name": "-ci", "version": "1.34"}}, "cluster.name: must be an EKS cluster name"),
     (
         {"cluster": {"name": "ci", "version": "1.34", "mode": "import"}},
-        "cluster.mode: must be one of 'create' or 'existing', got 'import'",
+        "cluster.mode: must be one of 'create', 'existing' or 'kubeconfig', got 'import'",
     ),
     (
         {
@@ -147,7 +150,7 @@ INVALID = [
     ),
     (
         {"cluster": {**CREATE, "createOidcProvider": True}},
-        "cluster.createOidcProvider: is only used when cluster.mode is existing",
+        "cluster.createOidcProvider: is only used when cluster.mode is existing; remove it",
     ),
     (
         {"cluster": {"name": "ci", "version": "1.34", "vpcId": "vpc-1"}},

@@ -22,9 +22,13 @@ from tests.harness import (
     mock_issuer,
     run_stack,
     settings_config,
+    stack_names,
 )
 
-STACKS = sorted(path.name.split(".")[1] for path in (REPO / "stacks").glob("Pulumi.*.yaml"))
+STACKS = stack_names()
+EKS_STACKS = [
+    s for s in STACKS if config_from_stack_file(s)[f"{PROJECT}:cluster"].get("mode") != "kubeconfig"
+]
 EXPORTS = {
     "clusterName",
     "buildNodeGroupName",
@@ -55,11 +59,95 @@ TAGGABLE = {
 }
 
 
-def test_the_three_environments_have_stack_files() -> None:
-    assert {"dev", "staging", "prod"} <= set(STACKS)
+def test_every_environment_has_a_stack_file() -> None:
+    assert set(STACKS) == {"dev", "staging", "prod", "onprem"}
+    assert EKS_STACKS == ["dev", "prod", "staging"]
 
 
-@pytest.mark.parametrize("stack", STACKS)
+def test_onprem_reaches_its_cluster_through_the_secret_kubeconfig_and_creates_nothing_in_aws() -> (
+    None
+):
+    run = run_stack("onprem")
+    assert not [r for r in run.resources if r.type.startswith(("aws:", "eks:"))]
+    provider = run.one("pulumi:providers:kubernetes")
+    assert is_rpc_secret(provider.inputs["kubeconfig"])
+    assert provider.inputs["clusterIdentifier"] == "k3s-office"
+    in_cluster = [r for r in run.resources if r.type.startswith("kubernetes:")]
+    assert all(r.provider.startswith(f"{provider.urn}::") for r in in_cluster)
+    assert set(run.outputs) == {
+        "clusterName",
+        "cachePrefix",
+        "runnerNamespace",
+        "runnerConfigChecksum",
+    }
+    assert run.outputs["clusterName"] == "k3s-office"
+
+
+def test_onprem_runner_uses_minio_with_access_keys_from_secrets() -> None:
+    run = run_stack("onprem")
+    values = runner_values(run)
+    assert "annotations" not in values["serviceAccount"]
+    assert values["runners"]["cache"] == {"secretName": "gitlab-runner-cache"}
+    cache_secret = next(
+        s
+        for s in run.of_type("kubernetes:core/v1:Secret")
+        if s.inputs["metadata"]["name"] == "gitlab-runner-cache"
+    )
+    assert is_rpc_secret(cache_secret.inputs["stringData"])
+    assert set(unwrap_rpc_secret(cache_secret.inputs["stringData"])) == {"accesskey", "secretkey"}
+    config = tomllib.loads(values["runners"]["config"])["runners"][0]
+    assert config["cache"]["s3"] == {
+        "ServerAddress": "minio.office.example.com",
+        "BucketName": "gitlab-runner-cache",
+        "AuthenticationType": "access-key",
+        "Insecure": False,
+        "PathStyle": True,
+    }
+    assert config["kubernetes"]["node_tolerations"] == {"buildInstance=true": "NoSchedule"}
+    assert config["kubernetes"]["poll_timeout"] == 180
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"buildNodes": {"maxSize": 5}}, "buildNodes.maxSize: is only used on EKS"),
+        (
+            {"clusterAutoscaler": {"enabled": True}},
+            "clusterAutoscaler.enabled: is only used on EKS",
+        ),
+        (
+            {"network": {"s3GatewayEndpoint": True}},
+            "network.s3GatewayEndpoint: is only used on EKS",
+        ),
+        (
+            {"cache": {"type": "s3"}},
+            "cacheAccess.mode: irsa needs an EKS cluster; set cacheAccess.mode: accessKey",
+        ),
+    ],
+)
+def test_onprem_refuses_eks_only_settings(override: dict[str, Any], expected: str) -> None:
+    run = run_stack("onprem", settings_config(**override), expect_error=True)
+    assert expected in str(run.error)
+    assert run.resources == []
+
+
+def test_onprem_needs_its_kubeconfig_as_a_secret() -> None:
+    run = run_stack(
+        "onprem", {f"{PROJECT}:kubeconfig": "apiVersion: v1\nclusters: []"}, expect_error=True
+    )
+    assert "kubeconfig: is stored in plain text" in str(run.error)
+
+
+def test_onprem_with_an_s3_bucket_and_access_keys_needs_a_region() -> None:
+    run = run_stack(
+        "onprem",
+        settings_config(cache={"type": "s3", "protect": False}, cacheAccess={"mode": "accessKey"}),
+        expect_error=True,
+    )
+    assert "aws:region: required" in str(run.error)
+
+
+@pytest.mark.parametrize("stack", EKS_STACKS)
 def test_stack_evaluates_and_exports_what_reviewers_need(stack: str) -> None:
     run = run_stack(stack)
     assert EXPORTS <= set(run.outputs) <= EXPORTS | {"s3GatewayEndpointId"}
@@ -78,7 +166,7 @@ def test_stack_evaluates_and_exports_what_reviewers_need(stack: str) -> None:
     assert run.secret_outputs == set()
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", EKS_STACKS)
 def test_every_aws_resource_carries_the_allocation_tags(stack: str) -> None:
     run = run_stack(stack)
     cost_center = config_from_stack_file(stack)["gitlab-runner-fleet:tags"]["cost-center"]
@@ -104,7 +192,7 @@ def test_every_aws_resource_carries_the_allocation_tags(stack: str) -> None:
         assert tags["cost-center"] == cost_center
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", EKS_STACKS)
 def test_irsa_roles_trust_their_service_accounts_on_the_stacks_cluster(stack: str) -> None:
     run = run_stack(stack)
     cluster_name = config_from_stack_file(stack)[f"{PROJECT}:cluster"]["name"]
@@ -272,7 +360,7 @@ def test_the_runner_token_is_never_plain_text_anywhere(stack: str) -> None:
     assert unwrap_rpc_secret(token_secret.inputs["stringData"])["runner-token"] == RUNNER_TOKEN
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", EKS_STACKS)
 def test_irsa_cache_role_goes_on_the_managers_service_account(stack: str) -> None:
     run = run_stack(stack)
     values = runner_values(run)
