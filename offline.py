@@ -61,6 +61,8 @@ class ProgramRun:
     """What one program run declared and exported."""
 
     resources: list[Registered]
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """What each component passed to `register_outputs`, by URN."""
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
     error: BaseException | None = None
@@ -195,6 +197,11 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registered] = []
+        self.component_outputs: dict[str, dict[str, Any]] = {}
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        self.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -242,14 +249,14 @@ def run_program(
     stack: str = "test",
     secret_keys: Sequence[str] = (),
     region: str | None = DEFAULT_REGION,
-    expect_error: bool = False,
+    return_error: bool = False,
 ) -> ProgramRun:
     """Run `program` as a Pulumi program under mocks and return what it declared and exported.
 
     `config` maps full keys (`gitlab-runner-fleet:cache`, `aws:region`) to values; objects
     and lists are passed JSON-encoded like the CLI does. `aws:region` defaults to `region`
     (None: unset, as in a stack without AWS).
-    With `expect_error`, an exception from the program is returned in `ProgramRun.error`
+    With `return_error`, an exception from the program is returned in `ProgramRun.error`
     (with whatever was declared before it) instead of raised.
     """
     loop = asyncio.new_event_loop()
@@ -261,7 +268,7 @@ def run_program(
             stack=stack,
             secret_keys=secret_keys,
             region=region,
-            expect_error=expect_error,
+            return_error=return_error,
         )
     finally:
         loop.close()
@@ -274,7 +281,7 @@ def _run_on_current_loop(
     stack: str,
     secret_keys: Sequence[str],
     region: str | None,
-    expect_error: bool,
+    return_error: bool,
 ) -> ProgramRun:
     ROOT.set(None)
     mocks = FleetMocks(region or DEFAULT_REGION)
@@ -290,14 +297,17 @@ def _run_on_current_loop(
     try:
         _sync_await(run_pulumi_func(program))
     except Exception as error:
-        if not expect_error:
+        if not return_error:
             raise
-        return ProgramRun(resources=monitor.registrations, error=error)
-    assert not expect_error, "the program was expected to fail but succeeded"
+        return ProgramRun(
+            resources=monitor.registrations,
+            component_outputs=monitor.component_outputs,
+            error=error,
+        )
 
     root = ROOT.get()
     assert isinstance(root, pulumi.runtime.stack.Stack)
-    run = ProgramRun(resources=monitor.registrations)
+    run = ProgramRun(resources=monitor.registrations, component_outputs=monitor.component_outputs)
     for name, value in root.outputs.items():
         output = pulumi.Output.from_input(value)
         run.outputs[name] = _sync_await(output.future())
@@ -337,7 +347,7 @@ def evaluate_stack(
     stack: str,
     overrides: Mapping[str, Any] | None = None,
     *,
-    expect_error: bool = False,
+    return_error: bool = False,
     secret_keys: Sequence[str] = (),
 ) -> ProgramRun:
     """Evaluate `__main__.py` end to end with `stacks/Pulumi.<stack>.yaml` (plus overrides).
@@ -357,6 +367,6 @@ def evaluate_stack(
         config={**config, **placeholders},
         stack=stack,
         region=config.get("aws:region"),
-        expect_error=expect_error,
+        return_error=return_error,
         secret_keys=[*placeholders, *secret_keys],
     )

@@ -132,5 +132,5 @@ def test_direct_use_with_bad_args_is_refused(overrides: dict[str, Any], message:
         "oidc_provider_arn": OIDC_ARN,
     }
     args.update(overrides)
-    run = run_program(lambda: CacheAccess("cache-access", args), expect_error=True)  # type: ignore[arg-type]
+    run = run_program(lambda: CacheAccess("cache-access", args), return_error=True)  # type: ignore[arg-type]
     assert message in str(run.error)

@@ -53,7 +53,7 @@ def test_protect_and_force_destroy_together_are_refused() -> None:
                 "force_destroy": True,
             },
         ),
-        expect_error=True,
+        return_error=True,
     )
     assert "force_destroy cannot be combined with protect" in str(run.error)
 

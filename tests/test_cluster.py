@@ -155,6 +155,6 @@ def test_create_without_network_is_refused() -> None:
         lambda: EksCluster(
             "cluster", {"mode": "create", "name": "c", "version": "1.34", "region": REGION}
         ),
-        expect_error=True,
+        return_error=True,
     )
     assert "create mode needs vpc_id and private_subnet_ids" in str(run.error)

@@ -117,6 +117,6 @@ def test_an_unpinned_kubernetes_minor_is_refused() -> None:
                 "build_labels": {},
             },
         ),
-        expect_error=True,
+        return_error=True,
     )
     assert "no pinned image for Kubernetes 1.20" in str(run.error)

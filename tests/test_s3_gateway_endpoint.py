@@ -30,5 +30,5 @@ def test_route_tables_are_looked_up_from_the_node_subnets() -> None:
 
 
 def test_neither_route_tables_nor_subnets_is_refused() -> None:
-    run = run_program(lambda: S3GatewayEndpoint("s3", {"vpc_id": "vpc-1"}), expect_error=True)
+    run = run_program(lambda: S3GatewayEndpoint("s3", {"vpc_id": "vpc-1"}), return_error=True)
     assert "give route_table_ids or subnet_ids" in str(run.error)

@@ -313,7 +313,7 @@ def test_load_settings_reads_the_project_namespace() -> None:
 
 def test_a_section_that_is_not_json_is_reported_not_raised() -> None:
     run = run_program(
-        load_settings, config={"gitlab-runner-fleet:cache": "{expirationDays: 9"}, expect_error=True
+        load_settings, config={"gitlab-runner-fleet:cache": "{expirationDays: 9"}, return_error=True
     )
     assert isinstance(run.error, SettingsError)
     assert [str(p) for p in run.error.problems] == [
@@ -323,7 +323,7 @@ def test_a_section_that_is_not_json_is_reported_not_raised() -> None:
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_invalid_config_declares_no_resource(stack: str) -> None:
-    run = run_stack(stack, {"gitlab-runner-fleet:cache": {"expirationDays": 0}}, expect_error=True)
+    run = run_stack(stack, {"gitlab-runner-fleet:cache": {"expirationDays": 0}}, return_error=True)
     assert isinstance(run.error, SettingsError)
     assert "cache.expirationDays: must be >= 1, got 0" in str(run.error)
     assert run.resources == []
@@ -461,7 +461,7 @@ def test_a_plain_text_token_in_the_stack_file_is_refused_before_any_resource() -
             **settings_config(cluster={"name": "ci", "version": "1.34"}),
             f"{PROJECT}:runnerToken": RUNNER_TOKEN,
         },
-        expect_error=True,
+        return_error=True,
     )
     assert isinstance(run.error, SettingsError)
     assert "runnerToken: is stored in plain text" in str(run.error)

@@ -111,7 +111,7 @@ def test_direct_use_with_an_invalid_taint_is_refused() -> None:
                 "taints": [{"key": "k", "value": "v", "effect": "NO_SCHEDULE"}],
             },
         ),
-        expect_error=True,
+        return_error=True,
     )
     assert "effect" in str(run.error)
 

@@ -126,14 +126,14 @@ def test_onprem_runner_uses_minio_with_access_keys_from_secrets() -> None:
     ],
 )
 def test_onprem_refuses_eks_only_settings(override: dict[str, Any], expected: str) -> None:
-    run = run_stack("onprem", settings_config(**override), expect_error=True)
+    run = run_stack("onprem", settings_config(**override), return_error=True)
     assert expected in str(run.error)
     assert run.resources == []
 
 
 def test_onprem_needs_its_kubeconfig_as_a_secret() -> None:
     run = run_stack(
-        "onprem", {f"{PROJECT}:kubeconfig": "apiVersion: v1\nclusters: []"}, expect_error=True
+        "onprem", {f"{PROJECT}:kubeconfig": "apiVersion: v1\nclusters: []"}, return_error=True
     )
     assert "kubeconfig: is stored in plain text" in str(run.error)
 
@@ -142,7 +142,7 @@ def test_onprem_with_an_s3_bucket_and_access_keys_needs_a_region() -> None:
     run = run_stack(
         "onprem",
         settings_config(cache={"type": "s3", "protect": False}, cacheAccess={"mode": "accessKey"}),
-        expect_error=True,
+        return_error=True,
     )
     assert "aws:region: required" in str(run.error)
 

@@ -1,0 +1,110 @@
+"""render.py: the offline review render of each stack."""
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import offline
+import render
+from offline import PLACEHOLDER_RUNNER_TOKEN, evaluate_stack, stack_names
+
+
+@pytest.fixture(scope="module", params=stack_names())
+def rendered(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    stack: str = request.param
+    out = tmp_path_factory.mktemp(stack)
+    assert render.main([stack, "--out", str(out)]) == 0
+    return stack, out
+
+
+def test_every_resource_is_listed_with_its_properties(rendered: tuple[str, Path]) -> None:
+    stack, out = rendered
+    listed = json.loads((out / "resources.json").read_text())
+    assert len(listed) == len(evaluate_stack(stack).resources)
+    runner = next(
+        r
+        for r in listed
+        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["name"] == "gitlab-runner"
+    )
+    assert runner["properties"]["chart"] == "gitlab-runner"
+    assert runner["parent"] == "gitlab-runner-fleet:index:GitlabRunner"
+
+
+def test_no_secret_value_is_written(rendered: tuple[str, Path]) -> None:
+    _, out = rendered
+    for path in out.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert PLACEHOLDER_RUNNER_TOKEN not in text, path
+            assert "offline-placeholder" not in text, path
+            assert "mock-secret-access-key" not in text, path
+    listed = json.loads((out / "resources.json").read_text())
+    token_secret = next(r for r in listed if r["name"] == "gitlab-runner-token")
+    assert token_secret["properties"]["stringData"] == "[secret]"
+
+
+def test_runner_config_is_the_effective_config_toml(rendered: tuple[str, Path]) -> None:
+    _, out = rendered
+    config = tomllib.loads((out / "runner" / "config.toml").read_text())
+    (runner,) = config["runners"]
+    assert runner["url"] == "https://gitlab.example.com/"
+    assert runner["token"] == "[secret]"
+    assert runner["executor"] == "kubernetes"
+    assert isinstance(config["concurrent"], int)
+    assert config["listen_address"] == ":9252"
+
+
+def test_helm_values_are_yaml_with_whole_numbers(rendered: tuple[str, Path]) -> None:
+    _, out = rendered
+    values = yaml.safe_load((out / "values" / "gitlab-runner.yaml").read_text())
+    assert isinstance(values["concurrent"], int)
+    assert isinstance(values["terminationGracePeriodSeconds"], int)
+    template = tomllib.loads(values["runners"]["config"])
+    assert len(template["runners"]) == 1
+
+
+def test_policies_are_the_declared_documents(rendered: tuple[str, Path], lint_policy: Any) -> None:
+    stack, out = rendered
+    documents = {
+        path.name: json.loads(path.read_text()) for path in (out / "policies").glob("*.json")
+    }
+    if stack == "onprem":
+        assert documents == {}
+        return
+    assert {
+        "cache-access-policy.json",
+        "cache-tls-only.bucket-policy.json",
+        "cache-access-irsa.trust.json",
+    } <= set(documents)
+    for name, document in documents.items():
+        if not name.endswith(".trust.json"):
+            assert lint_policy(document) == [], name
+
+
+def test_unknown_stack_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert render.main(["qa"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: no stack 'qa': stacks/ has dev, onprem, prod, staging")
+    assert "Traceback" not in error
+
+
+def test_invalid_config_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    valid = offline.config_from_stack_file("staging")
+    monkeypatch.setattr(
+        offline,
+        "config_from_stack_file",
+        lambda stack: {**valid, "gitlab-runner-fleet:buildNodes": {"minSize": 5, "maxSize": 2}},
+    )
+    assert render.main(["staging", "--out", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert "buildNodes.minSize: must be <= buildNodes.maxSize (2), got 5" in error
+    assert "Traceback" not in error
+    assert list(tmp_path.iterdir()) == []
