@@ -1,0 +1,108 @@
+"""The GitLab pipeline: valid against GitLab's CI schema, and doing what the README promises."""
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import yaml
+
+from offline import REPO, stack_names
+
+PIPELINE: dict[str, Any] = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())
+MERGE_REQUEST = '$CI_PIPELINE_SOURCE == "merge_request_event"'
+DEFAULT_BRANCH = "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"
+
+
+def job(name: str) -> dict[str, Any]:
+    """A job with the templates it extends merged in (top-level keys, as GitLab does)."""
+    definition = dict(PIPELINE[name])
+    parents = definition.pop("extends", [])
+    merged: dict[str, Any] = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        merged.update(job(parent))
+    merged.update(definition)
+    return merged
+
+
+def test_pipeline_passes_the_gitlab_ci_schema() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.gitlab-ci",
+            str(REPO / ".gitlab-ci.yml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_pipeline_runs_the_ci_script() -> None:
+    assert job("test")["script"] == ["bash .ci/run"]
+    assert "rules" not in job("test")
+
+
+@pytest.mark.parametrize(
+    "name", ["preview", "render", "helm-template", "kubeconform", "runner-config-lint"]
+)
+def test_merge_request_jobs_cover_every_stack(name: str) -> None:
+    definition = job(name)
+    (matrix,) = definition["parallel"]["matrix"]
+    assert sorted(matrix["STACK"]) == stack_names()
+    assert definition["rules"] == [{"if": MERGE_REQUEST}]
+
+
+def test_preview_shows_the_diff_and_keeps_it() -> None:
+    preview = job("preview")
+    assert any(
+        "pulumi preview --diff" in line and '--stack "$STACK"' in line for line in preview["script"]
+    )
+    assert preview["artifacts"]["paths"] == ["preview-$STACK.txt"]
+    assert preview["artifacts"]["when"] == "always"
+
+
+def test_render_is_published_and_validated_with_the_real_tools() -> None:
+    assert job("render")["artifacts"]["paths"] == ["out/"]
+    helm = "\n".join(job("helm-template")["script"])
+    assert "--repo https://charts.gitlab.io --version 0.92.0" in helm
+    assert "--repo https://kubernetes.github.io/autoscaler --version 9.59.0" in helm
+    assert "kubeconform -strict" in job("kubeconform")["script"][0]
+    assert job("runner-config-lint")["script"] == [
+        'gitlab-runner lint --config "out/$STACK/runner/config.toml"'
+    ]
+    assert job("runner-config-lint")["image"]["name"] == "gitlab/gitlab-runner:alpine-v19.3.0"
+
+
+def test_aws_access_comes_from_gitlab_oidc_not_static_keys() -> None:
+    pulumi_job = job(".pulumi")
+    assert pulumi_job["id_tokens"] == {"AWS_ID_TOKEN": {"aud": "sts.amazonaws.com"}}
+    setup = "\n".join(pulumi_job["before_script"])
+    assert "AWS_WEB_IDENTITY_TOKEN_FILE" in setup
+    assert 'AWS_ROLE_ARN="$DEPLOY_ROLE_ARN"' in setup
+    assert 'pulumi login "$PULUMI_BACKEND_URL"' in setup
+    text = (REPO / ".gitlab-ci.yml").read_text()
+    assert "AWS_ACCESS_KEY_ID" not in text
+    assert "AWS_SECRET_ACCESS_KEY" not in text
+
+
+@pytest.mark.parametrize(
+    ("stack", "manual"), [("dev", False), ("staging", False), ("prod", True), ("onprem", True)]
+)
+def test_default_branch_deploys_each_stack_one_update_at_a_time(stack: str, manual: bool) -> None:
+    deploy = job(f"deploy-{stack}")
+    assert deploy["variables"]["STACK"] == stack
+    assert deploy["resource_group"] == "pulumi-$STACK"
+    assert deploy["script"] == ['pulumi up --yes --non-interactive --stack "$STACK"']
+    (rule,) = deploy["rules"]
+    assert rule["if"] == DEFAULT_BRANCH
+    assert (rule.get("when") == "manual") is manual
+
+
+def test_every_stack_has_a_deploy_job() -> None:
+    assert {name.removeprefix("deploy-") for name in PIPELINE if name.startswith("deploy-")} == set(
+        stack_names()
+    )
