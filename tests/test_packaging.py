@@ -17,7 +17,7 @@ from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.provider.experimental.schema import generate_schema
 
 import components
-from tests.harness import REPO
+from tests.harness import REPO, run_program
 
 PROVIDER = runpy.run_path(str(REPO / "provider" / "__main__.py"), run_name="provider")
 
@@ -149,3 +149,19 @@ def test_pip_installs_the_components_as_gitlab_runner_fleet(tmp_path: Path) -> N
         "gitlab_runner_fleet.cache_bucket",
         "gitlab_runner_fleet.gitlab_runner",
     ]
+
+
+def test_the_import_example_runs_against_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The example imports the installed name; in the repository that package is `components`.
+    monkeypatch.setitem(sys.modules, "gitlab_runner_fleet", components)
+    run = run_program(
+        lambda: runpy.run_path(str(REPO / "examples" / "cache-only" / "__main__.py")),
+        config={
+            "gitlab-runner-fleet:bucketName": "acme-ci-cache",
+            "gitlab-runner-fleet:oidcProviderArn": (
+                "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/X"
+            ),
+        },
+    )
+    assert run.outputs["bucket"] == "acme-ci-cache"
+    assert run.outputs["roleArn"] == "arn:aws:iam::123456789012:role/ci-cache-access-irsa"
