@@ -10,7 +10,7 @@ from pulumi_kubernetes.helm import v3 as helm
 
 from .build_nodes import keep_off_build_nodes
 from .iam_documents import cluster_autoscaler_policy
-from .irsa_role import IrsaRole
+from .irsa_role import IRSA_ROLE_ANNOTATION, IrsaRole
 from .versions import (
     CLUSTER_AUTOSCALER_CHART,
     CLUSTER_AUTOSCALER_CHART_REPO,
@@ -21,7 +21,6 @@ from .versions import (
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "cluster-autoscaler"
 """Fixed, so the IRSA trust subject and the chart's service account cannot drift apart."""
-IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 
 def autoscaler_values(

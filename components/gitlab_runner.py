@@ -8,6 +8,7 @@ import pulumi_kubernetes as k8s
 from pulumi_kubernetes.helm import v3 as helm
 
 from .build_nodes import keep_off_build_nodes
+from .irsa_role import IRSA_ROLE_ANNOTATION
 from .runner_config import (
     METRICS_PORT,
     CacheSpec,
@@ -24,7 +25,6 @@ from .versions import (
 
 TOKEN_SECRET_NAME = "gitlab-runner-token"
 CACHE_SECRET_NAME = "gitlab-runner-cache"
-IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 PAUSE_POD_PRIORITY = -10
 """Below every workload (default 0), so any job pod preempts a pause pod."""
 

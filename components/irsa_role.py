@@ -8,6 +8,9 @@ from pulumi_aws import iam
 
 from .iam_documents import irsa_trust_policy
 
+IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+"""The service account annotation that makes EKS inject the role's web identity."""
+
 
 class IrsaRoleArgs(TypedDict):
     """Inputs of IrsaRole."""

@@ -7,6 +7,13 @@ from typing import Any
 import pytest
 import yaml
 
+from components.versions import (
+    CLUSTER_AUTOSCALER_CHART_REPO,
+    CLUSTER_AUTOSCALER_CHART_VERSION,
+    GITLAB_RUNNER_CHART_REPO,
+    GITLAB_RUNNER_CHART_VERSION,
+    GITLAB_RUNNER_VERSION,
+)
 from offline import REPO, stack_names
 
 PIPELINE: dict[str, Any] = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())
@@ -69,13 +76,18 @@ def test_preview_shows_the_diff_and_keeps_it() -> None:
 def test_render_is_published_and_validated_with_the_real_tools() -> None:
     assert job("render")["artifacts"]["paths"] == ["out/"]
     helm = "\n".join(job("helm-template")["script"])
-    assert "--repo https://charts.gitlab.io --version 0.92.0" in helm
-    assert "--repo https://kubernetes.github.io/autoscaler --version 9.59.0" in helm
+    # The pipeline pins the same charts as the program (components/versions.py).
+    assert f"--repo {GITLAB_RUNNER_CHART_REPO} --version {GITLAB_RUNNER_CHART_VERSION}" in helm
+    assert (
+        f"--repo {CLUSTER_AUTOSCALER_CHART_REPO} --version {CLUSTER_AUTOSCALER_CHART_VERSION}"
+        in helm
+    )
     assert "kubeconform -strict" in job("kubeconform")["script"][0]
     assert job("runner-config-lint")["script"] == [
         'gitlab-runner lint --config "out/$STACK/runner/config.toml"'
     ]
-    assert job("runner-config-lint")["image"]["name"] == "gitlab/gitlab-runner:alpine-v19.3.0"
+    lint_image = job("runner-config-lint")["image"]["name"]
+    assert lint_image == f"gitlab/gitlab-runner:alpine-v{GITLAB_RUNNER_VERSION}"
 
 
 def test_aws_access_comes_from_gitlab_oidc_not_static_keys() -> None:
