@@ -117,8 +117,10 @@ class EksCluster(pulumi.ComponentResource):
         self, name: str, args: EksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
         super().__init__("gitlab-runner-fleet:index:EksCluster", name, None, opts)
+        # In-cluster resources wait for these: Helm releases need nodes to schedule on.
+        nodes: list[pulumi.Resource] = []
         if args["mode"] == CREATE_MODE:
-            self._create_cluster(name, args)
+            nodes.append(self._create_cluster(name, args))
         elif args["mode"] == EXISTING_MODE:
             self._use_existing_cluster(name, args)
         else:
@@ -128,7 +130,7 @@ class EksCluster(pulumi.ComponentResource):
             kubeconfig=self.kubeconfig,
             # A changed kubeconfig then updates the provider instead of replacing every object.
             cluster_identifier=args["name"],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=nodes),
         )
         self.register_outputs(
             {
@@ -141,7 +143,8 @@ class EksCluster(pulumi.ComponentResource):
             }
         )
 
-    def _create_cluster(self, name: str, args: EksClusterArgs) -> None:
+    def _create_cluster(self, name: str, args: EksClusterArgs) -> aws_eks.NodeGroup:
+        """Creates the cluster and its system node group, which it returns."""
         tags = args.get("tags", {})
         vpc_id = args.get("vpc_id")
         private_subnet_ids = args.get("private_subnet_ids", [])
@@ -170,7 +173,7 @@ class EksCluster(pulumi.ComponentResource):
             {"description": f"EKS system nodes of {args['name']}", "tags": tags},
             opts=pulumi.ResourceOptions(parent=self),
         )
-        aws_eks.NodeGroup(
+        system_nodes = aws_eks.NodeGroup(
             f"{name}-system",
             cluster_name=self.cluster_name,
             node_role_arn=system_role.role_arn,
@@ -192,6 +195,7 @@ class EksCluster(pulumi.ComponentResource):
         self.vpc_id = pulumi.Output.from_input(vpc_id)
         self.node_subnet_ids = pulumi.Output.from_input(node_subnet_ids)
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
+        return system_nodes
 
     def _use_existing_cluster(self, name: str, args: EksClusterArgs) -> None:
         invoke_opts = pulumi.InvokeOutputOptions(parent=self)

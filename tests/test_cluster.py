@@ -82,6 +82,8 @@ def test_created_cluster_gets_a_small_on_demand_system_node_group() -> None:
     # The node group waits for the cluster: its name comes from the cluster's outputs.
     cluster = run.one("eks:index:Cluster")
     assert cluster.urn in system.dependencies
+    # In-cluster resources wait for nodes to schedule on, through the provider.
+    assert system.urn in run.one("pulumi:providers:kubernetes").dependencies
 
 
 def test_existing_cluster_is_looked_up_with_its_oidc_provider() -> None:
