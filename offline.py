@@ -141,6 +141,9 @@ class FleetMocks(pulumi.runtime.Mocks):
                 nodeGroupName=f"{args.name}-20261123",
                 resources=[{"autoscalingGroups": [{"name": f"eks-{args.name}-mock-asg"}]}],
             )
+        elif args.typ == "kubernetes:core/v1:Secret":
+            # The API server's version of the object; a changed Secret gets a new one.
+            state["metadata"] = {**state["metadata"], "resourceVersion": f"{len(args.name)}01"}
         elif args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
             resource_id = "vpce-0mock00000000000"
         return resource_id, state

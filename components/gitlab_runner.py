@@ -25,6 +25,8 @@ from .versions import (
 
 TOKEN_SECRET_NAME = "gitlab-runner-token"
 CACHE_SECRET_NAME = "gitlab-runner-cache"
+SECRETS_VERSION_ANNOTATION = "gitlab-runner-fleet/secrets-version"
+"""Changes with the token or cache Secret, so the manager restarts and reads the new values."""
 PAUSE_POD_PRIORITY = -10
 """Below every workload (default 0), so any job pod preempts a pause pod."""
 
@@ -84,6 +86,7 @@ def chart_values(
     termination_grace_period_seconds: int,
     pod_monitor: bool,
     has_cache_secret: bool,
+    secrets_version: str,
 ) -> dict[str, Any]:
     """Helm values of the gitlab-runner chart (keys of its 0.92.0 values.yaml). No secrets."""
     runners: dict[str, Any] = {
@@ -115,6 +118,8 @@ def chart_values(
             "podMonitor": {"enabled": pod_monitor},
         },
         "runners": runners,
+        # The chart rolls the pod only for Secrets it renders itself; these are ours.
+        "podAnnotations": {SECRETS_VERSION_ANNOTATION: secrets_version},
         "affinity": keep_off_build_nodes(job["build_labels"]),
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -187,7 +192,7 @@ class GitlabRunner(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         namespace_name = namespace.metadata.apply(lambda meta: str(meta.name))
-        depends_on: list[pulumi.Resource] = [
+        secrets = [
             self._create_secret(
                 f"{name}-token",
                 TOKEN_SECRET_NAME,
@@ -198,18 +203,24 @@ class GitlabRunner(pulumi.ComponentResource):
         ]
         cache_secret = args.get("cache_secret")
         if cache_secret:
-            depends_on.append(
+            secrets.append(
                 self._create_secret(
                     f"{name}-cache", CACHE_SECRET_NAME, namespace_name, cache_secret
                 )
             )
+        secrets_version = pulumi.Output.all(
+            *(secret.metadata.apply(lambda meta: str(meta.resource_version)) for secret in secrets)
+        ).apply("-".join)
+        depends_on: list[pulumi.Resource] = list(secrets)
         if warm := job.get("warm_capacity"):
             depends_on.append(self._create_priority_class(name, warm["priority_class_name"]))
 
         cache = pulumi.Output.from_input(args["cache"])
         concurrent = args.get("concurrent", 10)
         check_interval = args.get("check_interval", 3)
-        values = pulumi.Output.all(cache, args.get("service_account_role_arn")).apply(
+        values = pulumi.Output.all(
+            cache, args.get("service_account_role_arn"), secrets_version
+        ).apply(
             lambda resolved: chart_values(
                 gitlab_url=args["gitlab_url"],
                 runner_name=args["runner_name"],
@@ -222,6 +233,7 @@ class GitlabRunner(pulumi.ComponentResource):
                 termination_grace_period_seconds=args.get("termination_grace_period_seconds", 3600),
                 pod_monitor=args.get("pod_monitor", False),
                 has_cache_secret=bool(cache_secret),
+                secrets_version=resolved[2],
             )
         )
         release = helm.Release(

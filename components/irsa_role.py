@@ -53,12 +53,15 @@ class IrsaRole(pulumi.ComponentResource):
             tags=args.get("tags", {}),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        iam.RolePolicyAttachment(
+        attachment = iam.RolePolicyAttachment(
             f"{name}-policy",
             role=role.name,
             policy_arn=args["policy_arn"],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.role_arn = role.arn
+        # A pod given the role before its policy is attached starts with AccessDenied.
+        self.role_arn = pulumi.Output.all(role.arn, attachment.id).apply(
+            lambda values: str(values[0])
+        )
         self.role_name = role.name
         self.register_outputs({"role_arn": self.role_arn, "role_name": self.role_name})

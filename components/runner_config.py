@@ -171,6 +171,9 @@ def kubernetes_section(job: JobSpec) -> dict[str, Any]:
         **_resources("", job["build"]),
         **_resources("helper_", job["helper"]),
         **_resources("service_", job["service"]),
+        # Pause pods copy the node selector and tolerations, not the affinity: with the selector
+        # they warm the build nodes rather than whatever node has room.
+        "node_selector": dict(job["build_labels"]),
         "node_tolerations": tolerations(job["build_taints"]),
         "affinity": {"node_affinity": node_affinity(job["build_labels"])},
         "pod_annotations": {SAFE_TO_EVICT_ANNOTATION: "false"},

@@ -47,7 +47,7 @@ class S3GatewayEndpoint(pulumi.ComponentResource):
                 vpc_id=args["vpc_id"],
                 filters=[{"name": "association.subnet-id", "values": args["subnet_ids"]}],
                 opts=invoke_opts,
-            ).ids
+            ).ids.apply(_warn_if_none_found)
         else:
             raise ValueError(f"S3GatewayEndpoint {name}: give route_table_ids or subnet_ids")
         # The service name differs by partition (e.g. cn.com.amazonaws...), so ask for it.
@@ -68,3 +68,13 @@ class S3GatewayEndpoint(pulumi.ComponentResource):
         self.register_outputs(
             {"endpoint_id": self.endpoint_id, "route_table_ids": self.route_table_ids}
         )
+
+
+def _warn_if_none_found(route_table_ids: list[str]) -> list[str]:
+    if not route_table_ids:
+        pulumi.log.warn(
+            "S3 gateway endpoint: no route table is explicitly associated with the node subnets, "
+            "so the endpoint gets no routes; list the VPC's main route table in "
+            "network.routeTableIds"
+        )
+    return route_table_ids

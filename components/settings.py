@@ -523,8 +523,9 @@ class ClusterAutoscalerSettings(_Section):
     enabled: bool = Field(
         True, description="Install cluster-autoscaler; turn off when the cluster runs one."
     )
-    expander: Literal["least-waste", "random", "most-pods", "price", "priority", "least-nodes"] = (
-        Field("least-waste", description="How the autoscaler picks a node group to grow.")
+    # `price` is not implemented for AWS, and `priority` needs a priorities ConfigMap.
+    expander: Literal["least-waste", "random", "most-pods", "least-nodes"] = Field(
+        "least-waste", description="How the autoscaler picks a node group to grow."
     )
     scale_down_unneeded_time: str = Field(
         "10m", description="How long a node stays unneeded before it is removed (Go duration)."

@@ -78,6 +78,12 @@ def test_service_account_is_the_one_the_role_trusts() -> None:
     assert conditions[f"{ISSUER}:aud"] == "sts.amazonaws.com"
 
 
+def test_the_release_gets_the_role_only_once_its_policy_is_attached() -> None:
+    run = declare()
+    attachment = run.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert attachment.urn in run.one("kubernetes:helm.sh/v3:Release").dependencies
+
+
 def test_role_holds_the_scoped_autoscaler_policy() -> None:
     run = declare()
     policy = run.one("aws:iam/policy:Policy")

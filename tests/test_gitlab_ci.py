@@ -69,7 +69,8 @@ def test_preview_shows_the_diff_and_keeps_it() -> None:
     assert any(
         "pulumi preview --diff" in line and '--stack "$STACK"' in line for line in preview["script"]
     )
-    assert preview["artifacts"]["paths"] == ["preview-$STACK.txt"]
+    assert preview["artifacts"]["paths"] == ["preview.txt"]
+    assert preview["artifacts"]["name"] == "preview-$STACK"
     assert preview["artifacts"]["when"] == "always"
 
 

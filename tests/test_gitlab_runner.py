@@ -133,6 +133,16 @@ def test_token_lives_only_in_a_secret_the_chart_references() -> None:
     assert secret.urn in release.dependencies
 
 
+def test_the_manager_restarts_when_its_secrets_change() -> None:
+    run = declare(cache_secret={"accesskey": "a", "secretkey": "b"})
+    versions = [
+        s.state["metadata"]["resourceVersion"] for s in run.of_type("kubernetes:core/v1:Secret")
+    ]
+    annotations = values_of(run)["podAnnotations"]
+    assert annotations == {"gitlab-runner-fleet/secrets-version": "-".join(versions)}
+    assert not is_rpc_secret(annotations["gitlab-runner-fleet/secrets-version"])
+
+
 def test_values_configure_the_manager() -> None:
     values = values_of(declare())
     assert values["gitlabUrl"] == "https://gitlab.example.com/"

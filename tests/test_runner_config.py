@@ -115,6 +115,8 @@ def test_jobs_are_pinned_to_the_build_nodes_from_the_one_definition(stack: str) 
         {"key": key, "operator": "In", "values": [value]}
         for key, value in settings.build_nodes.labels.items()
     ]
+    # Pause pods copy the node selector (not the affinity), so they land on build nodes too.
+    assert kubernetes["node_selector"] == settings.build_nodes.labels
     (preferred,) = affinity["preferred_during_scheduling_ignored_during_execution"]
     assert preferred["weight"] == 100
     assert preferred["preference"]["match_expressions"] == [

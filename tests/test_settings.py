@@ -225,6 +225,10 @@ INVALID = [
     ),
     ({"clusterAutoscaler": {"expander": "cheapest"}}, "clusterAutoscaler.expander: must be one of"),
     (
+        {"clusterAutoscaler": {"expander": "price"}},
+        "clusterAutoscaler.expander: must be one of 'least-waste', 'random', 'most-pods' or 'least-nodes', got 'price'",
+    ),
+    (
         {"clusterAutoscaler": {"scaleDownUnneededTime": "10 minutes"}},
         "clusterAutoscaler.scaleDownUnneededTime: must be a duration such as 10m or 1h30m",
     ),
