@@ -37,7 +37,9 @@ def cache_access_policy(
             "Resource": cache_objects_arn(bucket_arn, cache_prefix),
         },
         {
-            # Listing lets S3 answer 404 rather than 403 for a cache miss under the prefix.
+            # Listing is limited to the prefix. S3 decides 404-or-403 for a missing object without
+            # an s3:prefix in the request context, so a cache miss still answers 403; the runner
+            # logs a warning and treats it as a miss either way.
             "Sid": "ListCachePrefix",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
