@@ -11,6 +11,7 @@ from typing import Any
 Rule = dict[str, Any]
 
 # Parts of a failed multipart upload are billed until removed; a day is ample for any cache upload.
+DEFAULT_ACCESS_LOG_PREFIX = "gitlab-runner-cache/"
 ABORT_INCOMPLETE_UPLOAD_DAYS = 1
 # With versioning on, overwritten cache archives are worthless once the new one is in place.
 NONCURRENT_VERSION_DAYS = 1

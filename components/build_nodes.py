@@ -22,6 +22,8 @@ EKS_TAINT_EFFECTS: dict[str, str] = {
     "NoExecute": "NO_EXECUTE",
 }
 MAX_TAINTS_PER_NODE_GROUP = 50
+# Room for images and Docker-in-Docker layers.
+DEFAULT_DISK_SIZE_GIB = 100
 
 NODE_TEMPLATE_TAG_PREFIX = "k8s.io/cluster-autoscaler/node-template"
 CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"

@@ -8,6 +8,7 @@ from pulumi_aws import iam
 
 from .iam_documents import cache_access_policy
 from .irsa_role import IrsaRole
+from .runner_config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT
 
 IRSA_MODE = "irsa"
 ACCESS_KEY_MODE = "accessKey"
@@ -79,8 +80,8 @@ class CacheAccess(pulumi.ComponentResource):
         self.secret_access_key = no_value
         if mode == IRSA_MODE:
             assert oidc_provider_arn is not None
-            namespace = args.get("service_account_namespace", "gitlab-runner")
-            service_account = args.get("service_account_name", "gitlab-runner")
+            namespace = args.get("service_account_namespace", DEFAULT_NAMESPACE)
+            service_account = args.get("service_account_name", DEFAULT_SERVICE_ACCOUNT)
             role = IrsaRole(
                 f"{name}-irsa",
                 {

@@ -6,7 +6,7 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_aws import s3
 
-from .bucket_rules import encryption_rule, lifecycle_rules
+from .bucket_rules import DEFAULT_ACCESS_LOG_PREFIX, encryption_rule, lifecycle_rules
 from .iam_documents import tls_only_bucket_policy
 
 
@@ -75,7 +75,7 @@ class CacheBucket(pulumi.ComponentResource):
         self._create_tls_only_policy(name, bucket, public_access_block)
         if log_bucket := args.get("access_log_bucket"):
             self._create_access_logging(
-                name, bucket, log_bucket, args.get("access_log_prefix", "gitlab-runner-cache/")
+                name, bucket, log_bucket, args.get("access_log_prefix", DEFAULT_ACCESS_LOG_PREFIX)
             )
 
         self.bucket_name = bucket.bucket

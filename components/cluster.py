@@ -16,6 +16,8 @@ from .node_role import NodeRole
 CREATE_MODE = "create"
 EXISTING_MODE = "existing"
 SYSTEM_NODE_LABELS = {"gitlab-runner-fleet/node-role": "system"}
+DEFAULT_SYSTEM_INSTANCE_TYPES = ("m6i.large", "m5.large")
+DEFAULT_SYSTEM_NODE_COUNT = 2
 """Labels of the on-demand system nodes a created cluster gets."""
 
 
@@ -166,8 +168,10 @@ class EksCluster(pulumi.ComponentResource):
         # Derived from the cluster's outputs so that everything using the name waits for it.
         self.cluster_name = cluster.kubeconfig_json.apply(lambda _: args["name"])
         node_subnet_ids = args.get("node_subnet_ids") or private_subnet_ids
-        system_instance_types = args.get("system_instance_types", ["m6i.large"])
-        system_node_count = args.get("system_node_count", 2)
+        system_instance_types = args.get(
+            "system_instance_types", list(DEFAULT_SYSTEM_INSTANCE_TYPES)
+        )
+        system_node_count = args.get("system_node_count", DEFAULT_SYSTEM_NODE_COUNT)
         system_role = NodeRole(
             f"{name}-system-nodes",
             {"description": f"EKS system nodes of {args['name']}", "tags": tags},

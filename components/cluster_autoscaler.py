@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Mapping
-from typing import Any, NotRequired, Optional, TypedDict
+from typing import Any, Literal, NotRequired, Optional, TypedDict
 
 import pulumi
 from pulumi_aws import iam
@@ -18,6 +18,10 @@ from .versions import (
     CLUSTER_AUTOSCALER_IMAGE_TAGS,
 )
 
+# `price` is not implemented for AWS, and `priority` needs a priorities ConfigMap.
+Expander = Literal["least-waste", "random", "most-pods", "least-nodes"]
+DEFAULT_EXPANDER: Expander = "least-waste"
+DEFAULT_SCALE_DOWN_UNNEEDED_TIME = "10m"
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "cluster-autoscaler"
 """Fixed, so the IRSA trust subject and the chart's service account cannot drift apart."""
@@ -137,8 +141,10 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 region=args["region"],
                 kubernetes_version=version,
                 role_arn=resolved[1],
-                expander=args.get("expander", "least-waste"),
-                scale_down_unneeded_time=args.get("scale_down_unneeded_time", "10m"),
+                expander=args.get("expander", DEFAULT_EXPANDER),
+                scale_down_unneeded_time=args.get(
+                    "scale_down_unneeded_time", DEFAULT_SCALE_DOWN_UNNEEDED_TIME
+                ),
                 build_labels=args["build_labels"],
             )
         )

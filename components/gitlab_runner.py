@@ -10,6 +10,9 @@ from pulumi_kubernetes.helm import v3 as helm
 from .build_nodes import keep_off_build_nodes
 from .irsa_role import IRSA_ROLE_ANNOTATION
 from .runner_config import (
+    DEFAULT_CHECK_INTERVAL,
+    DEFAULT_CONCURRENT,
+    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
     METRICS_PORT,
     CacheSpec,
     JobSpec,
@@ -216,8 +219,8 @@ class GitlabRunner(pulumi.ComponentResource):
             depends_on.append(self._create_priority_class(name, warm["priority_class_name"]))
 
         cache = pulumi.Output.from_input(args["cache"])
-        concurrent = args.get("concurrent", 10)
-        check_interval = args.get("check_interval", 3)
+        concurrent = args.get("concurrent", DEFAULT_CONCURRENT)
+        check_interval = args.get("check_interval", DEFAULT_CHECK_INTERVAL)
         values = pulumi.Output.all(
             cache, args.get("service_account_role_arn"), secrets_version
         ).apply(
@@ -230,7 +233,9 @@ class GitlabRunner(pulumi.ComponentResource):
                 check_interval=check_interval,
                 service_account_name=args["service_account_name"],
                 service_account_role_arn=resolved[1],
-                termination_grace_period_seconds=args.get("termination_grace_period_seconds", 3600),
+                termination_grace_period_seconds=args.get(
+                    "termination_grace_period_seconds", DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+                ),
                 pod_monitor=args.get("pod_monitor", False),
                 has_cache_secret=bool(cache_secret),
                 secrets_version=resolved[2],

@@ -28,6 +28,12 @@ DIND_ENVIRONMENT = (
 # cluster-autoscaler would otherwise drain a node (and kill the job) to consolidate capacity.
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 METRICS_PORT = 9252
+DEFAULT_NAMESPACE = "gitlab-runner"
+DEFAULT_SERVICE_ACCOUNT = "gitlab-runner"
+DEFAULT_CONCURRENT = 10
+DEFAULT_CHECK_INTERVAL = 3
+# Long enough for running jobs to finish when the manager pod is replaced.
+DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 3600
 RUNNER_DEFAULT_PRIORITY_CLASS = "gitlab-runner-idle-capacity"
 """With this name (or none) the runner creates the pause pods' PriorityClass itself."""
 

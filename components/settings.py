@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_jsonable_python
 
+from .bucket_rules import DEFAULT_ACCESS_LOG_PREFIX
 from .build_nodes import (
+    DEFAULT_DISK_SIZE_GIB,
     MAX_TAINTS_PER_NODE_GROUP,
     Taint,
     label_key_problems,
@@ -30,8 +32,15 @@ from .build_nodes import (
     quantity_problems,
     unknown_shapes,
 )
+from .cluster import DEFAULT_SYSTEM_INSTANCE_TYPES, DEFAULT_SYSTEM_NODE_COUNT
+from .cluster_autoscaler import DEFAULT_EXPANDER, DEFAULT_SCALE_DOWN_UNNEEDED_TIME, Expander
 from .naming import ALLOCATION_TAG_KEYS, bucket_name_problems, derived_bucket_name
 from .runner_config import (
+    DEFAULT_CHECK_INTERVAL,
+    DEFAULT_CONCURRENT,
+    DEFAULT_NAMESPACE,
+    DEFAULT_SERVICE_ACCOUNT,
+    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
     RUNNER_DEFAULT_PRIORITY_CLASS,
     AzureCacheSpec,
     CacheSpec,
@@ -170,7 +179,7 @@ class CacheSettings(_Section):
         description="`s3` only: existing bucket that receives server access logs.",
     )
     access_log_prefix: str = Field(
-        "gitlab-runner-cache/",
+        DEFAULT_ACCESS_LOG_PREFIX,
         description="`s3` only: key prefix of the access logs in `accessLogBucket`.",
     )
     protect: bool = Field(
@@ -327,12 +336,15 @@ class ClusterSettings(_Section):
         "(create) or the cluster's own subnets (existing).",
     )
     system_instance_types: list[str] = Field(
-        default_factory=lambda: ["m6i.large", "m5.large"],
+        default_factory=lambda: list(DEFAULT_SYSTEM_INSTANCE_TYPES),
         description="`create` only: on-demand instance types of the system node group "
         "(add-ons, cluster-autoscaler, runner manager).",
     )
     system_node_count: int = Field(
-        2, ge=1, le=10, description="`create` only: size of the system node group."
+        DEFAULT_SYSTEM_NODE_COUNT,
+        ge=1,
+        le=10,
+        description="`create` only: size of the system node group.",
     )
     create_oidc_provider: bool = Field(
         False,
@@ -425,7 +437,10 @@ class BuildNodeSettings(_Section):
     min_size: int = Field(0, ge=0, description="Minimum nodes; 0 lets the group scale to zero.")
     max_size: int = Field(10, ge=1, le=1000, description="Maximum nodes.")
     disk_size_gib: int = Field(
-        100, ge=20, le=16384, description="Root volume of each node (images, DinD layers)."
+        DEFAULT_DISK_SIZE_GIB,
+        ge=20,
+        le=16384,
+        description="Root volume of each node (images, DinD layers).",
     )
     labels: dict[str, str] = Field(
         default_factory=lambda: {
@@ -523,12 +538,12 @@ class ClusterAutoscalerSettings(_Section):
     enabled: bool = Field(
         True, description="Install cluster-autoscaler; turn off when the cluster runs one."
     )
-    # `price` is not implemented for AWS, and `priority` needs a priorities ConfigMap.
-    expander: Literal["least-waste", "random", "most-pods", "least-nodes"] = Field(
-        "least-waste", description="How the autoscaler picks a node group to grow."
+    expander: Expander = Field(
+        DEFAULT_EXPANDER, description="How the autoscaler picks a node group to grow."
     )
     scale_down_unneeded_time: str = Field(
-        "10m", description="How long a node stays unneeded before it is removed (Go duration)."
+        DEFAULT_SCALE_DOWN_UNNEEDED_TIME,
+        description="How long a node stays unneeded before it is removed (Go duration).",
     )
 
     @field_validator("scale_down_unneeded_time")
@@ -596,15 +611,17 @@ class RunnerSettings(_Section):
         "https://gitlab.com/", description="URL of the GitLab instance the runner serves."
     )
     namespace: str = Field(
-        "gitlab-runner", description="Kubernetes namespace of the runner and its job pods."
+        DEFAULT_NAMESPACE, description="Kubernetes namespace of the runner and its job pods."
     )
     service_account_name: str = Field(
-        "gitlab-runner",
+        DEFAULT_SERVICE_ACCOUNT,
         description="Service account of the runner manager; the cache IRSA role trusts it.",
     )
-    concurrent: int = Field(10, ge=1, le=1000, description="Jobs the manager runs at once.")
+    concurrent: int = Field(
+        DEFAULT_CONCURRENT, ge=1, le=1000, description="Jobs the manager runs at once."
+    )
     check_interval: int = Field(
-        3, ge=1, le=3600, description="Seconds between checks for new jobs."
+        DEFAULT_CHECK_INTERVAL, ge=1, le=3600, description="Seconds between checks for new jobs."
     )
     request_concurrency: int = Field(
         4, ge=1, le=100, description="Concurrent requests for new jobs to GitLab."
@@ -644,7 +661,7 @@ class RunnerSettings(_Section):
         description="Requests and limits of each service container (e.g. docker:dind).",
     )
     termination_grace_period_seconds: int = Field(
-        3600,
+        DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
         ge=0,
         le=86400,
         description="How long a stopping manager pod waits for running jobs to finish.",

@@ -6,7 +6,7 @@ import pulumi
 from pulumi_aws import autoscaling
 from pulumi_aws import eks as aws_eks
 
-from .build_nodes import Taint, ami_type_for, scale_from_zero_tags
+from .build_nodes import DEFAULT_DISK_SIZE_GIB, Taint, ami_type_for, scale_from_zero_tags
 from .node_role import NodeRole
 
 
@@ -91,7 +91,7 @@ class SpotNodeGroup(pulumi.ComponentResource):
             capacity_type="SPOT",
             instance_types=args["instance_types"],
             ami_type=ami_type_for(args["instance_types"]),
-            disk_size=args.get("disk_size_gib", 100),
+            disk_size=args.get("disk_size_gib", DEFAULT_DISK_SIZE_GIB),
             scaling_config={
                 "min_size": min_size,
                 "desired_size": min_size,
