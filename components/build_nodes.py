@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
+
+from .kubernetes_names import LabelKey, LabelValue
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 # The EKS API spells effects differently from Kubernetes.
@@ -30,69 +32,15 @@ CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"
 """Set by EKS on managed nodes: `SPOT` or `ON_DEMAND`."""
 SPOT = "SPOT"
 
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-# EKS refuses labels in the namespaces Kubernetes keeps for itself.
-_RESERVED_LABEL_DOMAINS = ("kubernetes.io", "k8s.io")
-_QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
-
-
-def label_key_problems(key: str) -> list[str]:
-    """Why `key` is not a valid Kubernetes label (or taint) key, empty when it is."""
-    prefix, _, name = key.rpartition("/")
-    problems = []
-    if not (len(name) <= 63 and _LABEL_NAME.match(name)):
-        problems.append(
-            "name part must be 1-63 letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
-    if "/" in key and not (len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix)):
-        problems.append("prefix must be a lowercase DNS subdomain such as example.com")
-    domain = prefix.split(".")[-2:] if prefix else []
-    if prefix and (
-        prefix in _RESERVED_LABEL_DOMAINS or ".".join(domain) in _RESERVED_LABEL_DOMAINS
-    ):
-        problems.append("the kubernetes.io and k8s.io prefixes are reserved")
-    return problems
-
-
-def label_value_problems(value: str) -> list[str]:
-    """Why `value` is not a valid Kubernetes label (or taint) value, empty when it is."""
-    if value == "" or (len(value) <= 63 and _LABEL_NAME.match(value)):
-        return []
-    return [
-        "must be at most 63 letters, digits, '-', '_' or '.', "
-        "starting and ending with a letter or digit"
-    ]
-
-
-def quantity_problems(quantity: str) -> list[str]:
-    """Why `quantity` is not a Kubernetes resource quantity such as `100Gi`."""
-    return [] if _QUANTITY.match(quantity) else ["must be a Kubernetes quantity such as 100Gi"]
-
 
 class Taint(BaseModel):
     """A Kubernetes taint on the build nodes, in Kubernetes casing (`NoSchedule`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    key: str
-    value: str = ""
+    key: LabelKey
+    value: LabelValue = ""
     effect: TaintEffect = "NoSchedule"
-
-    @field_validator("key")
-    @classmethod
-    def _valid_key(cls, key: str) -> str:
-        if problems := label_key_problems(key):
-            raise ValueError(f"{'; '.join(problems)}, got {key!r}")
-        return key
-
-    @field_validator("value")
-    @classmethod
-    def _valid_value(cls, value: str) -> str:
-        if problems := label_value_problems(value):
-            raise ValueError(f"{'; '.join(problems)}, got {value!r}")
-        return value
 
     def eks(self) -> dict[str, str]:
         """This taint as `aws.eks.NodeGroup` takes it."""

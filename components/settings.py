@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pulumi
@@ -26,14 +26,20 @@ from .build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
     MAX_TAINTS_PER_NODE_GROUP,
     Taint,
-    label_key_problems,
-    label_value_problems,
     mixed_shape_problem,
-    quantity_problems,
     unknown_shapes,
 )
 from .cluster import DEFAULT_SYSTEM_INSTANCE_TYPES, DEFAULT_SYSTEM_NODE_COUNT
 from .cluster_autoscaler import DEFAULT_EXPANDER, DEFAULT_SCALE_DOWN_UNNEEDED_TIME, Expander
+from .kubernetes_names import (
+    NamespaceName,
+    ObjectName,
+    Quantity,
+    ServiceAccountName,
+    checked,
+    label_key_problems,
+    label_value_problems,
+)
 from .naming import ALLOCATION_TAG_KEYS, bucket_name_problems, derived_bucket_name
 from .runner_config import (
     DEFAULT_CHECK_INTERVAL,
@@ -50,8 +56,6 @@ from .runner_config import (
 )
 from .versions import SUPPORTED_KUBERNETES_VERSIONS
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
@@ -61,10 +65,12 @@ _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/-]+$")
 RUNNER_TOKEN_PREFIX = "glrt-"
 
 
-def _go_duration(duration: str) -> str:
-    if not _GO_DURATION.match(duration):
-        raise ValueError(f"must be a duration such as 10m or 1h30m, got {duration!r}")
-    return duration
+def _go_duration_problems(duration: str) -> list[str]:
+    return [] if _GO_DURATION.match(duration) else ["must be a duration such as 10m or 1h30m"]
+
+
+GoDuration = Annotated[str, checked(_go_duration_problems)]
+BucketName = Annotated[str, checked(bucket_name_problems)]
 
 
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -174,7 +180,7 @@ class CacheSettings(_Section):
         None,
         description="`s3` only: KMS key ARN for SSE-KMS default encryption. Default: SSE-S3.",
     )
-    access_log_bucket: str | None = Field(
+    access_log_bucket: BucketName | None = Field(
         None,
         description="`s3` only: existing bucket that receives server access logs.",
     )
@@ -191,13 +197,6 @@ class CacheSettings(_Section):
         False,
         description="`s3` only: let `pulumi destroy` empty and delete a non-empty bucket.",
     )
-
-    @field_validator("access_log_bucket")
-    @classmethod
-    def _valid_bucket_name(cls, name: str | None) -> str | None:
-        if name is not None and (problems := bucket_name_problems(name)):
-            raise ValueError(f"{'; '.join(problems)}, got {name!r}")
-        return name
 
     @field_validator("prefix")
     @classmethod
@@ -236,13 +235,11 @@ class CacheSettings(_Section):
                 problems.append(
                     self._problem(field_name, f"is only used when cache.type is {owner}")
                 )
-        name_problems = bucket_name_problems(self.bucket_name or "valid")
-        if self.type in ("s3", "s3Compatible") and name_problems:
-            problems.append(
-                self._problem(
-                    "bucket_name", f"{'; '.join(name_problems)}, got {self.bucket_name!r}"
-                )
-            )
+        # GCS and Azure name buckets by other rules; S3 and S3-compatible stores by these.
+        s3_named = self.type in ("s3", "s3Compatible") and self.bucket_name is not None
+        if s3_named and (name_problems := bucket_name_problems(str(self.bucket_name))):
+            message = f"{'; '.join(name_problems)}, got {self.bucket_name!r}"
+            problems.append(self._problem("bucket_name", message))
         if self.type in ("s3Compatible", "gcs") and self.bucket_name is None:
             problems.append(
                 self._problem("bucket_name", f"required when cache.type is {self.type}")
@@ -461,7 +458,7 @@ class BuildNodeSettings(_Section):
         description="Existing IAM role for the nodes. Default: a role with the worker node, "
         "CNI and ECR read-only managed policies.",
     )
-    scale_from_zero_ephemeral_storage: str | None = Field(
+    scale_from_zero_ephemeral_storage: Quantity | None = Field(
         None,
         description="Ephemeral storage a node offers (e.g. `90Gi`), advertised to "
         "cluster-autoscaler for jobs that request ephemeral-storage.",
@@ -502,13 +499,6 @@ class BuildNodeSettings(_Section):
             raise ValueError(f"must be an IAM role ARN, got {arn!r}")
         return arn
 
-    @field_validator("scale_from_zero_ephemeral_storage")
-    @classmethod
-    def _valid_quantity(cls, quantity: str | None) -> str | None:
-        if quantity is not None and (problems := quantity_problems(quantity)):
-            raise ValueError(f"{problems[0]}, got {quantity!r}")
-        return quantity
-
     def cross_field_problems(self) -> list[Problem]:
         if self.min_size > self.max_size:
             return [
@@ -541,15 +531,10 @@ class ClusterAutoscalerSettings(_Section):
     expander: Expander = Field(
         DEFAULT_EXPANDER, description="How the autoscaler picks a node group to grow."
     )
-    scale_down_unneeded_time: str = Field(
+    scale_down_unneeded_time: GoDuration = Field(
         DEFAULT_SCALE_DOWN_UNNEEDED_TIME,
         description="How long a node stays unneeded before it is removed (Go duration).",
     )
-
-    @field_validator("scale_down_unneeded_time")
-    @classmethod
-    def _valid_duration(cls, duration: str) -> str:
-        return _go_duration(duration)
 
 
 class NetworkSettings(_Section):
@@ -576,17 +561,10 @@ class ContainerResourceSettings(BaseModel):
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
 
-    cpu_request: str | None = None
-    cpu_limit: str | None = None
-    memory_request: str | None = None
-    memory_limit: str | None = None
-
-    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
-    @classmethod
-    def _valid_quantity(cls, quantity: str | None) -> str | None:
-        if quantity is not None and (problems := quantity_problems(quantity)):
-            raise ValueError(f"{problems[0]}, got {quantity!r}")
-        return quantity
+    cpu_request: Quantity | None = None
+    cpu_limit: Quantity | None = None
+    memory_request: Quantity | None = None
+    memory_limit: Quantity | None = None
 
     def spec(self) -> ContainerResources:
         """The non-empty values, keyed as `runner_config` takes them."""
@@ -610,10 +588,10 @@ class RunnerSettings(_Section):
     gitlab_url: str = Field(
         "https://gitlab.com/", description="URL of the GitLab instance the runner serves."
     )
-    namespace: str = Field(
+    namespace: NamespaceName = Field(
         DEFAULT_NAMESPACE, description="Kubernetes namespace of the runner and its job pods."
     )
-    service_account_name: str = Field(
+    service_account_name: ServiceAccountName = Field(
         DEFAULT_SERVICE_ACCOUNT,
         description="Service account of the runner manager; the cache IRSA role trusts it.",
     )
@@ -676,7 +654,7 @@ class RunnerSettings(_Section):
     cache_compression_level: Literal["fastest", "fast", "default", "slow", "slowest"] = Field(
         "fast", description="`CACHE_COMPRESSION_LEVEL` with fastzip."
     )
-    transfer_meter_frequency: str = Field(
+    transfer_meter_frequency: GoDuration = Field(
         "5s", description="`TRANSFER_METER_FREQUENCY`: progress lines during long transfers."
     )
 
@@ -688,31 +666,6 @@ class RunnerSettings(_Section):
                 f"must be an http(s) URL such as https://gitlab.example.com/, got {url!r}"
             )
         return url
-
-    @field_validator("namespace")
-    @classmethod
-    def _valid_namespace(cls, namespace: str) -> str:
-        if len(namespace) > 63 or not _DNS_LABEL.match(namespace):
-            raise ValueError(
-                "must be a Kubernetes namespace name: at most 63 lowercase letters, digits "
-                f"and '-', starting and ending with a letter or digit, got {namespace!r}"
-            )
-        return namespace
-
-    @field_validator("service_account_name")
-    @classmethod
-    def _valid_service_account_name(cls, name: str) -> str:
-        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-            raise ValueError(
-                "must be a Kubernetes service account name: lowercase letters, digits, '-' "
-                f"and '.', starting and ending with a letter or digit, got {name!r}"
-            )
-        return name
-
-    @field_validator("transfer_meter_frequency")
-    @classmethod
-    def _valid_duration(cls, duration: str) -> str:
-        return _go_duration(duration)
 
     def job_environment(self) -> list[str]:
         """Job variables that speed up cache transfers and show their progress."""
@@ -733,7 +686,7 @@ class WarmCapacityPolicySettings(BaseModel):
     periods: list[str] = Field(min_length=1)
     timezone: str = "UTC"
     idle_count: int = Field(ge=0)
-    idle_time: str = "10m"
+    idle_time: GoDuration = "10m"
 
     @field_validator("periods")
     @classmethod
@@ -758,11 +711,6 @@ class WarmCapacityPolicySettings(BaseModel):
             ) from None
         return timezone
 
-    @field_validator("idle_time")
-    @classmethod
-    def _valid_duration(cls, duration: str) -> str:
-        return _go_duration(duration)
-
 
 class WarmCapacitySettings(_Section):
     """Idle pause pods that keep build nodes running, so jobs start without waiting for one."""
@@ -771,7 +719,7 @@ class WarmCapacitySettings(_Section):
 
     enabled: bool = Field(False, description="Run pause pods on the build nodes.")
     max_pause_pods: int = Field(10, ge=1, le=1000, description="Upper bound on pause pods.")
-    priority_class_name: str = Field(
+    priority_class_name: ObjectName = Field(
         "gitlab-runner-fleet-pause-pods",
         description="PriorityClass (value -10) the stack creates for pause pods, so jobs "
         "preempt them and the runner needs no cluster-wide rights.",
@@ -790,8 +738,6 @@ class WarmCapacitySettings(_Section):
                 f"must not be {RUNNER_DEFAULT_PRIORITY_CLASS!r}: with that name the runner "
                 "creates the class itself and needs cluster-wide rights"
             )
-        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-            raise ValueError(f"must be a Kubernetes object name, got {name!r}")
         return name
 
     def cross_field_problems(self) -> list[Problem]:

@@ -12,10 +12,10 @@ from components.build_nodes import (
     Taint,
     ami_type_for,
     instance_shape,
-    label_key_problems,
     mixed_shape_problem,
     scale_from_zero_tags,
 )
+from components.kubernetes_names import label_key_problems
 
 PREFIX = "k8s.io/cluster-autoscaler/node-template"
 
