@@ -89,12 +89,11 @@ def resource_list(run: ProgramRun) -> list[dict[str, Any]]:
 def runner_config(run: ProgramRun) -> str | None:
     """The effective config.toml with the GitLab URL, as the runner manager would hold it."""
     component = next((r for r in run.resources if r.type == RUNNER_COMPONENT_TYPE), None)
-    release = next(
-        (r for r in run.resources if r.type == RUNNER_RELEASE_TYPE and r.name == "gitlab-runner"),
-        None,
-    )
-    if component is None or release is None:
+    if component is None:
         return None
+    release = next(
+        r for r in run.resources if r.type == RUNNER_RELEASE_TYPE and r.parent == component.urn
+    )
     config = tomllib.loads(run.component_outputs[component.urn]["config_toml"])
     for entry in config["runners"]:
         entry.update(url=release.inputs["values"]["gitlabUrl"], token=SECRET)
