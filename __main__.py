@@ -6,16 +6,16 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.cache_access import CacheAccess
-from components.cache_bucket import CacheBucket
-from components.cluster import CREATE_MODE, EksCluster
-from components.cluster_autoscaler import ClusterAutoscaler
-from components.gitlab_runner import GitlabRunner, cache_secret_data
+from components.aws.cache_access import CacheAccess
+from components.aws.cache_bucket import CacheBucket
+from components.aws.cluster import CREATE_MODE, EksCluster
+from components.aws.cluster_autoscaler import ClusterAutoscaler
+from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
+from components.aws.spot_node_group import SpotNodeGroup
 from components.naming import resource_tags
-from components.runner_config import CacheSpec
-from components.s3_gateway_endpoint import S3GatewayEndpoint
 from components.settings import load_settings
-from components.spot_node_group import SpotNodeGroup
+from components.workloads.gitlab_runner import GitlabRunner, cache_secret_data
+from components.workloads.runner_config import CacheSpec
 
 settings = load_settings()
 for warning in settings.warnings:

@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_jsonable_python
 
-from .bucket_rules import DEFAULT_ACCESS_LOG_PREFIX
+from .aws.bucket_rules import DEFAULT_ACCESS_LOG_PREFIX
+from .aws.cluster import DEFAULT_SYSTEM_INSTANCE_TYPES, DEFAULT_SYSTEM_NODE_COUNT
+from .aws.cluster_autoscaler import DEFAULT_EXPANDER, DEFAULT_SCALE_DOWN_UNNEEDED_TIME, Expander
 from .build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
     MAX_TAINTS_PER_NODE_GROUP,
@@ -29,8 +31,6 @@ from .build_nodes import (
     mixed_shape_problem,
     unknown_shapes,
 )
-from .cluster import DEFAULT_SYSTEM_INSTANCE_TYPES, DEFAULT_SYSTEM_NODE_COUNT
-from .cluster_autoscaler import DEFAULT_EXPANDER, DEFAULT_SCALE_DOWN_UNNEEDED_TIME, Expander
 from .kubernetes_names import (
     NamespaceName,
     ObjectName,
@@ -41,7 +41,8 @@ from .kubernetes_names import (
     label_value_problems,
 )
 from .naming import ALLOCATION_TAG_KEYS, bucket_name_problems, derived_bucket_name
-from .runner_config import (
+from .versions import SUPPORTED_KUBERNETES_VERSIONS
+from .workloads.runner_config import (
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_CONCURRENT,
     DEFAULT_NAMESPACE,
@@ -54,7 +55,6 @@ from .runner_config import (
     JobSpec,
     S3CacheSpec,
 )
-from .versions import SUPPORTED_KUBERNETES_VERSIONS
 
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")

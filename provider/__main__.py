@@ -8,15 +8,15 @@ from pulumi.provider.experimental import component_provider_host
 # The plugin runs from a clone of the repository, where the components live in components/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.cache_access import CacheAccess
-from components.cache_bucket import CacheBucket
-from components.cluster import EksCluster
-from components.cluster_autoscaler import ClusterAutoscaler
-from components.gitlab_runner import GitlabRunner
-from components.irsa_role import IrsaRole
-from components.node_role import NodeRole
-from components.s3_gateway_endpoint import S3GatewayEndpoint
-from components.spot_node_group import SpotNodeGroup
+from components.aws.cache_access import CacheAccess
+from components.aws.cache_bucket import CacheBucket
+from components.aws.cluster import EksCluster
+from components.aws.cluster_autoscaler import ClusterAutoscaler
+from components.aws.irsa_role import IrsaRole
+from components.aws.node_role import NodeRole
+from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
+from components.aws.spot_node_group import SpotNodeGroup
+from components.workloads.gitlab_runner import GitlabRunner
 
 PACKAGE_NAME = "gitlab-runner-fleet"
 COMPONENTS = [

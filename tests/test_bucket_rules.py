@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.bucket_rules import encryption_rule, lifecycle_rules
+from components.aws.bucket_rules import encryption_rule, lifecycle_rules
 
 KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 

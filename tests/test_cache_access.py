@@ -9,7 +9,7 @@ import pulumi
 import pytest
 from pulumi.runtime.rpc import is_rpc_secret
 
-from components.cache_access import CacheAccess, CacheAccessArgs
+from components.aws.cache_access import CacheAccess, CacheAccessArgs
 from tests.harness import ProgramRun, policy_document, run_program
 
 BUCKET_ARN = "arn:aws:s3:::acme-runner-cache"

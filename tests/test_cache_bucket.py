@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.cache_bucket import CacheBucket, CacheBucketArgs
+from components.aws.cache_bucket import CacheBucket, CacheBucketArgs
 from tests.harness import ProgramRun, run_program
 
 KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -10,7 +10,7 @@ import pulumi
 import pytest
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
-from components.cluster import EksCluster, EksClusterArgs, exec_kubeconfig
+from components.aws.cluster import EksCluster, EksClusterArgs, exec_kubeconfig
 from tests.harness import ACCOUNT_ID, MOCK_CLUSTER_SUBNETS, mock_issuer, run_program
 
 REGION = "eu-west-1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from components.cluster_autoscaler import (
+from components.aws.cluster_autoscaler import (
     NAMESPACE,
     SERVICE_ACCOUNT,
     ClusterAutoscaler,

@@ -11,15 +11,15 @@ import pulumi
 import pytest
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
-from components.gitlab_runner import (
+from components.versions import GITLAB_RUNNER_CHART_VERSION
+from components.workloads.gitlab_runner import (
     CACHE_SECRET_NAME,
     TOKEN_SECRET_NAME,
     GitlabRunner,
     GitlabRunnerArgs,
     cache_secret_data,
 )
-from components.runner_config import CacheSpec, JobSpec
-from components.versions import GITLAB_RUNNER_CHART_VERSION
+from components.workloads.runner_config import CacheSpec, JobSpec
 from tests.harness import ProgramRun, Registered, run_program
 
 TOKEN = "glrt-t1_TestToken"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.iam_documents import (
+from components.aws.iam_documents import (
     cache_access_policy,
     cluster_autoscaler_policy,
     ec2_trust_policy,

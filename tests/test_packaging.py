@@ -25,8 +25,8 @@ PROVIDER = runpy.run_path(str(REPO / "provider" / "__main__.py"), run_name="prov
 def defined_components() -> set[type[pulumi.ComponentResource]]:
     """Every ComponentResource class defined in the components package."""
     found: set[type[pulumi.ComponentResource]] = set()
-    for module_info in pkgutil.iter_modules(components.__path__):
-        module = __import__(f"components.{module_info.name}", fromlist=["_"])
+    for module_info in pkgutil.walk_packages(components.__path__, prefix="components."):
+        module = __import__(module_info.name, fromlist=["_"])
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, pulumi.ComponentResource) and cls.__module__ == module.__name__:
                 found.add(cls)
@@ -133,8 +133,8 @@ def test_pip_installs_the_components_as_gitlab_runner_fleet(tmp_path: Path) -> N
     )
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from gitlab_runner_fleet.cache_bucket import CacheBucket; "
-        "from gitlab_runner_fleet.gitlab_runner import GitlabRunner; "
+        "from gitlab_runner_fleet.aws.cache_bucket import CacheBucket; "
+        "from gitlab_runner_fleet.workloads.gitlab_runner import GitlabRunner; "
         "import gitlab_runner_fleet.settings; "
         "print(CacheBucket.__module__, GitlabRunner.__module__)"
     )
@@ -146,8 +146,8 @@ def test_pip_installs_the_components_as_gitlab_runner_fleet(tmp_path: Path) -> N
         cwd=tmp_path,
     )
     assert result.stdout.split() == [
-        "gitlab_runner_fleet.cache_bucket",
-        "gitlab_runner_fleet.gitlab_runner",
+        "gitlab_runner_fleet.aws.cache_bucket",
+        "gitlab_runner_fleet.workloads.gitlab_runner",
     ]
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from components.runner_config import effective_config, template_toml
 from components.settings import FleetSettings, RawSecret, parse_settings
+from components.workloads.runner_config import effective_config, template_toml
 from tests.harness import PROJECT, config_from_stack_file
 
 TOKEN = {"runnerToken": RawSecret("glrt-test", stored_as_secret=True)}

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import offline
-from components.s3_gateway_endpoint import S3GatewayEndpoint
+from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
 from tests.harness import MOCK_ROUTE_TABLES, run_program
 
 

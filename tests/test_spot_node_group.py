@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from components.aws.spot_node_group import SpotNodeGroup, SpotNodeGroupArgs
 from components.build_nodes import Taint, scale_from_zero_tags
-from components.spot_node_group import SpotNodeGroup, SpotNodeGroupArgs
 from tests.harness import ProgramRun, run_program
 
 LABELS = {"intent": "build", "nodegroup-type": "stateless", "instance-type": "spot"}

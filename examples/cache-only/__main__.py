@@ -1,8 +1,8 @@
 """A runner cache for an existing cluster, built from the imported components."""
 
 import pulumi
-from gitlab_runner_fleet.cache_access import CacheAccess
-from gitlab_runner_fleet.cache_bucket import CacheBucket
+from gitlab_runner_fleet.aws.cache_access import CacheAccess
+from gitlab_runner_fleet.aws.cache_bucket import CacheBucket
 
 config = pulumi.Config()
 

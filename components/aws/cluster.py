@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 from pulumi_aws import eks as aws_eks
 from pulumi_aws import iam
 
-from .build_nodes import ami_type_for
+from ..build_nodes import ami_type_for
 from .iam_documents import STS_AUDIENCE, oidc_issuer_host_path
 from .node_role import NodeRole
 

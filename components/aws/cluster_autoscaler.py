@@ -8,15 +8,15 @@ import pulumi
 from pulumi_aws import iam
 from pulumi_kubernetes.helm import v3 as helm
 
-from .build_nodes import keep_off_build_nodes
-from .iam_documents import cluster_autoscaler_policy
-from .irsa_role import IRSA_ROLE_ANNOTATION, IrsaRole
-from .versions import (
+from ..build_nodes import keep_off_build_nodes
+from ..versions import (
     CLUSTER_AUTOSCALER_CHART,
     CLUSTER_AUTOSCALER_CHART_REPO,
     CLUSTER_AUTOSCALER_CHART_VERSION,
     CLUSTER_AUTOSCALER_IMAGE_TAGS,
 )
+from .iam_documents import cluster_autoscaler_policy
+from .irsa_role import IRSA_ROLE_ANNOTATION, IrsaRole
 
 # `price` is not implemented for AWS, and `priority` needs a priorities ConfigMap.
 Expander = Literal["least-waste", "random", "most-pods", "least-nodes"]

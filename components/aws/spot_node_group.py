@@ -6,7 +6,7 @@ import pulumi
 from pulumi_aws import autoscaling
 from pulumi_aws import eks as aws_eks
 
-from .build_nodes import DEFAULT_DISK_SIZE_GIB, Taint, ami_type_for, scale_from_zero_tags
+from ..build_nodes import DEFAULT_DISK_SIZE_GIB, Taint, ami_type_for, scale_from_zero_tags
 from .node_role import NodeRole
 
 

@@ -14,7 +14,7 @@ from typing import Any, NotRequired, TypedDict
 
 import tomli_w
 
-from .build_nodes import CAPACITY_TYPE_LABEL, SPOT
+from ..build_nodes import CAPACITY_TYPE_LABEL, SPOT
 
 # Docker-in-Docker over TLS: the job talks to the `docker` service on 2376 with client certs
 # that dind writes to /certs/client, a volume shared by the build and service containers.

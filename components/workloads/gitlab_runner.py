@@ -7,8 +7,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.helm import v3 as helm
 
-from .build_nodes import keep_off_build_nodes
-from .irsa_role import IRSA_ROLE_ANNOTATION
+from ..aws.irsa_role import IRSA_ROLE_ANNOTATION
+from ..build_nodes import keep_off_build_nodes
+from ..versions import (
+    GITLAB_RUNNER_CHART,
+    GITLAB_RUNNER_CHART_REPO,
+    GITLAB_RUNNER_CHART_VERSION,
+)
 from .runner_config import (
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_CONCURRENT,
@@ -19,11 +24,6 @@ from .runner_config import (
     config_checksum,
     effective_config,
     template_toml,
-)
-from .versions import (
-    GITLAB_RUNNER_CHART,
-    GITLAB_RUNNER_CHART_REPO,
-    GITLAB_RUNNER_CHART_VERSION,
 )
 
 TOKEN_SECRET_NAME = "gitlab-runner-token"

@@ -6,9 +6,9 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_aws import iam
 
+from ..workloads.runner_config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT
 from .iam_documents import cache_access_policy
 from .irsa_role import IrsaRole
-from .runner_config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT
 
 IRSA_MODE = "irsa"
 ACCESS_KEY_MODE = "accessKey"

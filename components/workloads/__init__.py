@@ -1,0 +1,1 @@
+"""In-cluster workloads: the runner managers and what runs beside them."""
