@@ -1,0 +1,1 @@
+"""Resources in GitLab itself: the runners the fleet's managers authenticate as."""
