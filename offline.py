@@ -146,6 +146,13 @@ class FleetMocks(pulumi.runtime.Mocks):
             state["metadata"] = {**state["metadata"], "resourceVersion": f"{len(args.name)}01"}
         elif args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
             resource_id = "vpce-0mock00000000000"
+        elif args.typ == "gitlab:index/userRunner:UserRunner":
+            # GitLab answers a created runner with its authentication token.
+            state["token"] = f"glrt-mock-{args.name}"
+        elif args.typ == "time:index/rotating:Rotating":
+            # time_rotating's ID is its base timestamp (terraform-provider-time).
+            resource_id = "2026-11-23T08:00:00Z"
+            state["rfc3339"] = resource_id
         return resource_id, state
 
     def call(
