@@ -306,8 +306,8 @@ def test_a_new_rotation_clock_replaces_the_runner(requests: list[Any]) -> None:
     assert run.descends_from(rotation, run.one("gitlab-runner-fleet:index:RunnerRegistration"))
     request = request_for(requests, runner)
     # pulumi step_generator.go shouldTriggerReplace: a trigger unlike the recorded one replaces
-    # the resource. time_rotating's ID is its base timestamp, new whenever it rotates (also
-    # when a refresh dropped it from state: resource_time_rotating.go Read).
+    # the resource. time_rotating's ID is its base timestamp; once due, a refresh drops it from
+    # the state (resource_time_rotating.go Read) and the update creates it with a new one.
     assert request.HasField("replacement_trigger")
     assert request.replacement_trigger.string_value == rotation.state["rfc3339"]
     assert rotation.state["rfc3339"] == "2026-11-23T08:00:00Z"

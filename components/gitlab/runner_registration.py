@@ -62,8 +62,9 @@ class RunnerRegistrationArgs(TypedDict):
     description: NotRequired[str]
     """Shown in GitLab's runner list. Default `gitlab-runner-fleet <pool_name>`."""
     rotate_token_days: NotRequired[int]
-    """Replace the runner, and so its token, on the first update this many days after the last
-    replacement or after rotation was switched on (create before delete). Unset: kept."""
+    """Replace the runner, and so its token, on the first refreshing update (`pulumi up
+    --refresh`) this many days after the last replacement or after rotation was switched on
+    (create before delete). Unset: kept."""
 
 
 class RunnerRegistration(pulumi.ComponentResource):
@@ -71,9 +72,9 @@ class RunnerRegistration(pulumi.ComponentResource):
 
     The runner's `glrt-` token comes back as a secret output to hand to the pool's GitlabRunner
     (its Kubernetes Secret). With `rotate_token_days`, a `pulumiverse_time.Rotating` clock
-    replaces the runner when due: the new runner is created first, the manager rolls onto its
-    token, and the old runner is deleted at the end of the update. Pass the GitLab provider (see
-    `gitlab_provider`) in `opts.providers`.
+    replaces the runner when due, which a refresh detects: the new runner is created first, the
+    manager rolls onto its token, and the old runner is deleted at the end of the update. Pass
+    the GitLab provider (see `gitlab_provider`) in `opts.providers`.
     """
 
     runner_id: pulumi.Output[str]
@@ -125,7 +126,9 @@ class RunnerRegistration(pulumi.ComponentResource):
                 # the new runner exists and the manager runs with it before the old one is
                 # deleted, at the end of the update.
                 delete_before_replace=False,
-                # time_rotating's ID is its base timestamp: a new clock means a new runner.
+                # time_rotating's ID is its base timestamp: a new clock means a new runner. A
+                # refresh past the due time drops the clock, so the update creates it anew (a
+                # creation, which `replace_with` would miss).
                 replacement_trigger=rotation.id if rotation else None,
             ),
         )
