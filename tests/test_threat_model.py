@@ -1,0 +1,61 @@
+"""The threat model: its document is its rendering, and every proof it cites is a real test."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from components.workloads.threat_model import BOUNDARIES, render
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def defined_tests(path: Path) -> set[str]:
+    """Module-level test functions of a test file, read without importing it."""
+    tree = ast.parse(path.read_text())
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.name.startswith("test_")
+    }
+
+
+def test_docs_threat_model_is_the_rendered_table() -> None:
+    assert (REPO / "docs" / "threat-model.md").read_text() == render(), (
+        "docs/threat-model.md is generated: run "
+        "`python -c 'from components.workloads.threat_model import render; "
+        'print(render(), end="")\' > docs/threat-model.md`'
+    )
+
+
+def test_every_test_named_in_the_threat_model_exists() -> None:
+    missing = []
+    for boundary in BOUNDARIES:
+        for node_id in boundary.proven_by:
+            file, _, name = node_id.partition("::")
+            path = REPO / file
+            if not path.is_file() or name not in defined_tests(path):
+                missing.append(node_id)
+    assert missing == []
+
+
+def test_every_cannot_names_what_enforces_it_and_a_test_that_proves_it() -> None:
+    for boundary in BOUNDARIES:
+        if "cannot" in (boundary.rootless, boundary.dind):
+            assert boundary.enforced_by, boundary.target
+            assert boundary.proven_by, boundary.target
+        assert boundary.why.endswith("."), boundary.target
+    targets = [boundary.target for boundary in BOUNDARIES]
+    assert len(targets) == len(set(targets))
+
+
+def test_dind_is_counted_as_root_on_its_node() -> None:
+    by_target = {boundary.target: boundary for boundary in BOUNDARIES}
+    for target in (
+        "Root on the node",
+        "The node's IAM role credentials (instance metadata service)",
+        "Other jobs' files, processes and variables",
+    ):
+        assert by_target[target].dind == "can"
+        assert by_target[target].rootless == "cannot"
