@@ -204,3 +204,56 @@ def cluster_autoscaler_policy(
             },
         ],
     }
+
+
+# Every call the registry's s3-aws storage driver makes (distribution v3.1.1
+# registry/storage/driver/s3-aws/s3.go): Get/Head, Put, multipart upload and copy, ListParts,
+# AbortMultipartUpload, DeleteObjects (Move is copy + delete; the proxy's expiry and upload purging
+# delete).
+REGISTRY_MIRROR_OBJECT_ACTIONS = (
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
+
+
+def registry_mirror_storage_policy(
+    bucket_arn: str, mirror_prefix: str, kms_key_arn: str | None = None
+) -> PolicyDocument:
+    """Identity policy of the registry mirror's IRSA role: its own prefix of the bucket only."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "MirrorObjects",
+            "Effect": "Allow",
+            "Action": list(REGISTRY_MIRROR_OBJECT_ACTIONS),
+            "Resource": f"{bucket_arn}/{mirror_prefix}/*",
+        },
+        {
+            # The storage health check and directory walks list below the prefix.
+            "Sid": "ListMirrorPrefix",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{mirror_prefix}/", f"{mirror_prefix}/*"]}},
+        },
+        {
+            # A resumed upload looks for its multipart upload by key; this action takes no
+            # s3:prefix condition, and reveals only keys of uploads in progress.
+            "Sid": "FindMirrorUploads",
+            "Effect": "Allow",
+            "Action": "s3:ListBucketMultipartUploads",
+            "Resource": bucket_arn,
+        },
+    ]
+    if kms_key_arn:
+        statements.append(
+            {
+                "Sid": "BucketEncryptionKey",
+                "Effect": "Allow",
+                "Action": list(CACHE_KMS_ACTIONS),
+                "Resource": kms_key_arn,
+            }
+        )
+    return {"Version": POLICY_VERSION, "Statement": statements}
