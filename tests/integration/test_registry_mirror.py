@@ -1,0 +1,586 @@
+"""The pull-through mirror for real: Distribution with the config.yml `mirror_config` renders.
+
+An upstream `docker-registry` on loopback stands in for Docker Hub; the image is an OCI layout
+this file writes (one layer, a config, a manifest, no network). skopeo pushes it upstream and
+pulls it through the mirror the way containerd or dockerd would. Debian's docker-registry is
+Distribution 2.8.2; production runs 3.1.1 (see `REGISTRY_IMAGE`), whose proxy code paths used
+here (tag lookup, blob cache, upstream auth, environment overrides) work the same way.
+
+Never skipped: docker-registry and skopeo come from Debian (`.ci/run` installs them), moto_server
+from requirements-dev.txt. The helpers are shared with `benchmarks/mirror_pull.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]  # no stubs installed (requirements-dev.txt)
+import pytest
+
+from components.workloads.mirror_config import (
+    PROXY_PASSWORD_ENV,
+    PROXY_USERNAME_ENV,
+    STORAGE_ACCESS_KEY_ENV,
+    STORAGE_SECRET_KEY_ENV,
+    MirrorStorage,
+    render_distribution_config,
+)
+
+REPOSITORY = "library/demo"
+TAG = "1"
+MIB = 1024 * 1024
+_ACCESS_LINE = re.compile(r'"(GET|HEAD) (/v2/\S*) HTTP/1\.1" (\d{3}) \d+ "[^"]*" "([^"]*)"')
+MIRROR_USER_AGENT = "Go-http-client"
+"""How the mirror's own requests show in the upstream's access log (skopeo says `skopeo/...`)."""
+
+
+def required_program(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if path is None:
+        pytest.fail(f"{name} is missing: apt-get install docker-registry skopeo (see .ci/run)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- The image: an OCI layout written here --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OciImage:
+    """An OCI image layout on disk with one tag."""
+
+    layout: Path
+    manifest_digest: str
+    blob_digests: tuple[str, ...]
+    """Config and layer digests: what a pull downloads besides the manifest."""
+
+    @property
+    def reference(self) -> str:
+        return f"oci:{self.layout}:{TAG}"
+
+
+def _write_blob(layout: Path, data: bytes) -> tuple[str, int]:
+    digest = hashlib.sha256(data).hexdigest()
+    path = layout / "blobs" / "sha256" / digest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return f"sha256:{digest}", len(data)
+
+
+def build_image(layout: Path, layer_bytes: int) -> OciImage:
+    """One layer holding `layer_bytes` of random (incompressible) data."""
+    archive = io.BytesIO()
+    payload = os.urandom(layer_bytes)
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        entry = tarfile.TarInfo("payload.bin")
+        entry.size = len(payload)
+        tar.addfile(entry, io.BytesIO(payload))
+    layer_tar = archive.getvalue()
+    layer_digest, layer_size = _write_blob(layout, gzip.compress(layer_tar, compresslevel=1))
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [f"sha256:{hashlib.sha256(layer_tar).hexdigest()}"],
+        },
+    }
+    config_digest, config_size = _write_blob(layout, json.dumps(config).encode())
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": layer_digest,
+                "size": layer_size,
+            }
+        ],
+    }
+    manifest_digest, manifest_size = _write_blob(layout, json.dumps(manifest).encode())
+    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest,
+                "size": manifest_size,
+                "annotations": {"org.opencontainers.image.ref.name": TAG},
+            }
+        ],
+    }
+    (layout / "index.json").write_text(json.dumps(index))
+    return OciImage(layout, manifest_digest, (config_digest, layer_digest))
+
+
+def pulled_manifest_digest(layout: Path) -> str:
+    (entry,) = json.loads((layout / "index.json").read_text())["manifests"]
+    return str(entry["digest"])
+
+
+# --- Registries -------------------------------------------------------------------------------
+
+
+@dataclass
+class Registry:
+    """A running `docker-registry serve <config>`."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    storage: Path | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def requests(self) -> list[tuple[str, str, str, str]]:
+        """(method, path, status, user agent) of every /v2/ request in the access log."""
+        return [match.groups() for match in _ACCESS_LINE.finditer(self.log.read_text())]  # type: ignore[misc]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_registry(
+    config_text: str, work: Path, name: str, port: int, env: dict[str, str] | None = None
+) -> Registry:
+    config = work / f"{name}.yml"
+    config.write_text(config_text)
+    log = work / f"{name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [required_program("docker-registry"), "serve", str(config)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            # Only what the test hands over: no credentials from the caller's environment.
+            env={"PATH": os.environ.get("PATH", ""), "HOME": str(work), **(env or {})},
+        )
+    registry = Registry(port, process, log)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{registry.url}/v2/", timeout=1):
+                return registry
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.02)
+    registry.stop()
+    raise AssertionError(f"{name} did not answer on {registry.address}:\n{log.read_text()}")
+
+
+def start_upstream(work: Path) -> Registry:
+    """A plain registry standing in for Docker Hub."""
+    port = free_port()
+    storage = work / "upstream-storage"
+    config = (
+        "version: 0.1\n"
+        f"storage: {{filesystem: {{rootdirectory: {storage}}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n"
+    )
+    registry = start_registry(config, work, "upstream", port)
+    registry.storage = storage
+    return registry
+
+
+def start_mirror(
+    work: Path,
+    remote_url: str,
+    storage: MirrorStorage | None = None,
+    env: dict[str, str] | None = None,
+    name: str = "mirror",
+) -> Registry:
+    """The mirror, started with the config.yml the component deploys (storage aside)."""
+    port = free_port()
+    storage = storage or {"filesystem": {"root_directory": str(work / f"{name}-storage")}}
+    config = render_distribution_config(
+        storage, remote_url=remote_url, listen_address=f"127.0.0.1:{port}"
+    )
+    registry = start_registry(config, work, name, port, env)
+    if "filesystem" in storage:
+        registry.storage = Path(storage["filesystem"]["root_directory"])
+    return registry
+
+
+def wait_until_cached(mirror: Registry, image: OciImage) -> None:
+    """Distribution 2.8 stores a missed blob in the background after serving it."""
+    assert mirror.storage is not None
+    blobs = mirror.storage / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    paths = [
+        blobs / d.removeprefix("sha256:")[:2] / d.removeprefix("sha256:") / "data"
+        for d in image.blob_digests
+    ]
+    deadline = time.monotonic() + 10
+    while not all(path.is_file() for path in paths):
+        assert time.monotonic() < deadline, f"blobs never stored:\n{mirror.log.read_text()}"
+        time.sleep(0.01)
+
+
+# --- skopeo -------------------------------------------------------------------------------
+
+
+def skopeo(work: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    policy = work / "policy.json"
+    if not policy.exists():
+        policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    return subprocess.run(
+        [required_program("skopeo"), "--policy", str(policy), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(work)},
+        check=False,
+    )
+
+
+def push(work: Path, image: OciImage, registry: Registry) -> None:
+    result = skopeo(
+        work,
+        "copy",
+        "--dest-tls-verify=false",
+        image.reference,
+        f"docker://{registry.address}/{REPOSITORY}:{TAG}",
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def pull(
+    work: Path, registry: Registry, into: Path
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Copies the image out of `registry` (as a node pulls it); returns the result and seconds."""
+    shutil.rmtree(into, ignore_errors=True)
+    started = time.perf_counter()
+    result = skopeo(
+        work,
+        "copy",
+        "--src-tls-verify=false",
+        f"docker://{registry.address}/{REPOSITORY}:{TAG}",
+        f"oci:{into}:{TAG}",
+    )
+    return result, time.perf_counter() - started
+
+
+# --- An upstream that wants a Docker Hub style token -----------------------------------------
+
+
+@dataclass
+class TokenUpstream:
+    """Docker Hub's auth flow in front of a plain registry: 401 with a Bearer challenge, a token
+    endpoint that wants HTTP basic credentials, then requests with the token are relayed."""
+
+    username: str
+    password: str
+    backend: Registry
+    port: int = field(default_factory=free_port)
+    token_requests: list[str] = field(default_factory=list)
+    token: str = "fleet-test-token"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def authorized(self, header: str | None) -> bool:
+        expected = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return header == f"Basic {expected}"
+
+
+def _handler(upstream: TokenUpstream) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _challenge(self) -> None:
+            self.send_response(401)
+            self.send_header(
+                "WWW-Authenticate",
+                f'Bearer realm="{upstream.url}/token",service="fleet-test"',
+            )
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _relay(self, method: str) -> None:
+            if self.path.startswith("/token"):
+                header = self.headers.get("Authorization")
+                upstream.token_requests.append(header or "")
+                if not upstream.authorized(header):
+                    self._challenge()
+                    return
+                body = json.dumps({"token": upstream.token, "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            if self.headers.get("Authorization") != f"Bearer {upstream.token}":
+                self._challenge()
+                return
+            connection = http.client.HTTPConnection("127.0.0.1", upstream.backend.port, timeout=30)
+            # The mirror sends one Accept header per manifest type it takes.
+            accept = ", ".join(self.headers.get_all("Accept", []))
+            connection.request(method, self.path, headers={"Accept": accept})
+            response = connection.getresponse()
+            body = response.read()
+            self.send_response(response.status)
+            for name, value in response.getheaders():
+                if name.lower() in ("content-type", "content-length", "docker-content-digest"):
+                    self.send_header(name, value)
+            self.end_headers()
+            if method == "GET":
+                self.wfile.write(body)
+            connection.close()
+
+        def do_GET(self) -> None:
+            self._relay("GET")
+
+        def do_HEAD(self) -> None:
+            self._relay("HEAD")
+
+    return Handler
+
+
+@contextmanager
+def serving(upstream: TokenUpstream) -> Iterator[TokenUpstream]:
+    server = ThreadingHTTPServer(("127.0.0.1", upstream.port), _handler(upstream))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield upstream
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- Fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def upstream(work: Path) -> Iterator[Registry]:
+    registry = start_upstream(work)
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.fixture
+def image(work: Path) -> OciImage:
+    return build_image(work / "image", 2 * MIB)
+
+
+# --- Tests ------------------------------------------------------------------------------------
+
+
+def test_second_pull_comes_from_the_mirror_not_the_upstream(
+    work: Path, upstream: Registry, image: OciImage, record_property: Any
+) -> None:
+    push(work, image, upstream)
+    mirror = start_mirror(work, upstream.url)
+    try:
+        before = len(upstream.requests())
+        first, first_seconds = pull(work, mirror, work / "pull-1")
+        assert first.returncode == 0, first.stderr + mirror.log.read_text()
+        assert pulled_manifest_digest(work / "pull-1") == image.manifest_digest
+        fetched = {
+            path
+            for method, path, _, agent in upstream.requests()[before:]
+            if method == "GET" and MIRROR_USER_AGENT in agent
+        }
+        assert {f"/v2/{REPOSITORY}/blobs/{digest}" for digest in image.blob_digests} <= fetched
+        wait_until_cached(mirror, image)
+
+        before = len(upstream.requests())
+        second, second_seconds = pull(work, mirror, work / "pull-2")
+        assert second.returncode == 0, second.stderr
+        assert pulled_manifest_digest(work / "pull-2") == image.manifest_digest
+        # The tag is still checked upstream, with a HEAD (proxy/proxytagservice.go, Get; the
+        # client's tags.Get sends HEAD first): Docker Hub does not count a HEAD as a pull.
+        # Manifest and blobs come from the mirror's storage.
+        asked = [(method, path) for method, path, _, _ in upstream.requests()[before:]]
+        assert ("HEAD", f"/v2/{REPOSITORY}/manifests/{TAG}") in asked
+        assert not [request for request in asked if request[0] == "GET" and request[1] != "/v2/"]
+
+        # With the upstream gone the cached tag is served (tag lookup falls back to local).
+        upstream.stop()
+        third, third_seconds = pull(work, mirror, work / "pull-3")
+        assert third.returncode == 0, third.stderr + mirror.log.read_text()
+        assert pulled_manifest_digest(work / "pull-3") == image.manifest_digest
+        with urllib.request.urlopen(f"{mirror.url}/v2/", timeout=2) as ready:
+            assert ready.status == 200  # the readiness probe does not depend on the upstream
+    finally:
+        mirror.stop()
+    record_property("first_pull_seconds", round(first_seconds, 3))
+    record_property("second_pull_seconds", round(second_seconds, 3))
+    record_property("offline_pull_seconds", round(third_seconds, 3))
+
+
+def test_upstream_credentials_come_only_from_the_environment(
+    work: Path, upstream: Registry, image: OciImage
+) -> None:
+    push(work, image, upstream)
+    password = "dckr_pat_NotAReal-Token_123"
+    with serving(TokenUpstream("fleet-mirror", password, upstream)) as hub:
+        mirror = start_mirror(
+            work,
+            hub.url,
+            env={PROXY_USERNAME_ENV: "fleet-mirror", PROXY_PASSWORD_ENV: password},
+        )
+        anonymous = start_mirror(work, hub.url, name="anonymous-mirror")
+        try:
+            assert password not in (work / "mirror.yml").read_text()
+            result, _ = pull(work, mirror, work / "pull")
+            assert result.returncode == 0, result.stderr + mirror.log.read_text()
+            assert pulled_manifest_digest(work / "pull") == image.manifest_digest
+            assert any(hub.authorized(header) for header in hub.token_requests)
+            assert password not in mirror.log.read_text()
+
+            refused, _ = pull(work, anonymous, work / "refused")
+            assert refused.returncode != 0
+        finally:
+            mirror.stop()
+            anonymous.stop()
+
+
+def test_s3_storage_with_keys_from_the_environment(
+    work: Path, upstream: Registry, image: OciImage
+) -> None:
+    push(work, image, upstream)
+    port = free_port()
+    log = work / "moto.log"
+    with log.open("wb") as sink:
+        moto = subprocess.Popen(
+            [required_program("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.02)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="AKIAMIRRORTEST000001",
+            aws_secret_access_key="mirror-test-secret",
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="fleet-cache")
+        storage: MirrorStorage = {
+            "s3": {
+                "bucket": "fleet-cache",
+                "region": "us-east-1",
+                "prefix": "registry-mirror",
+                "endpoint": endpoint,
+                "force_path_style": True,
+            }
+        }
+        mirror = start_mirror(
+            work,
+            upstream.url,
+            storage,
+            env={
+                STORAGE_ACCESS_KEY_ENV: "AKIAMIRRORTEST000001",
+                STORAGE_SECRET_KEY_ENV: "mirror-test-secret",
+            },
+        )
+        try:
+            assert "mirror-test-secret" not in (work / "mirror.yml").read_text()
+            result, _ = pull(work, mirror, work / "pull")
+            assert result.returncode == 0, result.stderr + mirror.log.read_text()
+            deadline = time.monotonic() + 10
+            while True:
+                keys = [
+                    o["Key"] for o in s3.list_objects_v2(Bucket="fleet-cache").get("Contents", [])
+                ]
+                stored = {k.split("/")[-2] for k in keys if k.endswith("/data")}
+                if {d.removeprefix("sha256:") for d in image.blob_digests} <= stored:
+                    break
+                assert time.monotonic() < deadline, mirror.log.read_text()
+                time.sleep(0.05)
+            # Everything under the prefix the IAM policy and the lifecycle rule name.
+            assert all(key.startswith("registry-mirror/docker/registry/v2/") for key in keys)
+        finally:
+            mirror.stop()
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+
+
+def test_the_mirror_does_not_start_while_its_upstream_is_unreachable(work: Path) -> None:
+    # NewRegistryPullThroughCache asks the upstream for its auth challenge at start and the app
+    # panics on an error (registry/proxy/proxyauth.go getAuthURLs; handlers/app.go): a pod that
+    # starts while Docker Hub is unreachable restarts until it is reachable again.
+    closed = free_port()
+    port = free_port()
+    config = render_distribution_config(
+        {"filesystem": {"root_directory": str(work / "storage")}},
+        remote_url=f"http://127.0.0.1:{closed}",
+        listen_address=f"127.0.0.1:{port}",
+    )
+    (work / "mirror.yml").write_text(config)
+    result = subprocess.run(
+        [required_program("docker-registry"), "serve", str(work / "mirror.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(work)},
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "connection refused" in result.stdout + result.stderr
