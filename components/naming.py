@@ -1,11 +1,10 @@
 """Names and tags shared by every component. Pure functions: no Pulumi runtime needed."""
 
-from __future__ import annotations
-
 import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
+from typing import TypedDict
 
 S3_BUCKET_NAME_MAX = 63
 _BUCKET_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
@@ -71,3 +70,10 @@ def resource_tags(
 
 
 ALLOCATION_TAG_KEYS = ("project", "stack", "component")
+
+
+class TagArgs(TypedDict):
+    """One AWS tag, as component arguments take it."""
+
+    key: str
+    value: str

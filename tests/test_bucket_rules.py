@@ -39,6 +39,23 @@ def test_noncurrent_versions_expire_after_a_day_when_versioning() -> None:
     assert rules["expire-cache-objects"]["expiration"] == {"days": 14}
 
 
+def test_versioned_buckets_remove_expired_delete_markers() -> None:
+    # Expiring a current version of a versioned object only adds a delete marker; without this
+    # rule the markers pile up once their noncurrent versions are gone. S3 refuses
+    # `expired_object_delete_marker` beside `days` in one expiration, so it is a rule of its own.
+    rules = rules_by_id(lifecycle_rules("runner-cache", 14, versioning=True))
+    markers = rules["remove-expired-delete-markers"]
+    assert markers["status"] == "Enabled"
+    assert markers["filter"] == {"prefix": "runner-cache/"}
+    assert markers["expiration"] == {"expired_object_delete_marker": True}
+    assert all(
+        set(rule.get("expiration", {})) in ({"days"}, {"expired_object_delete_marker"}, set())
+        for rule in rules.values()
+    )
+    unversioned = rules_by_id(lifecycle_rules("runner-cache", 14, versioning=False))
+    assert "remove-expired-delete-markers" not in unversioned
+
+
 def test_default_encryption_is_sse_s3() -> None:
     assert encryption_rule(None) == {
         "apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}

@@ -45,9 +45,9 @@ def test_policy_is_the_least_privilege_cache_policy() -> None:
     run, _ = declare()
     policy = run.one("aws:iam/policy:Policy")
     statements = {s["Sid"]: s for s in policy_document(policy)["Statement"]}
-    assert set(statements) == {"CacheObjects", "ListCachePrefix"}
+    assert set(statements) == {"CacheObjects", "ListCacheBucket"}
     assert statements["CacheObjects"]["Resource"] == f"{BUCKET_ARN}/runner-cache/*"
-    assert statements["ListCachePrefix"]["Resource"] == BUCKET_ARN
+    assert statements["ListCacheBucket"]["Resource"] == BUCKET_ARN
     assert policy.inputs["tags"] == {"component": "cache-access"}
 
 

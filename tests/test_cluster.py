@@ -160,3 +160,51 @@ def test_create_without_network_is_refused() -> None:
         return_error=True,
     )
     assert "create mode needs vpc_id and private_subnet_ids" in str(run.error)
+
+
+def test_the_system_node_group_follows_the_clusters_version() -> None:
+    group = declare(**CREATE).one("aws:eks/nodeGroup:NodeGroup")
+    assert group.inputs["version"] == "1.34"
+
+
+ADMINS = [
+    "arn:aws:iam::123456789012:role/gitlab-runner-fleet-deploy",
+    "arn:aws:iam::123456789012:role/AWSReservedSSO_Admin_abc",
+]
+
+
+def test_admin_principals_get_access_entries_with_cluster_admin() -> None:
+    # pulumi-eks grants admin only to the creating principal
+    # (bootstrapClusterCreatorAdminPermissions); CI and humans need access entries.
+    run = declare(**CREATE, admin_principal_arns=ADMINS)
+    entries = run.of_type("aws:eks/accessEntry:AccessEntry")
+    assert [e.inputs["principalArn"] for e in entries] == ADMINS
+    assert all(e.inputs["clusterName"] == "fleet-dev" for e in entries)
+    assert all(e.inputs["type"] == "STANDARD" for e in entries)
+    associations = run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert [a.inputs["principalArn"] for a in associations] == ADMINS
+    for association in associations:
+        assert association.inputs["policyArn"] == (
+            "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+        )
+        assert association.inputs["accessScope"] == {"type": "cluster"}
+    assert declare(**CREATE).of_type("aws:eks/accessEntry:AccessEntry") == []
+
+
+def test_the_kubeconfig_fetches_tokens_as_the_stacks_aws_profile() -> None:
+    kubeconfig = exec_kubeconfig("ci", "https://x", "ca", "eu-west-1", profile="ci-deployer")
+    exec_config = kubeconfig["users"][0]["user"]["exec"]
+    assert exec_config["args"][-2:] == ["--profile", "ci-deployer"]
+    assert {"name": "AWS_PROFILE", "value": "ci-deployer"} in exec_config["env"]
+    assert "--region" in exec_config["args"]
+    plain = exec_kubeconfig("ci", "https://x", "ca", "eu-west-1")["users"][0]["user"]["exec"]
+    assert "--profile" not in plain["args"]
+    assert "env" not in plain
+
+
+def test_existing_cluster_kubeconfig_and_created_cluster_honour_the_profile() -> None:
+    run = declare(aws_profile="ci-deployer")
+    kubeconfig = json.loads(run.outputs["kubeconfig"])
+    assert "--profile" in kubeconfig["users"][0]["user"]["exec"]["args"]
+    created = declare(**CREATE, aws_profile="ci-deployer").one("eks:index:Cluster")
+    assert created.inputs["providerCredentialOpts"] == {"profileName": "ci-deployer"}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import pulumi
 import pytest
 
 import offline
-from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
-from tests.harness import MOCK_ROUTE_TABLES, run_program
+from components.aws.s3_gateway_endpoint import S3GatewayEndpoint, plan_endpoint
+from offline import MOCK_CLUSTER_VPC
+from tests.harness import DEFAULT_REGION, MOCK_ROUTE_TABLES, ProgramRun, run_program
 
 
 def test_endpoint_on_explicit_route_tables() -> None:
@@ -47,5 +50,58 @@ def test_no_route_table_found_is_warned(
         run = run_program(
             lambda: S3GatewayEndpoint("s3", {"vpc_id": "vpc-1", "subnet_ids": ["subnet-1"]})
         )
-    assert run.one("aws:ec2/vpcEndpoint:VpcEndpoint").inputs.get("routeTableIds", []) == []
+    assert run.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") == []
     assert "list the VPC's main route table in network.routeTableIds" in caplog.text
+
+
+def declare_in_vpc(**mocks: Any) -> ProgramRun:
+    def program() -> None:
+        endpoint = S3GatewayEndpoint(
+            "s3",
+            {"vpc_id": MOCK_CLUSTER_VPC, "route_table_ids": ["rtb-a", "rtb-b"], "tags": TAGS},
+        )
+        pulumi.export("status", endpoint.status)
+        pulumi.export("endpoint_id", endpoint.endpoint_id)
+
+    return run_program(program, mocks=offline.FleetMocks(DEFAULT_REGION, **mocks))
+
+
+TAGS = {"project": "gitlab-runner-fleet", "stack": "prod", "component": "network"}
+
+
+def test_an_endpoint_that_already_serves_every_table_is_reused_not_duplicated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A second S3 gateway endpoint on a route table that already routes the S3 prefix list
+    # fails with RouteAlreadyExists in the middle of `pulumi up`.
+    with caplog.at_level(logging.WARNING):
+        run = declare_in_vpc(s3_routed_tables=["rtb-a", "rtb-b", "rtb-other"])
+    assert run.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") == []
+    assert run.outputs["status"].startswith("reused")
+    assert run.outputs["endpoint_id"] is None
+    assert "rtb-a, rtb-b already route S3 through an existing gateway endpoint" in caplog.text
+
+
+def test_only_tables_no_other_endpoint_serves_get_this_stacks_endpoint() -> None:
+    run = declare_in_vpc(s3_routed_tables=["rtb-a"])
+    endpoint = run.one("aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint.inputs["routeTableIds"] == ["rtb-b"]
+    assert run.outputs["status"] == ("created for rtb-b; reused the existing endpoint of rtb-a")
+
+
+def test_the_stacks_own_endpoint_from_an_earlier_run_is_kept() -> None:
+    # The endpoint this stack created routes its tables; found by the stack's tags it does not
+    # count as a foreign one, so the second run keeps it (a third would otherwise recreate it).
+    run = declare_in_vpc(
+        s3_routed_tables=["rtb-a", "rtb-b"], own_s3_endpoint_tables=["rtb-a", "rtb-b"]
+    )
+    endpoint = run.one("aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint.inputs["routeTableIds"] == ["rtb-a", "rtb-b"]
+    assert endpoint.inputs["tags"] == TAGS
+    assert run.outputs["status"] == "created"
+
+
+def test_plan_routes_only_what_no_other_endpoint_serves() -> None:
+    plan = plan_endpoint(["a", "b", "c"], s3_routed_tables=["a", "b", "x"], own_tables=["b"])
+    assert plan.create_on == ["b", "c"]
+    assert plan.already_served == ["a"]

@@ -44,6 +44,17 @@ def lifecycle_rules(cache_prefix: str, expiration_days: int, versioning: bool) -
                 "noncurrent_version_expiration": {"noncurrent_days": NONCURRENT_VERSION_DAYS},
             }
         )
+        # Expiring a current version leaves a delete marker; once its noncurrent versions are
+        # gone it is alone and slows every listing. S3 refuses this flag beside `days` in one
+        # expiration block, hence a rule of its own.
+        rules.append(
+            {
+                "id": "remove-expired-delete-markers",
+                "status": "Enabled",
+                "filter": {"prefix": f"{cache_prefix}/"},
+                "expiration": {"expired_object_delete_marker": True},
+            }
+        )
     return rules
 
 

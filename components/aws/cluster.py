@@ -4,6 +4,7 @@ import json
 from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 from pulumi_aws import eks as aws_eks
@@ -18,17 +19,36 @@ EXISTING_MODE = "existing"
 SYSTEM_NODE_LABELS = {"gitlab-runner-fleet/node-role": "system"}
 DEFAULT_SYSTEM_INSTANCE_TYPES = ("m6i.large", "m5.large")
 DEFAULT_SYSTEM_NODE_COUNT = 2
+ADMIN_ACCESS_POLICY = "AmazonEKSClusterAdminPolicy"
 """Labels of the on-demand system nodes a created cluster gets."""
 
 
 def exec_kubeconfig(
-    cluster_name: str, endpoint: str, certificate_authority_data: str, region: str
+    cluster_name: str,
+    endpoint: str,
+    certificate_authority_data: str,
+    region: str,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """A kubeconfig that fetches a fresh token with `aws eks get-token` on every call.
 
     A static token would expire after 15 minutes, in the middle of long Helm waits, and would
-    change the provider's configuration on every run.
+    change the provider's configuration on every run. With `profile` (the stack's
+    `aws:profile`) the token is fetched as the same identity the AWS provider uses.
     """
+    exec_config: dict[str, Any] = {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "command": "aws",
+        "args": [
+            "--region", region,
+            "eks", "get-token",
+            "--cluster-name", cluster_name,
+            "--output", "json",
+        ],
+    }  # fmt: skip
+    if profile:
+        exec_config["args"] += ["--profile", profile]
+        exec_config["env"] = [{"name": "AWS_PROFILE", "value": profile}]
     return {
         "apiVersion": "v1",
         "kind": "Config",
@@ -45,24 +65,8 @@ def exec_kubeconfig(
             {"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}
         ],
         "current-context": cluster_name,
-        "users": [
-            {
-                "name": cluster_name,
-                "user": {
-                    "exec": {
-                        "apiVersion": "client.authentication.k8s.io/v1beta1",
-                        "command": "aws",
-                        "args": [
-                            "--region", region,
-                            "eks", "get-token",
-                            "--cluster-name", cluster_name,
-                            "--output", "json",
-                        ],
-                    }
-                },
-            }
-        ],
-    }  # fmt: skip
+        "users": [{"name": cluster_name, "user": {"exec": exec_config}}],
+    }
 
 
 class EksClusterArgs(TypedDict):
@@ -76,6 +80,10 @@ class EksClusterArgs(TypedDict):
     """Kubernetes minor, e.g. `1.34`; the version of a created cluster."""
     region: str
     """AWS region of the cluster (for the kubeconfig's token command)."""
+    aws_profile: NotRequired[Optional[str]]
+    """AWS CLI profile the kubeconfig's token command uses (the stack's `aws:profile`)."""
+    admin_principal_arns: NotRequired[list[str]]
+    """`create`: IAM roles or users granted cluster admin through EKS access entries."""
     vpc_id: NotRequired[Optional[str]]
     """`create`: VPC of the cluster."""
     private_subnet_ids: NotRequired[list[str]]
@@ -160,6 +168,9 @@ class EksCluster(pulumi.ComponentResource):
             private_subnet_ids=private_subnet_ids,
             public_subnet_ids=args.get("public_subnet_ids") or None,
             authentication_mode=eks.AuthenticationMode.API,
+            provider_credential_opts=(
+                {"profile_name": args["aws_profile"]} if args.get("aws_profile") else None
+            ),
             create_oidc_provider=True,
             skip_default_node_group=True,
             tags=tags,
@@ -181,6 +192,7 @@ class EksCluster(pulumi.ComponentResource):
             f"{name}-system",
             cluster_name=self.cluster_name,
             node_role_arn=system_role.role_arn,
+            version=args["version"],
             capacity_type="ON_DEMAND",
             instance_types=system_instance_types,
             ami_type=ami_type_for(system_instance_types),
@@ -194,12 +206,38 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self._create_admin_access(name, args)
         self.oidc_provider_arn = cluster.oidc_provider_arn
         self.oidc_issuer = cluster.oidc_issuer
         self.vpc_id = pulumi.Output.from_input(vpc_id)
         self.node_subnet_ids = pulumi.Output.from_input(node_subnet_ids)
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
         return system_nodes
+
+    def _create_admin_access(self, name: str, args: EksClusterArgs) -> None:
+        """Cluster admin for more principals than the creator (a CI role, an SSO admin role).
+
+        pulumi-eks grants admin only to the principal that created the cluster.
+        """
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        for index, principal_arn in enumerate(args.get("admin_principal_arns", [])):
+            entry = aws_eks.AccessEntry(
+                f"{name}-admin-{index}",
+                cluster_name=self.cluster_name,
+                principal_arn=principal_arn,
+                type="STANDARD",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            aws_eks.AccessPolicyAssociation(
+                f"{name}-admin-{index}",
+                cluster_name=self.cluster_name,
+                principal_arn=entry.principal_arn,
+                policy_arn=partition.partition.apply(
+                    lambda part: f"arn:{part}:eks::aws:cluster-access-policy/{ADMIN_ACCESS_POLICY}"
+                ),
+                access_scope={"type": "cluster"},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
     def _use_existing_cluster(self, name: str, args: EksClusterArgs) -> None:
         invoke_opts = pulumi.InvokeOutputOptions(parent=self)
@@ -235,6 +273,7 @@ class EksCluster(pulumi.ComponentResource):
                         cluster.endpoint,
                         cluster.certificate_authorities[0].data,
                         args["region"],
+                        args.get("aws_profile"),
                     )
                 )
             )
@@ -247,3 +286,12 @@ def _warn_on_version_mismatch(args: EksClusterArgs, actual: str) -> None:
             f"cluster.version is {args['version']} but cluster {args['name']} runs {actual}: "
             f"set cluster.version: '{actual}' so cluster-autoscaler matches the cluster"
         )
+
+
+def existing_cluster_vpc_id(cluster_name: str) -> str:
+    """The VPC of an existing EKS cluster, looked up while the program runs.
+
+    Synchronous, because what the stack declares in that VPC (the S3 gateway endpoint) depends
+    on what is already there.
+    """
+    return str(aws_eks.get_cluster(name=cluster_name).vpc_config.vpc_id)

@@ -1,7 +1,7 @@
 """ClusterAutoscaler: the official cluster-autoscaler chart with an IRSA role, on system nodes."""
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NotRequired, Optional, TypedDict
 
 import pulumi
@@ -9,6 +9,7 @@ from pulumi_aws import iam
 from pulumi_kubernetes.helm import v3 as helm
 
 from ..build_nodes import keep_off_build_nodes
+from ..naming import TagArgs
 from ..versions import (
     CLUSTER_AUTOSCALER_CHART,
     CLUSTER_AUTOSCALER_CHART_REPO,
@@ -23,8 +24,23 @@ Expander = Literal["least-waste", "random", "most-pods", "least-nodes"]
 DEFAULT_EXPANDER: Expander = "least-waste"
 DEFAULT_SCALE_DOWN_UNNEEDED_TIME = "10m"
 NAMESPACE = "kube-system"
-SERVICE_ACCOUNT = "cluster-autoscaler"
-"""Fixed, so the IRSA trust subject and the chart's service account cannot drift apart."""
+_NAME_PREFIX = "cluster-autoscaler-"
+
+
+def instance_name(discovery_tag_value: str) -> str:
+    """The release, Deployment, service account and leader-election lease of this stack's
+    autoscaler: distinct from a platform-wide `cluster-autoscaler` beside it."""
+    return (_NAME_PREFIX + discovery_tag_value)[:53].rstrip("-")
+
+
+def discovery_spec(key: str, value: str) -> str:
+    """The chart's `autoDiscovery.tags` entry: `key=value` matches the tag's value too.
+
+    cluster-autoscaler turns `asg:tag=k=v` into a `tag:k` = `v` DescribeAutoScalingGroups
+    filter, a bare key into a `tag-key` filter (cloudprovider/aws/aws_manager.go,
+    parseASGAutoDiscoverySpec; cloudprovider/aws/aws_wrapper.go, getAutoscalingGroupsByTags).
+    """
+    return f"{key}={value}"
 
 
 def autoscaler_values(
@@ -35,21 +51,28 @@ def autoscaler_values(
     role_arn: str,
     expander: str,
     scale_down_unneeded_time: str,
-    build_labels: Mapping[str, str],
+    pool_labels: Sequence[Mapping[str, str]],
+    discovery_tag: tuple[str, str],
 ) -> dict[str, Any]:
-    """Helm values of the cluster-autoscaler chart (keys of its values.yaml)."""
+    """Helm values of the cluster-autoscaler chart (keys of its 9.59.0 values.yaml)."""
+    name = instance_name(discovery_tag[1])
     return {
-        # Names the Deployment plainly `cluster-autoscaler` rather than `<release>-aws-...`.
-        "fullnameOverride": "cluster-autoscaler",
+        "fullnameOverride": name,
         "cloudProvider": "aws",
         "awsRegion": region,
-        "autoDiscovery": {"clusterName": cluster_name},
+        # The chart's default tags are the two EKS puts on EVERY managed node group's Auto
+        # Scaling group (values.yaml autoDiscovery.tags); on a shared cluster they would hand
+        # other teams' groups to this autoscaler. This stack's own tag selects only its pools.
+        "autoDiscovery": {
+            "clusterName": cluster_name,
+            "tags": [discovery_spec(*discovery_tag)],
+        },
         "image": {"tag": CLUSTER_AUTOSCALER_IMAGE_TAGS[kubernetes_version]},
         "rbac": {
             "create": True,
             "serviceAccount": {
                 "create": True,
-                "name": SERVICE_ACCOUNT,
+                "name": name,
                 "annotations": {IRSA_ROLE_ANNOTATION: role_arn},
             },
         },
@@ -59,8 +82,13 @@ def autoscaler_values(
             # CI job pods use emptyDir; without this their nodes would never scale down.
             "skip-nodes-with-local-storage": False,
             "scale-down-unneeded-time": scale_down_unneeded_time,
+            # Both default to `cluster-autoscaler` in kube-system (main.go
+            # leaderElectionConfiguration, config/flags/flags.go): beside a platform-wide
+            # autoscaler, one of the two would otherwise never become leader.
+            "leader-elect-resource-name": name,
+            "status-config-map-name": f"{name}-status",
         },
-        "affinity": keep_off_build_nodes(build_labels),
+        "affinity": keep_off_build_nodes(pool_labels),
         "resources": {
             "requests": {"cpu": "100m", "memory": "300Mi"},
             "limits": {"memory": "600Mi"},
@@ -79,8 +107,11 @@ class ClusterAutoscalerArgs(TypedDict):
     """Kubernetes minor of the cluster; picks the autoscaler image."""
     oidc_provider_arn: pulumi.Input[str]
     """The cluster's IAM OIDC provider, trusted by the autoscaler's role."""
-    build_labels: dict[str, str]
-    """Labels of the build nodes, which the autoscaler itself must never run on."""
+    discovery_tag: TagArgs
+    """The Auto Scaling group tag (key and value) this stack's pools carry; nothing else is
+    discovered or scaled."""
+    pool_labels: list[dict[str, str]]
+    """Labels of every pool's build nodes, which the autoscaler itself must never run on."""
     expander: NotRequired[str]
     """Expander strategy. Default `least-waste`."""
     scale_down_unneeded_time: NotRequired[str]
@@ -90,8 +121,9 @@ class ClusterAutoscalerArgs(TypedDict):
 
 
 class ClusterAutoscaler(pulumi.ComponentResource):
-    """cluster-autoscaler for EKS: an IRSA role allowed to scale only this cluster's groups,
-    and the official Helm chart with node-group auto-discovery, pinned to the cluster's minor.
+    """cluster-autoscaler for EKS that discovers and scales only this stack's pools: an IRSA role
+    scoped to their discovery tag, and the official Helm chart pinned to the cluster's minor,
+    named apart from any other autoscaler in the cluster.
 
     Pass the cluster's Kubernetes provider in `opts.providers`.
     """
@@ -114,11 +146,15 @@ class ClusterAutoscaler(pulumi.ComponentResource):
         if version not in CLUSTER_AUTOSCALER_IMAGE_TAGS:
             raise ValueError(f"ClusterAutoscaler {name}: no pinned image for Kubernetes {version}")
         tags = args.get("tags", {})
+        discovery = (args["discovery_tag"]["key"], args["discovery_tag"]["value"])
+        instance = instance_name(discovery[1])
         policy = iam.Policy(
             f"{name}-policy",
-            description="cluster-autoscaler: discover node groups, scale this cluster's groups",
+            description="cluster-autoscaler: discover node groups, scale this stack's pools",
             policy=pulumi.Output.all(args["oidc_provider_arn"], args["cluster_name"]).apply(
-                lambda v: json.dumps(cluster_autoscaler_policy(v[0], args["region"], v[1]))
+                lambda v: json.dumps(
+                    cluster_autoscaler_policy(v[0], args["region"], v[1], discovery)
+                )
             ),
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
@@ -128,7 +164,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             {
                 "oidc_provider_arn": args["oidc_provider_arn"],
                 "namespace": NAMESPACE,
-                "service_account": SERVICE_ACCOUNT,
+                "service_account": instance,
                 "policy_arn": policy.arn,
                 "description": "cluster-autoscaler (IRSA)",
                 "tags": tags,
@@ -145,11 +181,13 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 scale_down_unneeded_time=args.get(
                     "scale_down_unneeded_time", DEFAULT_SCALE_DOWN_UNNEEDED_TIME
                 ),
-                build_labels=args["build_labels"],
+                pool_labels=args["pool_labels"],
+                discovery_tag=discovery,
             )
         )
         release = helm.Release(
             name,
+            name=instance,
             chart=CLUSTER_AUTOSCALER_CHART,
             version=CLUSTER_AUTOSCALER_CHART_VERSION,
             repository_opts={"repo": CLUSTER_AUTOSCALER_CHART_REPO},
@@ -158,7 +196,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.role_arn = role.role_arn
-        self.service_account = pulumi.Output.from_input(f"{NAMESPACE}/{SERVICE_ACCOUNT}")
+        self.service_account = pulumi.Output.from_input(f"{NAMESPACE}/{instance}")
         self.release_name = release.name
         self.register_outputs(
             {

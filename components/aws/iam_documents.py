@@ -37,14 +37,15 @@ def cache_access_policy(
             "Resource": cache_objects_arn(bucket_arn, cache_prefix),
         },
         {
-            # Listing is limited to the prefix. S3 decides 404-or-403 for a missing object without
-            # an s3:prefix in the request context, so a cache miss still answers 403; the runner
-            # logs a warning and treats it as a miss either way.
-            "Sid": "ListCachePrefix",
+            # Without s3:ListBucket on the bucket S3 answers a missing object with 403 instead
+            # of 404, and the helper reports a failed download instead of a clean cache miss.
+            # A prefix condition does not help: S3 evaluates the 404-or-403 decision without an
+            # s3:prefix in the request context. The bucket holds only the cache, so listing its
+            # keys reveals nothing else.
+            "Sid": "ListCacheBucket",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": [cache_prefix, f"{cache_prefix}/*"]}},
         },
     ]
     if kms_key_arn:
@@ -164,13 +165,16 @@ AUTOSCALER_SCALING_ACTIONS = (
 
 
 def cluster_autoscaler_policy(
-    oidc_provider_arn: str, region: str, cluster_name: str
+    oidc_provider_arn: str, region: str, cluster_name: str, discovery_tag: tuple[str, str]
 ) -> PolicyDocument:
-    """What cluster-autoscaler needs: describe everything, scale only this cluster's groups.
+    """What cluster-autoscaler needs: describe everything, scale only this stack's pools.
 
-    EKS names every managed node group's Auto Scaling group `eks-<node group>-<id>` and tags it
-    `k8s.io/cluster-autoscaler/<cluster>` = `owned`; the scaling actions require both.
+    EKS names every managed node group's Auto Scaling group `eks-<node group>-<id>`; the
+    scaling actions also require this stack's discovery tag. EKS's own
+    `k8s.io/cluster-autoscaler/<cluster>` tag is on every group of the cluster, other teams'
+    included, so it cannot scope anything on a shared cluster.
     """
+    tag_key, tag_value = discovery_tag
     partition, account = arn_partition_and_account(oidc_provider_arn)
     return {
         "Version": POLICY_VERSION,
@@ -189,21 +193,72 @@ def cluster_autoscaler_policy(
                 "Resource": f"arn:{partition}:eks:{region}:{account}:nodegroup/{cluster_name}/*/*",
             },
             {
-                "Sid": "ScaleThisClustersGroups",
+                "Sid": "ScaleThisStacksPools",
                 "Effect": "Allow",
                 "Action": list(AUTOSCALER_SCALING_ACTIONS),
                 "Resource": (
                     f"arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:"
                     "autoScalingGroupName/eks-*"
                 ),
-                "Condition": {
-                    "StringEquals": {
-                        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"
-                    }
-                },
+                "Condition": {"StringEquals": {f"aws:ResourceTag/{tag_key}": tag_value}},
             },
         ],
     }
+
+
+# An edge site reads the hub's cache and writes back only what it replicates. PutObject also
+# covers the multipart calls rclone makes for large objects; AbortMultipartUpload cleans up a
+# push that failed half-way.
+EDGE_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload")
+
+
+def edge_cache_policy(
+    bucket_arn: str,
+    cache_prefix: str,
+    writable_key_patterns: list[str],
+    kms_key_arn: str | None = None,
+) -> PolicyDocument:
+    """What an edge site's cache may do at the hub: read the cache prefix, list below it, and
+    write only objects matching `writable_key_patterns` (keys below the bucket, IAM wildcards;
+    see `workloads.rclone.replicate_object_patterns`). No pattern: a read-only edge.
+
+    The edge never lists above `<prefix>/` (its rclone config maps exactly that prefix), so the
+    listing condition needs no bare-prefix or empty-prefix entry.
+    """
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadCacheObjects",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": cache_objects_arn(bucket_arn, cache_prefix),
+        },
+        {
+            "Sid": "ListBelowCachePrefix",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{cache_prefix}/*"]}},
+        },
+    ]
+    if writable_key_patterns:
+        statements.append(
+            {
+                "Sid": "WriteReplicatedObjects",
+                "Effect": "Allow",
+                "Action": list(EDGE_WRITE_ACTIONS),
+                "Resource": [f"{bucket_arn}/{pattern}" for pattern in writable_key_patterns],
+            }
+        )
+    if kms_key_arn:
+        statements.append(
+            {
+                "Sid": "CacheEncryptionKey",
+                "Effect": "Allow",
+                "Action": list(CACHE_KMS_ACTIONS) if writable_key_patterns else "kms:Decrypt",
+                "Resource": kms_key_arn,
+            }
+        )
+    return {"Version": POLICY_VERSION, "Statement": statements}
 
 
 # Every call the registry's s3-aws storage driver makes (distribution v3.1.1

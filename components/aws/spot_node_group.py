@@ -1,13 +1,28 @@
-"""SpotNodeGroup: spot build capacity that cluster-autoscaler can scale up from zero."""
+"""SpotNodeGroup: one pool's spot build capacity, which cluster-autoscaler scales from zero."""
 
+import base64
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
-from pulumi_aws import autoscaling
+from pulumi_aws import autoscaling, ec2
 from pulumi_aws import eks as aws_eks
 
-from ..build_nodes import DEFAULT_DISK_SIZE_GIB, Taint, ami_type_for, scale_from_zero_tags
+from ..build_nodes import (
+    DEFAULT_DISK_SIZE_GIB,
+    Taint,
+    ami_type_for,
+    group_architecture,
+    scale_from_zero_tags,
+)
+from ..naming import TagArgs
 from .node_role import NodeRole
+
+# AL2023 EKS AMIs boot from /dev/xvda; with a launch template the disk size lives here.
+ROOT_DEVICE = "/dev/xvda"
+IMDS_HOP_LIMIT = 1
+"""One hop: the node itself reaches the instance metadata service, a pod's network namespace
+(one more hop) does not, so jobs cannot take the node role's credentials."""
+UPDATE_MAX_UNAVAILABLE_PERCENTAGE = 33
 
 
 class TaintArgs(TypedDict):
@@ -23,10 +38,12 @@ class SpotNodeGroupArgs(TypedDict):
 
     cluster_name: pulumi.Input[str]
     """EKS cluster the group joins."""
+    kubernetes_version: pulumi.Input[str]
+    """Kubernetes minor of the nodes, e.g. `1.34`; keep it the cluster's."""
     subnet_ids: pulumi.Input[list[str]]
     """Private subnets for the nodes."""
     instance_types: list[str]
-    """Spot instance types, all of one vCPU/memory shape."""
+    """Spot instance types, all of one vCPU/memory shape and architecture."""
     max_size: int
     """Maximum number of nodes."""
     min_size: NotRequired[int]
@@ -40,18 +57,30 @@ class SpotNodeGroupArgs(TypedDict):
     node_role_arn: NotRequired[Optional[pulumi.Input[str]]]
     """Existing node role. Default: a new role with the three EKS worker managed policies."""
     scale_from_zero_ephemeral_storage: NotRequired[Optional[str]]
-    """Ephemeral storage to advertise for scale-from-zero, e.g. `90Gi`."""
+    """Ephemeral storage to advertise for scale-from-zero, e.g. `89Gi`."""
+    autoscaler_discovery_tag: NotRequired[Optional[TagArgs]]
+    """The Auto Scaling group tag cluster-autoscaler discovers this stack's groups by."""
+    user_data: NotRequired[Optional[pulumi.Input[str]]]
+    """MIME multi-part user data for nodeadm (AL2023), e.g. containerd registry mirrors."""
+    instance_tags: NotRequired[dict[str, str]]
+    """Tags of the EC2 instances and their volumes (cost allocation per pool)."""
+    force_update_version: NotRequired[bool]
+    """Finish version updates even when job PodDisruptionBudgets block the drain. Default true."""
     tags: NotRequired[dict[str, str]]
-    """Tags applied to the node group and the node role."""
+    """Tags applied to the node group, its launch template and the node role."""
 
 
 class SpotNodeGroup(pulumi.ComponentResource):
-    """An EKS managed node group of spot instances, labelled and tainted for CI builds.
+    """An EKS managed node group of spot instances for one pool of CI builds.
 
-    It starts at `min_size` (0 by default) and leaves its desired size to cluster-autoscaler.
-    EKS does not copy node group tags to the group's Auto Scaling group, so the
-    `k8s.io/cluster-autoscaler/node-template/...` tags that describe a node at size 0 are put
-    on the Auto Scaling group itself with `aws.autoscaling.Tag`, and on the node group too.
+    A launch template requires IMDSv2 with a hop limit of 1 (jobs cannot reach the node's
+    credentials), carries the root volume, the nodes' user data and the per-pool cost tags.
+    The group starts at `min_size` (0 by default) and leaves its desired size to
+    cluster-autoscaler. EKS does not copy node group tags to the group's Auto Scaling group, so
+    the `k8s.io/cluster-autoscaler/node-template/...` tags that describe a node at size 0 and the
+    stack's discovery tag are put on the Auto Scaling group itself with `aws.autoscaling.Tag`.
+    The group has no fixed name, so a change that forces a new group (instance types, subnets,
+    AMI or capacity type) creates the new one before deleting the old.
     """
 
     node_group_name: pulumi.Output[str]
@@ -60,6 +89,8 @@ class SpotNodeGroup(pulumi.ComponentResource):
     """Name of the node group's Auto Scaling group."""
     node_role_arn: pulumi.Output[str]
     """ARN of the nodes' IAM role."""
+    launch_template_id: pulumi.Output[str]
+    """ID of the nodes' launch template."""
     scale_from_zero_tags: pulumi.Output[dict[str, str]]
     """The node-template tags put on the Auto Scaling group."""
 
@@ -70,8 +101,14 @@ class SpotNodeGroup(pulumi.ComponentResource):
         labels = args.get("labels", {})
         taints = [Taint.model_validate(taint) for taint in args.get("taints", [])]
         template_tags = scale_from_zero_tags(
-            labels, taints, args.get("scale_from_zero_ephemeral_storage")
+            labels,
+            taints,
+            group_architecture(args["instance_types"]),
+            args.get("scale_from_zero_ephemeral_storage"),
         )
+        asg_tags = dict(template_tags)
+        if discovery := args.get("autoscaler_discovery_tag"):
+            asg_tags[discovery["key"]] = discovery["value"]
         tags = args.get("tags", {})
         node_role_arn = (
             args.get("node_role_arn")
@@ -81,32 +118,42 @@ class SpotNodeGroup(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             ).role_arn
         )
+        launch_template = self._create_launch_template(name, args)
 
         min_size = args.get("min_size", 0)
         node_group = aws_eks.NodeGroup(
             name,
             cluster_name=args["cluster_name"],
+            version=args["kubernetes_version"],
             node_role_arn=node_role_arn,
             subnet_ids=args["subnet_ids"],
             capacity_type="SPOT",
             instance_types=args["instance_types"],
             ami_type=ami_type_for(args["instance_types"]),
-            disk_size=args.get("disk_size_gib", DEFAULT_DISK_SIZE_GIB),
+            launch_template={
+                "id": launch_template.id,
+                "version": launch_template.latest_version.apply(str),
+            },
             scaling_config={
                 "min_size": min_size,
                 "desired_size": min_size,
                 "max_size": args["max_size"],
             },
+            update_config={"max_unavailable_percentage": UPDATE_MAX_UNAVAILABLE_PERCENTAGE},
+            # Job PodDisruptionBudgets block a drain; without force a version update gives up
+            # with PodEvictionFailure after EKS's 15-minute drain window and `pulumi up` fails.
+            force_update_version=args.get("force_update_version", True),
             labels=labels,
             taints=[taint.eks() for taint in taints],
-            tags={**tags, **template_tags},
-            # cluster-autoscaler owns the desired size once the group exists.
+            tags={**tags, **asg_tags},
+            # cluster-autoscaler owns the desired size once the group exists. Pulumi fills an
+            # ignored property from its state, so every operation refreshes first (Pulumi.yaml).
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
         )
         asg_name = node_group.resources.apply(
             lambda resources: resources[0].autoscaling_groups[0].name
         )
-        for key, value in template_tags.items():
+        for key, value in asg_tags.items():
             autoscaling.Tag(
                 f"{name}-{key}",
                 autoscaling_group_name=asg_name,
@@ -117,12 +164,53 @@ class SpotNodeGroup(pulumi.ComponentResource):
         self.node_group_name = node_group.node_group_name
         self.autoscaling_group_name = asg_name
         self.node_role_arn = pulumi.Output.from_input(node_role_arn)
+        self.launch_template_id = launch_template.id
         self.scale_from_zero_tags = pulumi.Output.from_input(template_tags)
         self.register_outputs(
             {
                 "node_group_name": self.node_group_name,
                 "autoscaling_group_name": self.autoscaling_group_name,
                 "node_role_arn": self.node_role_arn,
+                "launch_template_id": self.launch_template_id,
                 "scale_from_zero_tags": self.scale_from_zero_tags,
             }
+        )
+
+    def _create_launch_template(self, name: str, args: SpotNodeGroupArgs) -> ec2.LaunchTemplate:
+        instance_tags = args.get("instance_tags", {})
+        user_data = args.get("user_data")
+        return ec2.LaunchTemplate(
+            name,
+            description="GitLab CI build nodes: IMDSv2 only, one hop; root volume; cost tags",
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                "http_put_response_hop_limit": IMDS_HOP_LIMIT,
+            },
+            block_device_mappings=[
+                {
+                    "device_name": ROOT_DEVICE,
+                    "ebs": {
+                        "volume_size": args.get("disk_size_gib", DEFAULT_DISK_SIZE_GIB),
+                        "volume_type": "gp3",
+                        "encrypted": "true",
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
+            tag_specifications=[
+                {"resource_type": kind, "tags": instance_tags} for kind in ("instance", "volume")
+            ]
+            if instance_tags
+            else None,
+            user_data=(
+                pulumi.Output.from_input(user_data).apply(
+                    lambda text: base64.b64encode(text.encode()).decode()
+                )
+                if user_data is not None
+                else None
+            ),
+            update_default_version=True,
+            tags=args.get("tags", {}),
+            opts=pulumi.ResourceOptions(parent=self),
         )
