@@ -8,14 +8,15 @@ import pulumi_kubernetes as k8s
 
 from components.aws.cache_access import CacheAccess
 from components.aws.cache_bucket import CacheBucket
-from components.aws.cluster import CREATE_MODE, EksCluster
+from components.aws.cluster import CREATE_MODE, EksCluster, existing_cluster_vpc_id
 from components.aws.cluster_autoscaler import ClusterAutoscaler
 from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
 from components.aws.spot_node_group import SpotNodeGroup
 from components.naming import resource_tags
-from components.settings import load_settings
+from components.settings import PAUSE_POD_PRIORITY_CLASS, PoolSettings, load_settings
 from components.workloads.gitlab_runner import GitlabRunner, cache_secret_data
 from components.workloads.runner_config import CacheSpec
+from components.workloads.runner_shared import RunnerShared
 
 settings = load_settings()
 for warning in settings.warnings:
@@ -27,14 +28,17 @@ def tags(component: str) -> dict[str, str]:
 
 
 def eks_cluster_with_capacity() -> EksCluster:
-    """The EKS cluster, its spot build nodes, cluster-autoscaler and the S3 endpoint."""
+    """The EKS cluster, a spot node group per pool, cluster-autoscaler and the S3 endpoint."""
+    version = str(settings.cluster.version)
+    aws_profile = pulumi.Config("aws").get("profile")
     cluster = EksCluster(
         "cluster",
         {
             "mode": settings.cluster.mode,
             "name": settings.cluster.name,
-            "version": str(settings.cluster.version),
+            "version": version,
             "region": settings.aws_region,
+            "aws_profile": aws_profile,
             "vpc_id": settings.cluster.vpc_id,
             "private_subnet_ids": settings.cluster.private_subnet_ids,
             "public_subnet_ids": settings.cluster.public_subnet_ids,
@@ -42,31 +46,23 @@ def eks_cluster_with_capacity() -> EksCluster:
             "system_instance_types": settings.cluster.system_instance_types,
             "system_node_count": settings.cluster.system_node_count,
             "create_oidc_provider": settings.cluster.create_oidc_provider,
+            "admin_principal_arns": settings.cluster.admin_principal_arns,
             "tags": tags("cluster"),
         },
     )
-    build_nodes = SpotNodeGroup(
-        "build-nodes",
-        {
-            "cluster_name": cluster.cluster_name,
-            "subnet_ids": cluster.node_subnet_ids,
-            "instance_types": settings.build_nodes.instance_types,
-            "min_size": settings.build_nodes.min_size,
-            "max_size": settings.build_nodes.max_size,
-            "disk_size_gib": settings.build_nodes.disk_size_gib,
-            "labels": settings.build_nodes.labels,
-            "taints": settings.runner_job_spec()["build_taints"],
-            "node_role_arn": settings.build_nodes.node_role_arn,
-            "scale_from_zero_ephemeral_storage": (
-                settings.build_nodes.scale_from_zero_ephemeral_storage
-            ),
-            "tags": tags("build-nodes"),
-        },
+    discovery_key, discovery_value = settings.autoscaler_discovery_tag
+    node_groups = {
+        pool.name: build_pool_nodes(cluster, pool, {"key": discovery_key, "value": discovery_value})
+        for pool in settings.pools
+    }
+    pulumi.export("buildNodeGroups", {p: g.node_group_name for p, g in node_groups.items()})
+    pulumi.export(
+        "buildAutoscalingGroups", {p: g.autoscaling_group_name for p, g in node_groups.items()}
     )
-    pulumi.export("buildNodeGroupName", build_nodes.node_group_name)
-    pulumi.export("buildAutoscalingGroupName", build_nodes.autoscaling_group_name)
-    pulumi.export("buildNodeRoleArn", build_nodes.node_role_arn)
-    pulumi.export("buildScaleFromZeroTags", build_nodes.scale_from_zero_tags)
+    pulumi.export("buildNodeRoleArns", {p: g.node_role_arn for p, g in node_groups.items()})
+    pulumi.export(
+        "buildScaleFromZeroTags", {p: g.scale_from_zero_tags for p, g in node_groups.items()}
+    )
 
     if settings.cluster_autoscaler.enabled:
         autoscaler = ClusterAutoscaler(
@@ -74,9 +70,10 @@ def eks_cluster_with_capacity() -> EksCluster:
             {
                 "cluster_name": cluster.cluster_name,
                 "region": settings.aws_region,
-                "kubernetes_version": str(settings.cluster.version),
+                "kubernetes_version": version,
                 "oidc_provider_arn": cluster.oidc_provider_arn,
-                "build_labels": settings.build_nodes.labels,
+                "discovery_tag": {"key": discovery_key, "value": discovery_value},
+                "pool_labels": [pool.node_labels for pool in settings.pools],
                 "expander": settings.cluster_autoscaler.expander,
                 "scale_down_unneeded_time": settings.cluster_autoscaler.scale_down_unneeded_time,
                 "tags": tags("cluster-autoscaler"),
@@ -84,6 +81,7 @@ def eks_cluster_with_capacity() -> EksCluster:
             opts=pulumi.ResourceOptions(providers=[cluster.kubernetes_provider]),
         )
         pulumi.export("clusterAutoscalerRoleArn", autoscaler.role_arn)
+    pulumi.export("clusterAutoscalerDiscoveryTag", f"{discovery_key}={discovery_value}")
 
     s3_endpoint_wanted = settings.network.s3_gateway_endpoint
     if s3_endpoint_wanted is None:
@@ -92,14 +90,46 @@ def eks_cluster_with_capacity() -> EksCluster:
         s3_endpoint = S3GatewayEndpoint(
             "s3-gateway-endpoint",
             {
-                "vpc_id": cluster.vpc_id,
+                "vpc_id": settings.cluster.vpc_id or existing_cluster_vpc_id(settings.cluster.name),
                 "route_table_ids": settings.network.route_table_ids,
-                "subnet_ids": cluster.node_subnet_ids,
+                "subnet_ids": settings.cluster.default_node_subnet_ids,
                 "tags": tags("network"),
             },
         )
         pulumi.export("s3GatewayEndpointId", s3_endpoint.endpoint_id)
+        pulumi.export("s3GatewayEndpointStatus", s3_endpoint.status)
     return cluster
+
+
+def build_pool_nodes(
+    cluster: EksCluster, pool: PoolSettings, discovery_tag: dict[str, str]
+) -> SpotNodeGroup:
+    """One pool's spot node group; its labels, taints and architecture come from the pool."""
+    return SpotNodeGroup(
+        f"build-nodes-{pool.name}",
+        {
+            "cluster_name": cluster.cluster_name,
+            "kubernetes_version": str(settings.cluster.version),
+            "subnet_ids": cluster.node_subnet_ids,
+            "instance_types": pool.instance_types,
+            "min_size": pool.min_size,
+            "max_size": pool.max_size,
+            "disk_size_gib": pool.disk_size_gib,
+            "labels": pool.node_labels,
+            "taints": [
+                {"key": taint.key, "value": taint.value, "effect": taint.effect}
+                for taint in pool.node_taints
+            ],
+            "node_role_arn": pool.node_role_arn,
+            "scale_from_zero_ephemeral_storage": pool.advertised_ephemeral_storage,
+            "autoscaler_discovery_tag": {
+                "key": discovery_tag["key"],
+                "value": discovery_tag["value"],
+            },
+            "instance_tags": {**tags("build-nodes"), "pool": pool.name},
+            "tags": tags("build-nodes"),
+        },
+    )
 
 
 CacheForRunner = tuple[
@@ -108,7 +138,7 @@ CacheForRunner = tuple[
 
 
 def cache_for_runner(oidc_provider_arn: pulumi.Input[str] | None) -> CacheForRunner:
-    """The runner's cache section, its credentials and the IRSA role for its service account."""
+    """The runner's cache section, its credentials and the IRSA role for the managers."""
     if settings.cache.type != "s3":
         external: dict[str, pulumi.Input[str]] = {
             name: secret.output() for name, secret in settings.cache_credentials.items()
@@ -157,7 +187,7 @@ def cache_for_runner(oidc_provider_arn: pulumi.Input[str] | None) -> CacheForRun
         lambda bucket: settings.runner_cache_spec(bucket[0], bucket[1])
     )
     if settings.cache_access.mode == "irsa":
-        # The manager signs the presigned cache URLs, so the role goes on its service account;
+        # The managers sign the presigned cache URLs, so the role goes on their service account;
         # a cache Secret would export keys that shadow IRSA.
         return spec, {}, cache_access.role_arn
     # Both are set in accessKey mode.
@@ -183,25 +213,66 @@ else:
     oidc_provider_arn = None
     pulumi.export("clusterName", settings.cluster.name)
 
+in_cluster = pulumi.ResourceOptions(providers=[kubernetes_provider])
 runner_cache, cache_credentials, cache_role_arn = cache_for_runner(oidc_provider_arn)
-runner = GitlabRunner(
-    "gitlab-runner",
+manager_namespace = k8s.core.v1.Namespace(
+    "runner-namespace", metadata={"name": settings.runner.namespace}, opts=in_cluster
+)
+job_namespaces = {
+    name: k8s.core.v1.Namespace(f"job-namespace-{name}", metadata={"name": name}, opts=in_cluster)
+    for name in sorted({settings.job_namespace(pool) for pool in settings.pools})
+}
+namespace_name = manager_namespace.metadata.apply(lambda meta: str(meta.name))
+shared = RunnerShared(
+    "runner-shared",
     {
-        "gitlab_url": settings.runner.gitlab_url,
-        "runner_token": settings.runner_token.output(),
-        "runner_name": settings.runner_name,
-        "job": settings.runner_job_spec(),
-        "cache": runner_cache,
+        "namespace": namespace_name,
         "service_account_name": settings.runner.service_account_name,
         "service_account_role_arn": cache_role_arn,
-        "cache_secret": cache_secret_data(cache_credentials),
-        "concurrent": settings.runner.concurrent,
-        "check_interval": settings.runner.check_interval,
-        "termination_grace_period_seconds": settings.runner.termination_grace_period_seconds,
-        "pod_monitor": settings.runner.pod_monitor,
+        "pause_pod_priority_class": PAUSE_POD_PRIORITY_CLASS if settings.warms_capacity else None,
     },
-    opts=pulumi.ResourceOptions(providers=[kubernetes_provider]),
+    opts=in_cluster,
 )
+runners = {
+    pool.name: GitlabRunner(
+        f"gitlab-runner-{pool.name}",
+        {
+            "pool": pool.name,
+            "namespace": namespace_name,
+            "gitlab_url": settings.runner.gitlab_url,
+            "runner_token": settings.runner_tokens[pool.name].output(),
+            "runner_name": settings.runner_name(pool),
+            "job": settings.pool_job_spec(pool),
+            "cache": runner_cache,
+            "service_account_name": settings.runner.service_account_name,
+            "all_pool_labels": [p.node_labels for p in settings.pools],
+            "cache_secret": cache_secret_data(cache_credentials),
+            "concurrent": pool.concurrent,
+            "check_interval": settings.runner.check_interval,
+            "termination_grace_period_seconds": settings.runner.termination_grace_period_seconds,
+            "pod_monitor": settings.runner.pod_monitor,
+        },
+        opts=pulumi.ResourceOptions(
+            providers=[kubernetes_provider],
+            depends_on=[shared, *job_namespaces.values()],
+        ),
+    )
+    for pool in settings.pools
+}
 pulumi.export("cachePrefix", settings.cache.prefix)
-pulumi.export("runnerNamespace", runner.namespace)
-pulumi.export("runnerConfigChecksum", runner.config_checksum)
+pulumi.export("runnerNamespace", namespace_name)
+pulumi.export("jobNamespaces", sorted(job_namespaces))
+pulumi.export(
+    "pools",
+    {
+        pool.name: {
+            "labels": pool.node_labels,
+            "tags": pool.tags,
+            "architecture": pool.architecture,
+        }
+        for pool in settings.pools
+    },
+)
+pulumi.export(
+    "runnerConfigChecksums", {name: runner.config_checksum for name, runner in runners.items()}
+)

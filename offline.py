@@ -30,8 +30,9 @@ from components.settings import (
     CACHE_CREDENTIALS_KEY,
     KUBECONFIG_KEY,
     KUBECONFIG_MODE,
-    RUNNER_TOKEN_KEY,
+    RUNNER_TOKENS_KEY,
 )
+from components.settings.pools import DEFAULT_POOL_NAME
 
 REPO = Path(__file__).resolve().parent
 PROJECT = "gitlab-runner-fleet"
@@ -94,111 +95,197 @@ def mock_issuer(region: str, cluster_name: str) -> str:
     return f"oidc.eks.{region}.amazonaws.com/id/MOCK{cluster_name.upper().replace('-', '')}"
 
 
+MOCK_CLUSTER_VPC = "vpc-0cluster000000000"
+OWN_ENDPOINT = "vpce-0own000000000000"
+MOCK_VPC_OF_OWN_ENDPOINT = MOCK_CLUSTER_VPC
 MOCK_CLUSTER_SUBNETS = ["subnet-0cluster0000000001", "subnet-0cluster0000000002"]
 MOCK_ROUTE_TABLES = ["rtb-0mock000000000001", "rtb-0mock000000000002"]
+
+
+ResourceAnswer = Callable[[pulumi.runtime.MockResourceArgs, dict[str, Any]], str | None]
+"""Fills a mocked resource's computed outputs into its state; may return its ID."""
 
 
 class FleetMocks(pulumi.runtime.Mocks):
     """Answers resource registrations and invokes the way AWS would, for one account and region."""
 
-    def __init__(self, region: str, partition: str = "aws", cluster_version: str = "1.34") -> None:
+    def __init__(
+        self,
+        region: str,
+        partition: str = "aws",
+        cluster_version: str = "1.34",
+        s3_routed_tables: Sequence[str] = (),
+        own_s3_endpoint_tables: Sequence[str] | None = None,
+    ) -> None:
         self.region = region
         self.partition = partition
         self.cluster_version = cluster_version
+        self.s3_routed_tables = list(s3_routed_tables)
+        """Route tables that already route the S3 prefix list (some gateway endpoint's)."""
+        self.own_s3_endpoint_tables = own_s3_endpoint_tables
+        """Route tables of an S3 endpoint tagged as this stack's; None: there is none."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         # Custom resources echo their inputs like most providers; components (pulumi-eks's are
         # remote) return only the outputs set below, never input resource references.
         state = dict(args.inputs) if args.custom else {}
-        resource_id = f"{args.name}-id"
-        iam_arn = f"arn:{self.partition}:iam::{ACCOUNT_ID}"
-        if args.typ == "aws:s3/bucket:Bucket":
-            resource_id = state["bucket"]
-            state.update(arn=f"arn:{self.partition}:s3:::{resource_id}", region=self.region)
-        elif args.typ == "aws:iam/policy:Policy":
-            state.update(arn=f"{iam_arn}:policy/{args.name}", name=args.name)
-        elif args.typ == "aws:iam/role:Role":
-            state.update(arn=f"{iam_arn}:role/{args.name}", name=args.name)
-        elif args.typ == "aws:iam/user:User":
-            state.update(arn=f"{iam_arn}:user/{args.name}", name=args.name)
-        elif args.typ == "aws:iam/accessKey:AccessKey":
-            resource_id = "AKIAMOCKACCESSKEY000"
-            state.update(secret="mock-secret-access-key")
-        elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
-            host_path = state["url"].removeprefix("https://")
-            state.update(arn=f"{iam_arn}:oidc-provider/{host_path}")
-        elif args.typ == "eks:index:Cluster":
-            cluster_name = args.inputs["name"]
-            issuer = mock_issuer(self.region, cluster_name)
-            state.update(
-                kubeconfigJson=json.dumps({"clusters": [{"name": cluster_name}]}),
-                oidcProviderArn=f"{iam_arn}:oidc-provider/{issuer}",
-                oidcProviderUrl=f"https://{issuer}",
-                oidcIssuer=issuer,
-            )
-        elif args.typ == "aws:eks/nodeGroup:NodeGroup":
-            state.update(
-                nodeGroupName=f"{args.name}-20261123",
-                resources=[{"autoscalingGroups": [{"name": f"eks-{args.name}-mock-asg"}]}],
-            )
-        elif args.typ == "kubernetes:core/v1:Secret":
-            # The API server's version of the object; a changed Secret gets a new one.
-            state["metadata"] = {**state["metadata"], "resourceVersion": f"{len(args.name)}01"}
-        elif args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
-            resource_id = "vpce-0mock00000000000"
-        elif args.typ == "gitlab:index/userRunner:UserRunner":
-            # GitLab answers a created runner with its authentication token.
-            state["token"] = f"glrt-mock-{args.name}"
-        elif args.typ == "time:index/rotating:Rotating":
-            # time_rotating's ID is its base timestamp (terraform-provider-time).
-            resource_id = "2026-11-23T08:00:00Z"
-            state["rfc3339"] = resource_id
-        return resource_id, state
+        computed = {
+            "aws:s3/bucket:Bucket": self._bucket,
+            "aws:iam/policy:Policy": self._iam_named("policy"),
+            "aws:iam/role:Role": self._iam_named("role"),
+            "aws:iam/user:User": self._iam_named("user"),
+            "aws:iam/accessKey:AccessKey": self._access_key,
+            "aws:iam/openIdConnectProvider:OpenIdConnectProvider": self._oidc_provider_resource,
+            "eks:index:Cluster": self._eks_cluster,
+            "aws:eks/nodeGroup:NodeGroup": self._node_group,
+            "kubernetes:core/v1:Secret": self._kubernetes_secret,
+            "aws:ec2/vpcEndpoint:VpcEndpoint": lambda _args, _state: "vpce-0mock00000000000",
+            "gitlab:index/userRunner:UserRunner": self._user_runner,
+            "time:index/rotating:Rotating": self._rotating,
+            "random:index/randomPassword:RandomPassword": self._random_password,
+        }.get(args.typ)
+        resource_id = computed(args, state) if computed else None
+        return resource_id or f"{args.name}-id", state
+
+    def _bucket(self, _: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> str:
+        name = str(state["bucket"])
+        state.update(arn=f"arn:{self.partition}:s3:::{name}", region=self.region)
+        return name
+
+    def _iam_named(self, kind: str) -> ResourceAnswer:
+        def answer(args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:
+            state.update(arn=f"arn:{self.partition}:iam::{ACCOUNT_ID}:{kind}/{args.name}")
+            state.update(name=args.name)
+
+        return answer
+
+    @staticmethod
+    def _access_key(_: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> str:
+        state.update(secret="mock-secret-access-key")
+        return "AKIAMOCKACCESSKEY000"
+
+    def _oidc_provider_resource(
+        self, _: pulumi.runtime.MockResourceArgs, state: dict[str, Any]
+    ) -> None:
+        host_path = state["url"].removeprefix("https://")
+        state.update(arn=f"arn:{self.partition}:iam::{ACCOUNT_ID}:oidc-provider/{host_path}")
+
+    def _eks_cluster(self, args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:
+        cluster_name = args.inputs["name"]
+        issuer = mock_issuer(self.region, cluster_name)
+        state.update(
+            kubeconfigJson=json.dumps({"clusters": [{"name": cluster_name}]}),
+            oidcProviderArn=f"arn:{self.partition}:iam::{ACCOUNT_ID}:oidc-provider/{issuer}",
+            oidcProviderUrl=f"https://{issuer}",
+            oidcIssuer=issuer,
+        )
+
+    @staticmethod
+    def _node_group(args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:
+        state.update(
+            nodeGroupName=f"{args.name}-20261123",
+            resources=[{"autoscalingGroups": [{"name": f"eks-{args.name}-mock-asg"}]}],
+        )
+
+    @staticmethod
+    def _kubernetes_secret(args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:
+        # The API server's version of the object; a changed Secret gets a new one.
+        state["metadata"] = {**state["metadata"], "resourceVersion": f"{len(args.name)}01"}
+
+    @staticmethod
+    def _user_runner(args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:
+        # GitLab answers a created runner with its authentication token.
+        state["token"] = f"glrt-mock-{args.name}"
+
+    @staticmethod
+    def _rotating(_: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> str:
+        # time_rotating's ID is its base timestamp (terraform-provider-time).
+        state["rfc3339"] = "2026-11-23T08:00:00Z"
+        return "2026-11-23T08:00:00Z"
+
+    @staticmethod
+    def _random_password(args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:
+        # A generated password of the requested length, letters and digits only.
+        alphanumeric = "".join(char for char in args.name.upper() if char.isalnum())
+        state["result"] = (alphanumeric * 64)[: int(args.inputs["length"])]
 
     def call(
         self, args: pulumi.runtime.MockCallArgs
     ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {
-                "accountId": ACCOUNT_ID,
-                "arn": f"arn:{self.partition}:iam::{ACCOUNT_ID}:user/ci",
-                "userId": "AIDAMOCK",
-                "id": ACCOUNT_ID,
-            }, []
-        if args.token == "aws:index/getPartition:getPartition":
-            return {
-                "partition": self.partition,
-                "dnsSuffix": "amazonaws.com",
-                "id": self.partition,
-            }, []
-        if args.token == "aws:eks/getCluster:getCluster":
-            name = args.args["name"]
-            return {
-                "id": name,
-                "name": name,
-                "arn": f"arn:{self.partition}:eks:{self.region}:{ACCOUNT_ID}:cluster/{name}",
-                "endpoint": f"https://{name.upper()}.gr7.{self.region}.eks.amazonaws.com",
-                "certificateAuthorities": [{"data": "LS0tLS1CRUdJTi1NT0NL"}],
-                "identities": [
-                    {"oidcs": [{"issuer": f"https://{mock_issuer(self.region, name)}"}]}
-                ],
-                "vpcConfig": {"vpcId": "vpc-0cluster000000000", "subnetIds": MOCK_CLUSTER_SUBNETS},
-                "version": self.cluster_version,
-            }, []
-        if args.token == "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider":
-            host_path = args.args["url"].removeprefix("https://")
-            arn = f"arn:{self.partition}:iam::{ACCOUNT_ID}:oidc-provider/{host_path}"
-            return {
-                "arn": arn,
-                "url": host_path,
-                "id": arn,
-                "clientIdLists": ["sts.amazonaws.com"],
-            }, []
-        if args.token == "aws:ec2/getRouteTables:getRouteTables":
-            return {"ids": MOCK_ROUTE_TABLES, "id": self.region}, []
-        if args.token == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
-            return {"serviceName": f"com.amazonaws.{self.region}.s3", "id": "s3"}, []
-        raise NotImplementedError(f"no mock for invoke {args.token}")
+        answer = {
+            "aws:index/getCallerIdentity:getCallerIdentity": self._caller_identity,
+            "aws:index/getPartition:getPartition": self._partition,
+            "aws:eks/getCluster:getCluster": self._cluster,
+            "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider": self._oidc_provider,
+            "aws:ec2/getRouteTables:getRouteTables": self._route_tables,
+            "aws:ec2/getPrefixList:getPrefixList": self._prefix_list,
+            "aws:ec2/getVpcEndpoint:getVpcEndpoint": self._own_vpc_endpoint,
+            "aws:resourcegroupstaggingapi/getResources:getResources": self._tagged_resources,
+            "aws:ec2/getVpcEndpointService:getVpcEndpointService": self._endpoint_service,
+        }.get(args.token)
+        if answer is None:
+            raise NotImplementedError(f"no mock for invoke {args.token}")
+        return answer(args.args), []
+
+    def _caller_identity(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "accountId": ACCOUNT_ID,
+            "arn": f"arn:{self.partition}:iam::{ACCOUNT_ID}:user/ci",
+            "userId": "AIDAMOCK",
+            "id": ACCOUNT_ID,
+        }
+
+    def _partition(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"partition": self.partition, "dnsSuffix": "amazonaws.com", "id": self.partition}
+
+    def _cluster(self, query: dict[str, Any]) -> dict[str, Any]:
+        name = query["name"]
+        return {
+            "id": name,
+            "name": name,
+            "arn": f"arn:{self.partition}:eks:{self.region}:{ACCOUNT_ID}:cluster/{name}",
+            "endpoint": f"https://{name.upper()}.gr7.{self.region}.eks.amazonaws.com",
+            "certificateAuthorities": [{"data": "LS0tLS1CRUdJTi1NT0NL"}],
+            "identities": [{"oidcs": [{"issuer": f"https://{mock_issuer(self.region, name)}"}]}],
+            "vpcConfig": {"vpcId": MOCK_CLUSTER_VPC, "subnetIds": MOCK_CLUSTER_SUBNETS},
+            "version": self.cluster_version,
+        }
+
+    def _oidc_provider(self, query: dict[str, Any]) -> dict[str, Any]:
+        host_path = query["url"].removeprefix("https://")
+        arn = f"arn:{self.partition}:iam::{ACCOUNT_ID}:oidc-provider/{host_path}"
+        return {"arn": arn, "url": host_path, "id": arn, "clientIdLists": ["sts.amazonaws.com"]}
+
+    def _route_tables(self, query: dict[str, Any]) -> dict[str, Any]:
+        filter_names = {f["name"] for f in query.get("filters", [])}
+        if "route.destination-prefix-list-id" in filter_names:
+            return {"ids": self.s3_routed_tables, "id": self.region}
+        return {"ids": MOCK_ROUTE_TABLES, "id": self.region}
+
+    def _prefix_list(self, query: dict[str, Any]) -> dict[str, Any]:
+        return {"id": "pl-6ea54007", "name": query["name"], "cidrBlocks": []}
+
+    def _tagged_resources(self, _: dict[str, Any]) -> dict[str, Any]:
+        """The stack's own S3 endpoint, when an earlier run created one (found by its tags)."""
+        arn = f"arn:{self.partition}:ec2:{self.region}:{ACCOUNT_ID}:vpc-endpoint/{OWN_ENDPOINT}"
+        found = [] if self.own_s3_endpoint_tables is None else [arn]
+        return {
+            "id": self.region,
+            "resourceTagMappingLists": [
+                {"resourceArn": arn, "tags": {}, "complianceDetails": []} for arn in found
+            ],
+        }
+
+    def _own_vpc_endpoint(self, query: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": query["id"],
+            "routeTableIds": self.own_s3_endpoint_tables or [],
+            "vpcId": MOCK_VPC_OF_OWN_ENDPOINT,
+            "state": "available",
+        }
+
+    def _endpoint_service(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"serviceName": f"com.amazonaws.{self.region}.s3", "id": "s3"}
 
 
 class RecordingMonitor(MockMonitor):
@@ -260,6 +347,7 @@ def run_program(
     secret_keys: Sequence[str] = (),
     region: str | None = DEFAULT_REGION,
     return_error: bool = False,
+    mocks: FleetMocks | None = None,
 ) -> ProgramRun:
     """Run `program` as a Pulumi program under mocks and return what it declared and exported.
 
@@ -267,7 +355,8 @@ def run_program(
     and lists are passed JSON-encoded like the CLI does. `aws:region` defaults to `region`
     (None: unset, as in a stack without AWS).
     With `return_error`, an exception from the program is returned in `ProgramRun.error`
-    (with whatever was declared before it) instead of raised.
+    (with whatever was declared before it) instead of raised. `mocks` replaces the default
+    answers (e.g. a VPC that already has an S3 gateway endpoint).
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -279,6 +368,7 @@ def run_program(
             secret_keys=secret_keys,
             region=region,
             return_error=return_error,
+            mocks=mocks or FleetMocks(region or DEFAULT_REGION),
         )
     finally:
         loop.close()
@@ -292,9 +382,9 @@ def _run_on_current_loop(
     secret_keys: Sequence[str],
     region: str | None,
     return_error: bool,
+    mocks: FleetMocks,
 ) -> ProgramRun:
     ROOT.set(None)
-    mocks = FleetMocks(region or DEFAULT_REGION)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(
@@ -342,7 +432,12 @@ PLACEHOLDER_KUBECONFIG = json.dumps(
 
 def placeholder_secrets(config: Mapping[str, Any]) -> dict[str, str]:
     """Placeholders for the secret config values a stack needs and its stack file cannot hold."""
-    secrets = {f"{PROJECT}:{RUNNER_TOKEN_KEY}": PLACEHOLDER_RUNNER_TOKEN}
+    pools = config.get(f"{PROJECT}:pools") or [{"name": DEFAULT_POOL_NAME}]
+    secrets = {
+        f"{PROJECT}:{RUNNER_TOKENS_KEY}": json.dumps(
+            {pool["name"]: PLACEHOLDER_RUNNER_TOKEN for pool in pools}
+        )
+    }
     if (config.get(f"{PROJECT}:cluster") or {}).get("mode") == KUBECONFIG_MODE:
         secrets[f"{PROJECT}:{KUBECONFIG_KEY}"] = PLACEHOLDER_KUBECONFIG
     cache_type = (config.get(f"{PROJECT}:cache") or {}).get("type", "s3")
@@ -359,6 +454,7 @@ def evaluate_stack(
     *,
     return_error: bool = False,
     secret_keys: Sequence[str] = (),
+    mocks: FleetMocks | None = None,
 ) -> ProgramRun:
     """Evaluate `__main__.py` end to end with `stacks/Pulumi.<stack>.yaml` (plus overrides).
 
@@ -379,4 +475,5 @@ def evaluate_stack(
         region=config.get("aws:region"),
         return_error=return_error,
         secret_keys=[*placeholders, *secret_keys],
+        mocks=mocks,
     )

@@ -4,7 +4,7 @@
 
 Writes to DIR (default `out/<stack>`):
   resources.json          every resource: type, name, parent, options and input properties
-  runner/config.toml      the runner's effective config.toml (URL included, token redacted)
+  runner/<pool>/config.toml  each pool's effective config.toml (URL included, token redacted)
   values/<release>.yaml   the Helm values of each release
   policies/<name>.json    every IAM policy, trust policy and bucket policy document
 
@@ -86,18 +86,18 @@ def resource_list(run: ProgramRun) -> list[dict[str, Any]]:
     return listed
 
 
-def runner_config(run: ProgramRun) -> str | None:
-    """The effective config.toml with the GitLab URL, as the runner manager would hold it."""
-    component = next((r for r in run.resources if r.type == RUNNER_COMPONENT_TYPE), None)
-    if component is None:
-        return None
-    release = next(
-        r for r in run.resources if r.type == RUNNER_RELEASE_TYPE and r.parent == component.urn
-    )
-    config = tomllib.loads(run.component_outputs[component.urn]["config_toml"])
-    for entry in config["runners"]:
-        entry.update(url=release.inputs["values"]["gitlabUrl"], token=SECRET)
-    return tomli_w.dumps(config)
+def runner_configs(run: ProgramRun) -> dict[str, str]:
+    """Each pool's effective config.toml with the GitLab URL, as its manager would hold it."""
+    configs = {}
+    for component in run.of_type(RUNNER_COMPONENT_TYPE):
+        release = next(
+            r for r in run.resources if r.type == RUNNER_RELEASE_TYPE and r.parent == component.urn
+        )
+        config = tomllib.loads(run.component_outputs[component.urn]["config_toml"])
+        for entry in config["runners"]:
+            entry.update(url=release.inputs["values"]["gitlabUrl"], token=SECRET)
+        configs[release.inputs["name"].removeprefix("gitlab-runner-")] = tomli_w.dumps(config)
+    return configs
 
 
 def policy_documents(resources: list[Registered]) -> dict[str, dict[str, Any]]:
@@ -116,10 +116,9 @@ def write_render(run: ProgramRun, out: Path) -> dict[str, int]:
     listed = resource_list(run)
     (out / "resources.json").write_text(json.dumps(listed, indent=2, sort_keys=True) + "\n")
 
-    config = runner_config(run)
-    if config is not None:
-        (out / "runner").mkdir(exist_ok=True)
-        (out / "runner" / "config.toml").write_text(config)
+    for pool, config in runner_configs(run).items():
+        (out / "runner" / pool).mkdir(parents=True, exist_ok=True)
+        (out / "runner" / pool / "config.toml").write_text(config)
 
     releases = [r for r in run.resources if r.type == RUNNER_RELEASE_TYPE]
     (out / "values").mkdir(exist_ok=True)

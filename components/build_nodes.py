@@ -1,8 +1,9 @@
-"""The build nodes' labels, taints and instance shapes, and what follows from them.
+"""A pool's build nodes: labels, taints, instance types and architecture, and what follows.
 
-One definition (`BuildNodeSettings.labels`/`taints` in the stack settings) feeds the node group's
-labels and taints, the cluster-autoscaler's scale-from-zero tags on its Auto Scaling group, and
-the runner's tolerations and node affinity. Pure functions: no Pulumi runtime needed.
+One definition per pool (`pools[i]` in the stack settings) feeds the pool's node group labels
+and taints, the cluster-autoscaler's scale-from-zero tags on its Auto Scaling group, and the
+runner's node selector, tolerations and affinity, which its pause pods copy. Pure functions:
+no Pulumi runtime needed.
 """
 
 from __future__ import annotations
@@ -26,11 +27,19 @@ EKS_TAINT_EFFECTS: dict[str, str] = {
 MAX_TAINTS_PER_NODE_GROUP = 50
 # Room for images and Docker-in-Docker layers.
 DEFAULT_DISK_SIZE_GIB = 100
+POOL_LABEL = "gitlab-runner-fleet/pool"
+"""Label (and taint) key whose value is the pool's name: the default that keeps pools apart."""
 
 NODE_TEMPLATE_TAG_PREFIX = "k8s.io/cluster-autoscaler/node-template"
 CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"
 """Set by EKS on managed nodes: `SPOT` or `ON_DEMAND`."""
 SPOT = "SPOT"
+Architecture = Literal["x86_64", "arm64"]
+KUBERNETES_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+"""The `kubernetes.io/arch` label value kubelet sets for each EC2 architecture."""
+ARCH_LABEL = "kubernetes.io/arch"
+AMI_TYPES = {"x86_64": "AL2023_x86_64_STANDARD", "arm64": "AL2023_ARM_64_STANDARD"}
+"""The Amazon Linux 2023 EKS AMI type for each architecture (`aws.eks.NodeGroup.ami_type`)."""
 
 
 class Taint(BaseModel):
@@ -48,18 +57,19 @@ class Taint(BaseModel):
 
 
 def scale_from_zero_tags(
-    labels: Mapping[str, str], taints: Sequence[Taint], ephemeral_storage: str | None = None
+    labels: Mapping[str, str],
+    taints: Sequence[Taint],
+    architecture: Architecture,
+    ephemeral_storage: str | None = None,
 ) -> dict[str, str]:
     """The Auto Scaling group tags that let cluster-autoscaler build a node template at size 0.
 
-    One `node-template/label/<key>` per label (including the spot capacity label EKS adds),
-    one `node-template/taint/<key>` = `<value>:<Effect>` per taint, and optionally the
-    ephemeral storage a node offers.
+    One `node-template/label/<key>` per label (including the spot capacity label EKS adds and
+    the architecture kubelet will set), one `node-template/taint/<key>` = `<value>:<Effect>` per
+    taint, and optionally the ephemeral storage a node offers.
     """
-    tags = {
-        f"{NODE_TEMPLATE_TAG_PREFIX}/label/{key}": value
-        for key, value in {**labels, CAPACITY_TYPE_LABEL: SPOT}.items()
-    }
+    node_labels = {**labels, CAPACITY_TYPE_LABEL: SPOT, ARCH_LABEL: KUBERNETES_ARCH[architecture]}
+    tags = {f"{NODE_TEMPLATE_TAG_PREFIX}/label/{key}": value for key, value in node_labels.items()}
     tags.update(
         {f"{NODE_TEMPLATE_TAG_PREFIX}/taint/{t.key}": f"{t.value}:{t.effect}" for t in taints}
     )
@@ -74,11 +84,22 @@ class InstanceShape:
 
     vcpus: int
     memory_gib: int
-    architecture: Literal["x86_64", "arm64"]
+    architecture: Architecture
 
     def __str__(self) -> str:
         return f"{self.vcpus} vCPU/{self.memory_gib} GiB/{self.architecture}"
 
+
+# EC2 instance type names: family (series letters, generation digit, attribute letters), a dot,
+# a size. The processor is an attribute letter: `g` is AWS Graviton (arm64, e.g. c7g, c7gn,
+# m7gd, r8g, t4g, x2gd, im4gn, is4gen, g5g, hpc7g), `a` AMD and `i` Intel; with none, Intel.
+# Apple `mac*` hosts are not EKS nodes.
+_INSTANCE_TYPE = re.compile(
+    r"^(?P<series>[a-z]+?)(?P<generation>\d+)(?P<attributes>[a-z]*)(?P<option>(-[a-z0-9]+)*)\."
+    r"(?P<size>nano|micro|small|medium|large|\d*xlarge|metal(-\d+xl)?)$"
+)
+# A1 is the first Graviton generation and the only one without `g` among its attributes.
+_GRAVITON_WITHOUT_G = ("a1",)
 
 # Current-generation compute (c), general purpose (m), memory (r) and burstable (t) families
 # keep a fixed memory per vCPU across sizes. Variants with other ratios (c5n, x2, z1d, *-flex)
@@ -93,19 +114,49 @@ _BURSTABLE_FAMILY = re.compile(
 _GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8, "t": 4}
 
 
+def instance_architecture(instance_type: str) -> Architecture | None:
+    """The CPU architecture of any EC2 instance type, from its family; None when not a type name.
+
+    The rule reads the processor attribute of the family name, so it needs no table of
+    families and covers Graviton generations that do not exist yet.
+    """
+    match = _INSTANCE_TYPE.match(instance_type)
+    if match is None or match["series"] == "mac":
+        return None
+    family = instance_type.split(".", 1)[0]
+    graviton = "g" in match["attributes"] or family in _GRAVITON_WITHOUT_G
+    return "arm64" if graviton else "x86_64"
+
+
 def instance_shape(instance_type: str) -> InstanceShape | None:
     """vCPU, memory and architecture of a well-known instance type; None when not known here."""
     match = _SIZED_FAMILY.match(instance_type) or _BURSTABLE_FAMILY.match(instance_type)
-    if match is None:
+    architecture = instance_architecture(instance_type)
+    if match is None or architecture is None:
         return None
     size = match["size"]
     vcpus = {"large": 2, "xlarge": 4}.get(size) or 4 * int(size.removesuffix("xlarge"))
-    graviton = "g" in match.groupdict().get("variant", "") or match["generation"] == "4g"
     return InstanceShape(
-        vcpus=vcpus,
-        memory_gib=vcpus * _GIB_PER_VCPU[match["kind"]],
-        architecture="arm64" if graviton else "x86_64",
+        vcpus=vcpus, memory_gib=vcpus * _GIB_PER_VCPU[match["kind"]], architecture=architecture
     )
+
+
+def instance_type_problem(instance_types: Sequence[str]) -> str | None:
+    """Why these types cannot form one node group: unknown names, mixed architectures or shapes."""
+    if unknown := [t for t in instance_types if instance_architecture(t) is None]:
+        return (
+            f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not an EC2 instance "
+            "type usable by EKS (expected a name such as c6i.2xlarge or c7g.2xlarge)"
+        )
+    architectures = {t: instance_architecture(t) for t in instance_types}
+    if len(set(architectures.values())) > 1:
+        arm = [t for t, arch in architectures.items() if arch == "arm64"]
+        x86 = [t for t, arch in architectures.items() if arch == "x86_64"]
+        return (
+            f"must all have one CPU architecture: {', '.join(arm)} arm64 (Graviton) but "
+            f"{', '.join(x86)} x86_64; one node group runs one AMI, so put them in separate pools"
+        )
+    return mixed_shape_problem(instance_types)
 
 
 def mixed_shape_problem(instance_types: Sequence[str]) -> str | None:
@@ -123,22 +174,61 @@ def mixed_shape_problem(instance_types: Sequence[str]) -> str | None:
 
 
 def unknown_shapes(instance_types: Sequence[str]) -> list[str]:
-    """Instance types whose shape this module cannot check."""
+    """Instance types whose vCPU/memory shape this module cannot check."""
     return [t for t in instance_types if instance_shape(t) is None]
+
+
+def group_architecture(instance_types: Sequence[str]) -> Architecture:
+    """The one architecture of a validated list of instance types."""
+    architecture = instance_architecture(instance_types[0])
+    if architecture is None:
+        raise ValueError(f"{instance_types[0]} is not an EC2 instance type")
+    return architecture
 
 
 def ami_type_for(instance_types: Sequence[str]) -> str:
     """The Amazon Linux 2023 EKS AMI type matching the instance types' architecture."""
-    shape = instance_shape(instance_types[0])
-    arm = shape is not None and shape.architecture == "arm64"
-    return "AL2023_ARM_64_STANDARD" if arm else "AL2023_x86_64_STANDARD"
+    return AMI_TYPES[group_architecture(instance_types)]
 
 
-def keep_off_build_nodes(build_labels: Mapping[str, str]) -> dict[str, Any]:
-    """Node affinity that keeps a pod off spot capacity and off nodes carrying build labels."""
+# Kubelet's default hard eviction threshold `nodefs.available<10%` and the ephemeral storage
+# EKS's AL2023 bootstrap reserves for the system and kubelet (`kube-reserved`, 1Gi) come off the
+# disk before pods can use it; nodeadm also keeps a few hundred MiB for the OS image itself.
+KUBELET_EVICTION_FRACTION = 0.10
+RESERVED_EPHEMERAL_GIB = 1
+
+
+def allocatable_ephemeral_storage_gib(disk_size_gib: int) -> int:
+    """Whole GiB of ephemeral storage a build node offers pods, conservatively rounded down.
+
+    cluster-autoscaler takes the advertised `node-template/resources/ephemeral-storage` as the
+    node's allocatable as is (cloudprovider/aws/aws_manager.go), so advertising more than the
+    node really has launches nodes the pending pod can never fit on.
+    """
+    return max(1, int(disk_size_gib * (1 - KUBELET_EVICTION_FRACTION)) - RESERVED_EPHEMERAL_GIB)
+
+
+def node_selector(labels: Mapping[str, str], architecture: Architecture) -> dict[str, str]:
+    """What a job pod selects: its pool's labels and the pool's architecture.
+
+    The runner picks the helper image's architecture from the job pod's `kubernetes.io/arch`
+    node selector and defaults to amd64 (executors/kubernetes/kubernetes.go, runner 19.3), so
+    an arm64 pool without it pulls the amd64 helper and every job fails.
+    """
+    return {**labels, ARCH_LABEL: KUBERNETES_ARCH[architecture]}
+
+
+def keep_off_build_nodes(pool_labels: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """Node affinity that keeps a pod off spot capacity and off every pool's build nodes."""
+    excluded: dict[str, list[str]] = {}
+    for labels in pool_labels:
+        for key, value in labels.items():
+            excluded.setdefault(key, [])
+            if value not in excluded[key]:
+                excluded[key].append(value)
     expressions = [{"key": CAPACITY_TYPE_LABEL, "operator": "NotIn", "values": [SPOT]}]
     expressions += [
-        {"key": key, "operator": "NotIn", "values": [value]} for key, value in build_labels.items()
+        {"key": key, "operator": "NotIn", "values": values} for key, values in excluded.items()
     ]
     return {
         "nodeAffinity": {

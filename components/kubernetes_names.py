@@ -89,6 +89,21 @@ def quantity_problems(quantity: str) -> list[str]:
     return [] if _QUANTITY.match(quantity) else ["must be a Kubernetes quantity such as 100Gi"]
 
 
+_QUANTITY_FACTORS = {
+    "": 1, "m": 0.001, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def quantity_value(quantity: str) -> float:
+    """A valid quantity as a plain number (bytes for memory and storage, cores for CPU)."""
+    match = _QUANTITY.match(quantity)
+    if match is None:
+        raise ValueError(f"not a Kubernetes quantity: {quantity!r}")
+    suffix = match[2] or ""
+    return float(quantity.removesuffix(suffix)) * _QUANTITY_FACTORS[suffix]
+
+
 LabelKey = Annotated[str, checked(label_key_problems)]
 LabelValue = Annotated[str, checked(label_value_problems)]
 Quantity = Annotated[str, checked(quantity_problems)]

@@ -12,11 +12,18 @@ from components.aws.cache_access import CacheAccess
 from components.aws.cache_bucket import CacheBucket
 from components.aws.cluster import EksCluster
 from components.aws.cluster_autoscaler import ClusterAutoscaler
+from components.aws.edge_access import EdgeAccess
 from components.aws.irsa_role import IrsaRole
 from components.aws.node_role import NodeRole
 from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
 from components.aws.spot_node_group import SpotNodeGroup
+from components.gitlab.runner_registration import RunnerRegistration
+from components.workloads.edge_cache import EdgeCache
 from components.workloads.gitlab_runner import GitlabRunner
+from components.workloads.job_namespaces import JobNamespaces
+from components.workloads.monitoring import FleetMonitoring
+from components.workloads.registry_mirror import RegistryMirror
+from components.workloads.runner_shared import RunnerShared
 
 PACKAGE_NAME = "gitlab-runner-fleet"
 COMPONENTS = [
@@ -28,7 +35,14 @@ COMPONENTS = [
     CacheBucket,
     CacheAccess,
     IrsaRole,
+    EdgeAccess,
+    RunnerRegistration,
+    RunnerShared,
     GitlabRunner,
+    JobNamespaces,
+    RegistryMirror,
+    EdgeCache,
+    FleetMonitoring,
 ]
 
 if __name__ == "__main__":

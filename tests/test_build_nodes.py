@@ -10,9 +10,14 @@ from components.build_nodes import (
     EKS_TAINT_EFFECTS,
     InstanceShape,
     Taint,
+    allocatable_ephemeral_storage_gib,
     ami_type_for,
+    instance_architecture,
     instance_shape,
+    instance_type_problem,
+    keep_off_build_nodes,
     mixed_shape_problem,
+    node_selector,
     scale_from_zero_tags,
 )
 from components.kubernetes_names import label_key_problems
@@ -24,20 +29,36 @@ def test_default_recipe_tags() -> None:
     tags = scale_from_zero_tags(
         {"intent": "build", "nodegroup-type": "stateless", "instance-type": "spot"},
         [Taint(key="buildInstance", value="true", effect="NoSchedule")],
+        "x86_64",
     )
     assert tags == {
         f"{PREFIX}/label/intent": "build",
         f"{PREFIX}/label/nodegroup-type": "stateless",
         f"{PREFIX}/label/instance-type": "spot",
         f"{PREFIX}/label/eks.amazonaws.com/capacityType": "SPOT",
+        f"{PREFIX}/label/kubernetes.io/arch": "amd64",
         f"{PREFIX}/taint/buildInstance": "true:NoSchedule",
     }
 
 
+def test_an_arm64_pool_advertises_its_architecture() -> None:
+    tags = scale_from_zero_tags({"gitlab-runner-fleet/pool": "arm64"}, [], "arm64")
+    assert tags[f"{PREFIX}/label/kubernetes.io/arch"] == "arm64"
+
+
 def test_ephemeral_storage_is_advertised_only_when_given() -> None:
-    assert f"{PREFIX}/resources/ephemeral-storage" not in scale_from_zero_tags({}, [])
-    tags = scale_from_zero_tags({}, [], "90Gi")
-    assert tags[f"{PREFIX}/resources/ephemeral-storage"] == "90Gi"
+    assert f"{PREFIX}/resources/ephemeral-storage" not in scale_from_zero_tags({}, [], "x86_64")
+    tags = scale_from_zero_tags({}, [], "x86_64", "89Gi")
+    assert tags[f"{PREFIX}/resources/ephemeral-storage"] == "89Gi"
+
+
+@pytest.mark.parametrize(("disk_gib", "allocatable_gib"), [(100, 89), (200, 179), (20, 17)])
+def test_allocatable_ephemeral_storage_leaves_kubelets_eviction_threshold(
+    disk_gib: int, allocatable_gib: int
+) -> None:
+    # kubelet's default hard eviction `nodefs.available<10%` plus the 1Gi kube-reserved
+    # ephemeral storage of EKS's AL2023 bootstrap: what a pod can really be given.
+    assert allocatable_ephemeral_storage_gib(disk_gib) == allocatable_gib
 
 
 @pytest.mark.parametrize(
@@ -53,7 +74,8 @@ def test_taints_use_kubernetes_casing_in_tags_and_eks_casing_on_the_node_group(
 ) -> None:
     taint = Taint.model_validate({"key": "dedicated", "value": "ci", "effect": effect})
     assert taint.eks() == {"key": "dedicated", "value": "ci", "effect": eks_effect}
-    assert scale_from_zero_tags({}, [taint])[f"{PREFIX}/taint/dedicated"] == f"ci:{effect}"
+    tags = scale_from_zero_tags({}, [taint], "x86_64")
+    assert tags[f"{PREFIX}/taint/dedicated"] == f"ci:{effect}"
 
 
 label_names = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
@@ -75,10 +97,14 @@ taints = st.builds(
 def test_tags_are_exactly_what_the_labels_and_taints_imply(
     labels: dict[str, str], taint_list: list[Taint]
 ) -> None:
-    tags = scale_from_zero_tags(labels, taint_list)
+    tags = scale_from_zero_tags(labels, taint_list, "arm64")
     label_tags = {k.removeprefix(f"{PREFIX}/label/"): v for k, v in tags.items() if "/label/" in k}
     taint_tags = {k.removeprefix(f"{PREFIX}/taint/"): v for k, v in tags.items() if "/taint/" in k}
-    assert label_tags == {**labels, "eks.amazonaws.com/capacityType": "SPOT"}
+    assert label_tags == {
+        **labels,
+        "eks.amazonaws.com/capacityType": "SPOT",
+        "kubernetes.io/arch": "arm64",
+    }
     assert taint_tags == {t.key: f"{t.value}:{t.effect}" for t in taint_list}
     assert len(tags) == len(label_tags) + len(taint_tags)
 
@@ -108,6 +134,76 @@ def test_known_instance_shapes(instance_type: str, shape: InstanceShape) -> None
 )
 def test_types_with_irregular_shapes_are_unknown_rather_than_guessed(instance_type: str) -> None:
     assert instance_shape(instance_type) is None
+
+
+@pytest.mark.parametrize(
+    "instance_type",
+    [
+        # Every current Graviton family: the processor attribute `g` in the family name.
+        "c7gn.2xlarge", "c7g.2xlarge", "m7g.medium", "c6g.large", "c6gd.xlarge", "c6gn.large",
+        "m6g.large", "m6gd.large", "r6g.large", "r6gd.large", "r7g.large", "r7gd.large",
+        "m7gd.large", "c7gd.large", "r8g.large", "c8g.large", "m8g.large", "x8g.large",
+        "x2gd.xlarge", "t4g.medium", "im4gn.large", "is4gen.large", "i4g.large", "i8g.large",
+        "g5g.xlarge", "hpc7g.4xlarge", "a1.large", "c8gn.large", "m7g.metal",
+    ],
+)  # fmt: skip
+def test_every_graviton_family_is_arm64(instance_type: str) -> None:
+    assert instance_architecture(instance_type) == "arm64"
+    assert ami_type_for([instance_type]) == "AL2023_ARM_64_STANDARD"
+
+
+@pytest.mark.parametrize(
+    "instance_type",
+    [
+        "c5.2xlarge", "c5a.2xlarge", "c6i.large", "c6in.large", "c7i.large", "c7a.large",
+        "m7i-flex.large", "r7iz.large", "g4dn.xlarge", "g5.xlarge", "g6e.xlarge", "p5.48xlarge",
+        "inf2.xlarge", "trn1.2xlarge", "x2iedn.xlarge", "z1d.large", "t3.micro", "t3a.nano",
+        "hpc6a.48xlarge", "c5.metal", "u7i-12tb.224xlarge",
+    ],
+)  # fmt: skip
+def test_intel_and_amd_families_are_x86_64(instance_type: str) -> None:
+    assert instance_architecture(instance_type) == "x86_64"
+
+
+@pytest.mark.parametrize("instance_type", ["c6i", "2xlarge", "C6I.2XLARGE", "mac2.metal", ""])
+def test_what_is_not_an_eks_instance_type_has_no_architecture(instance_type: str) -> None:
+    assert instance_architecture(instance_type) is None
+
+
+def test_a_list_mixing_architectures_is_refused_with_both_sides_named() -> None:
+    problem = instance_type_problem(["c7g.2xlarge", "c6i.2xlarge", "c6g.2xlarge"])
+    assert problem is not None
+    assert "c7g.2xlarge, c6g.2xlarge arm64 (Graviton) but c6i.2xlarge x86_64" in problem
+
+
+def test_an_unknown_instance_type_is_refused() -> None:
+    problem = instance_type_problem(["c6i.2xlarge", "c6i.huge"])
+    assert problem is not None
+    assert "c6i.huge is not an EC2 instance type" in problem
+
+
+def test_node_selector_carries_the_architecture_the_runner_picks_the_helper_by() -> None:
+    # The runner chooses the helper image's architecture from the job pod's
+    # `kubernetes.io/arch` node selector, default amd64 (executors/kubernetes/kubernetes.go).
+    assert node_selector({"gitlab-runner-fleet/pool": "arm64"}, "arm64") == {
+        "gitlab-runner-fleet/pool": "arm64",
+        "kubernetes.io/arch": "arm64",
+    }
+    assert node_selector({}, "x86_64") == {"kubernetes.io/arch": "amd64"}
+
+
+def test_system_pods_keep_off_every_pools_nodes() -> None:
+    affinity = keep_off_build_nodes(
+        [{"gitlab-runner-fleet/pool": "default"}, {"gitlab-runner-fleet/pool": "arm64", "x": "y"}]
+    )
+    (term,) = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term["matchExpressions"] == [
+        {"key": "eks.amazonaws.com/capacityType", "operator": "NotIn", "values": ["SPOT"]},
+        {"key": "gitlab-runner-fleet/pool", "operator": "NotIn", "values": ["default", "arm64"]},
+        {"key": "x", "operator": "NotIn", "values": ["y"]},
+    ]
 
 
 def test_the_commonly_copied_list_mixes_shapes() -> None:

@@ -1,4 +1,4 @@
-"""GitlabRunner under Pulumi mocks: the release, its values, the Secrets and the PriorityClass."""
+"""GitlabRunner under Pulumi mocks: one pool's release, its values and its Secrets."""
 
 from __future__ import annotations
 
@@ -13,40 +13,50 @@ from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 from components.versions import GITLAB_RUNNER_CHART_VERSION
 from components.workloads.gitlab_runner import (
-    CACHE_SECRET_NAME,
-    TOKEN_SECRET_NAME,
     GitlabRunner,
     GitlabRunnerArgs,
     cache_secret_data,
+    cache_secret_name,
+    token_secret_name,
 )
 from components.workloads.runner_config import CacheSpec, JobSpec
 from tests.harness import ProgramRun, Registered, run_program
 
 TOKEN = "glrt-t1_TestToken"
-ROLE_ARN = "arn:aws:iam::123456789012:role/cache-access-irsa"
+TOKEN_SECRET_NAME = token_secret_name("arm64")
+CACHE_SECRET_NAME = cache_secret_name("arm64")
 CACHE: CacheSpec = {
     "Type": "s3",
     "Path": "runner-cache",
     "Shared": True,
     "s3": {"BucketName": "b", "BucketLocation": "eu-west-1", "AuthenticationType": "iam"},
 }
-LABELS = {"intent": "build"}
+LABELS = {"gitlab-runner-fleet/pool": "arm64"}
+MANAGER_NAMESPACE = "ci-runners"
+JOB_NAMESPACE = "ci-runners-jobs-dind"
 
 
 def job(warm: bool = False) -> JobSpec:
     spec: JobSpec = {
-        "namespace": "ci-runners",
+        "namespace": JOB_NAMESPACE,
         "image": "alpine:3.22",
-        "privileged": True,
+        "build_mode": "dind",
         "request_concurrency": 4,
         "poll_interval": 3,
         "poll_timeout": 600,
         "build": {"cpu_request": "1"},
         "helper": {},
         "service": {},
-        "build_labels": LABELS,
-        "build_taints": [{"key": "buildInstance", "value": "true", "effect": "NoSchedule"}],
+        "ephemeral_storage_request": "8Gi",
+        "ephemeral_storage_max": "89Gi",
+        "node_selector": {**LABELS, "kubernetes.io/arch": "arm64"},
+        "build_taints": [
+            {"key": "gitlab-runner-fleet/pool", "value": "arm64", "effect": "NoSchedule"}
+        ],
+        "pod_labels": LABELS,
         "environment": [],
+        "feature_flags": {},
+        "output_limit": 16384,
     }
     if warm:
         spec["warm_capacity"] = {
@@ -67,13 +77,15 @@ def job(warm: bool = False) -> JobSpec:
 def declare(**overrides: Any) -> ProgramRun:
     """Declares the component; the token becomes a secret Output inside the program's loop."""
     args: GitlabRunnerArgs = {
+        "pool": "arm64",
+        "namespace": MANAGER_NAMESPACE,
         "gitlab_url": "https://gitlab.example.com/",
         "runner_token": TOKEN,
         "runner_name": "fleet-test",
         "job": job(),
         "cache": CACHE,
         "service_account_name": "runner-manager",
-        "service_account_role_arn": ROLE_ARN,
+        "all_pool_labels": [{"gitlab-runner-fleet/pool": "default"}, LABELS],
         "concurrent": 25,
         "check_interval": 5,
     }
@@ -85,7 +97,6 @@ def declare(**overrides: Any) -> ProgramRun:
         )
         pulumi.export("config_toml", runner.config_toml)
         pulumi.export("config_checksum", runner.config_checksum)
-        pulumi.export("namespace", runner.namespace)
 
     return run_program(program)
 
@@ -101,22 +112,35 @@ def secret_named(run: ProgramRun, name: str) -> Registered:
     )
 
 
-def test_release_is_the_pinned_official_chart_in_its_own_namespace() -> None:
+def test_release_is_the_pinned_official_chart_named_after_its_pool() -> None:
     run = declare()
     release = run.one("kubernetes:helm.sh/v3:Release")
     assert release.inputs["chart"] == "gitlab-runner"
     assert release.inputs["version"] == GITLAB_RUNNER_CHART_VERSION == "0.92.0"
     assert release.inputs["repositoryOpts"] == {"repo": "https://charts.gitlab.io"}
-    assert release.inputs["namespace"] == "ci-runners"
-    namespace = run.one("kubernetes:core/v1:Namespace")
-    assert namespace.inputs["metadata"]["name"] == "ci-runners"
-    assert run.outputs["namespace"] == "ci-runners"
+    assert release.inputs["namespace"] == MANAGER_NAMESPACE
+    # The chart's fullname is the release name when it starts with the chart name
+    # (charts/gitlab-runner/templates/_helpers.tpl "gitlab-runner.fullname").
+    assert release.inputs["name"] == "gitlab-runner-arm64"
+    assert values_of(run)["fullnameOverride"] == "gitlab-runner-arm64"
+
+
+def test_token_secret_stays_in_manager_namespace() -> None:
+    run = declare()
+    for secret in run.of_type("kubernetes:core/v1:Secret"):
+        assert secret.inputs["metadata"]["namespace"] == MANAGER_NAMESPACE
+    values = values_of(run)
+    # The chart puts only its Role and RoleBinding into runners.jobNamespace
+    # (charts/gitlab-runner/templates/role.yaml, role-binding.yaml); job pods run there.
+    assert values["runners"]["jobNamespace"] == JOB_NAMESPACE
+    config = tomllib.loads(values["runners"]["config"])
+    assert config["runners"][0]["kubernetes"]["namespace"] == JOB_NAMESPACE != MANAGER_NAMESPACE
 
 
 def test_token_lives_only_in_a_secret_the_chart_references() -> None:
     run = declare()
     secret = secret_named(run, TOKEN_SECRET_NAME)
-    assert secret.inputs["metadata"]["namespace"] == "ci-runners"
+    assert secret.inputs["metadata"]["namespace"] == MANAGER_NAMESPACE
     string_data = secret.inputs["stringData"]
     assert is_rpc_secret(string_data)
     assert unwrap_rpc_secret(string_data) == {
@@ -139,8 +163,24 @@ def test_the_manager_restarts_when_its_secrets_change() -> None:
         s.state["metadata"]["resourceVersion"] for s in run.of_type("kubernetes:core/v1:Secret")
     ]
     annotations = values_of(run)["podAnnotations"]
-    assert annotations == {"gitlab-runner-fleet/secrets-version": "-".join(versions)}
+    assert annotations["gitlab-runner-fleet/secrets-version"] == "-".join(versions)
     assert not is_rpc_secret(annotations["gitlab-runner-fleet/secrets-version"])
+
+
+def test_cluster_autoscaler_never_evicts_the_manager() -> None:
+    # cluster-autoscaler caps a drained pod's grace at --max-graceful-termination-sec (600 s,
+    # config/flags/flags.go) but the manager waits up to 3600 s for its jobs; a pod annotated
+    # safe-to-evict "false" is never drained by scale-down (utils/drain/drain.go).
+    values = values_of(declare())
+    assert values["podAnnotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    assert values["terminationGracePeriodSeconds"] == 3600
+
+
+def test_manager_pods_carry_their_pool() -> None:
+    assert values_of(declare())["podLabels"] == {
+        "gitlab-runner-fleet/component": "runner-manager",
+        "gitlab-runner-fleet/pool": "arm64",
+    }
 
 
 def test_values_configure_the_manager() -> None:
@@ -170,7 +210,11 @@ def test_manager_runs_on_stable_nodes(validate_manifest: Callable[[dict[str, Any
         "operator": "NotIn",
         "values": ["SPOT"],
     } in term["matchExpressions"]
-    assert {"key": "intent", "operator": "NotIn", "values": ["build"]} in term["matchExpressions"]
+    assert {
+        "key": "gitlab-runner-fleet/pool",
+        "operator": "NotIn",
+        "values": ["default", "arm64"],
+    } in term["matchExpressions"]
     validate_manifest(
         {
             "apiVersion": "v1",
@@ -184,14 +228,12 @@ def test_manager_runs_on_stable_nodes(validate_manifest: Callable[[dict[str, Any
     )
 
 
-def test_irsa_annotates_the_managers_service_account_and_mounts_no_cache_secret() -> None:
+def test_the_manager_uses_the_stacks_service_account_and_mounts_no_cache_secret() -> None:
     run = declare()
     values = values_of(run)
-    assert values["serviceAccount"] == {
-        "create": True,
-        "name": "runner-manager",
-        "annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN},
-    }
+    # With `create: false` the chart renders no ServiceAccount and binds its Role to this name
+    # (charts/gitlab-runner/templates/service-account.yaml, _helpers.tpl serviceAccountName).
+    assert values["serviceAccount"] == {"create": False, "name": "runner-manager"}
     assert "cache" not in values["runners"]
     assert [s.inputs["metadata"]["name"] for s in run.of_type("kubernetes:core/v1:Secret")] == [
         TOKEN_SECRET_NAME
@@ -200,7 +242,7 @@ def test_irsa_annotates_the_managers_service_account_and_mounts_no_cache_secret(
 
 def test_access_keys_go_into_the_cache_secret() -> None:
     credentials = cache_secret_data({"accessKey": "AKIA1", "secretKey": "s3cr3t"})
-    run = declare(service_account_role_arn=None, cache_secret=credentials)
+    run = declare(cache_secret=credentials)
     secret = secret_named(run, CACHE_SECRET_NAME)
     assert is_rpc_secret(secret.inputs["stringData"])
     assert unwrap_rpc_secret(secret.inputs["stringData"]) == {
@@ -209,7 +251,6 @@ def test_access_keys_go_into_the_cache_secret() -> None:
     }
     values = values_of(run)
     assert values["runners"]["cache"] == {"secretName": CACHE_SECRET_NAME}
-    assert "annotations" not in values["serviceAccount"]
     assert "s3cr3t" not in repr(values)
 
 
@@ -243,14 +284,14 @@ def test_rbac_is_namespaced_and_limited_to_the_executor() -> None:
         "serviceaccounts": {"get"},
         "services": {"create", "get"},
         "events": {"list", "watch"},
+        # Job PodDisruptionBudgets (docs/executors/kubernetes/_index.md, runner 19.3).
+        "poddisruptionbudgets": {"create", "get"},
     }
-    assert all(rule["apiGroups"] == [""] for rule in rbac["rules"])
+    assert {group for rule in rbac["rules"] for group in rule["apiGroups"]} == {"", "policy"}
     assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in rbac["rules"])
 
 
-def test_warm_capacity_adds_deployments_rights_and_a_priority_class(
-    validate_manifest: Callable[[dict[str, Any]], None],
-) -> None:
+def test_warm_capacity_adds_deployments_rights_only() -> None:
     run = declare(job=job(warm=True))
     rules = values_of(run)["rbac"]["rules"]
     assert {
@@ -259,13 +300,6 @@ def test_warm_capacity_adds_deployments_rights_and_a_priority_class(
         "verbs": ["create", "delete", "get", "list", "update"],
     } in rules
     assert not any("scheduling.k8s.io" in rule["apiGroups"] for rule in rules)
-    priority_class = run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass")
-    assert priority_class.inputs["metadata"]["name"] == "fleet-pause"
-    assert priority_class.inputs["value"] == -10
-    assert priority_class.inputs["globalDefault"] is False
-    validate_manifest(
-        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", **priority_class.inputs}
-    )
     config = tomllib.loads(values_of(run)["runners"]["config"])
     assert (
         config["runners"][0]["kubernetes"]["autoscaler"]["pause_pod_priority_class_name"]
@@ -277,8 +311,6 @@ def test_declared_objects_pass_kubernetes_schema_validation(
     validate_manifest: Callable[[dict[str, Any]], None],
 ) -> None:
     run = declare(cache_secret={"accesskey": "a", "secretkey": "b"}, job=job(warm=True))
-    namespace = run.one("kubernetes:core/v1:Namespace")
-    validate_manifest({"apiVersion": "v1", "kind": "Namespace", **namespace.inputs})
     for secret in run.of_type("kubernetes:core/v1:Secret"):
         inputs = {key: unwrap_rpc_secret(value) for key, value in secret.inputs.items()}
         validate_manifest({"apiVersion": "v1", "kind": "Secret", **inputs})
@@ -305,5 +337,5 @@ def test_every_child_is_parented_to_the_component() -> None:
     run = declare(job=job(warm=True), cache_secret={"accesskey": "a", "secretkey": "b"})
     component = run.one("gitlab-runner-fleet:index:GitlabRunner")
     children = [r for r in run.resources if r is not component]
-    assert len(children) == 5
+    assert len(children) == 3
     assert all(child.parent == component.urn for child in children)

@@ -27,13 +27,15 @@ def test_every_resource_is_listed_with_its_properties(rendered: tuple[str, Path]
     stack, out = rendered
     listed = json.loads((out / "resources.json").read_text())
     assert len(listed) == len(evaluate_stack(stack).resources)
-    runner = next(
+    runners = [
         r
         for r in listed
-        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["name"] == "gitlab-runner"
-    )
-    assert runner["properties"]["chart"] == "gitlab-runner"
-    assert runner["parent"] == "gitlab-runner-fleet:index:GitlabRunner"
+        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["name"].startswith("gitlab-runner-")
+    ]
+    assert runners
+    for runner in runners:
+        assert runner["properties"]["chart"] == "gitlab-runner"
+        assert runner["parent"] == "gitlab-runner-fleet:index:GitlabRunner"
 
 
 def test_no_secret_value_is_written(rendered: tuple[str, Path]) -> None:
@@ -45,28 +47,36 @@ def test_no_secret_value_is_written(rendered: tuple[str, Path]) -> None:
             assert "offline-placeholder" not in text, path
             assert "mock-secret-access-key" not in text, path
     listed = json.loads((out / "resources.json").read_text())
-    token_secret = next(r for r in listed if r["name"] == "gitlab-runner-token")
-    assert token_secret["properties"]["stringData"] == "[secret]"
+    token_secrets = [r for r in listed if r["name"].endswith("-token")]
+    assert token_secrets
+    assert all(secret["properties"]["stringData"] == "[secret]" for secret in token_secrets)
 
 
-def test_runner_config_is_the_effective_config_toml(rendered: tuple[str, Path]) -> None:
-    _, out = rendered
-    config = tomllib.loads((out / "runner" / "config.toml").read_text())
-    (runner,) = config["runners"]
-    assert runner["url"] == "https://gitlab.example.com/"
-    assert runner["token"] == "[secret]"
-    assert runner["executor"] == "kubernetes"
-    assert isinstance(config["concurrent"], int)
-    assert config["listen_address"] == ":9252"
+def test_each_pool_gets_its_effective_config_toml(rendered: tuple[str, Path]) -> None:
+    stack, out = rendered
+    pools = {
+        pool["name"] for pool in offline.config_from_stack_file(stack)["gitlab-runner-fleet:pools"]
+    }
+    assert {path.name for path in (out / "runner").iterdir()} == pools
+    for pool in pools:
+        config = tomllib.loads((out / "runner" / pool / "config.toml").read_text())
+        (runner,) = config["runners"]
+        assert runner["url"] == "https://gitlab.example.com/"
+        assert runner["token"] == "[secret]"
+        assert runner["executor"] == "kubernetes"
+        assert runner["kubernetes"]["pod_labels"] or runner["kubernetes"]["node_selector"]
+        assert isinstance(config["concurrent"], int)
+        assert config["listen_address"] == ":9252"
 
 
 def test_helm_values_are_yaml_with_whole_numbers(rendered: tuple[str, Path]) -> None:
     _, out = rendered
-    values = yaml.safe_load((out / "values" / "gitlab-runner.yaml").read_text())
-    assert isinstance(values["concurrent"], int)
-    assert isinstance(values["terminationGracePeriodSeconds"], int)
-    template = tomllib.loads(values["runners"]["config"])
-    assert len(template["runners"]) == 1
+    for path in (out / "values").glob("gitlab-runner-*.yaml"):
+        values = yaml.safe_load(path.read_text())
+        assert isinstance(values["concurrent"], int)
+        assert isinstance(values["terminationGracePeriodSeconds"], int)
+        template = tomllib.loads(values["runners"]["config"])
+        assert len(template["runners"]) == 1
 
 
 def test_policies_are_the_declared_documents(rendered: tuple[str, Path], lint_policy: Any) -> None:
@@ -101,10 +111,13 @@ def test_invalid_config_is_a_clear_error(
     monkeypatch.setattr(
         offline,
         "config_from_stack_file",
-        lambda stack: {**valid, "gitlab-runner-fleet:buildNodes": {"minSize": 5, "maxSize": 2}},
+        lambda stack: {
+            **valid,
+            "gitlab-runner-fleet:pools": [{"name": "default", "minSize": 5, "maxSize": 2}],
+        },
     )
     assert render.main(["staging", "--out", str(tmp_path)]) == 1
     error = capsys.readouterr().err
-    assert "buildNodes.minSize: must be <= buildNodes.maxSize (2), got 5" in error
+    assert "pools[0].minSize: must be <= pools[0].maxSize (2), got 5" in error
     assert "Traceback" not in error
     assert list(tmp_path.iterdir()) == []

@@ -1,24 +1,32 @@
-"""The rendered config.toml, parsed with tomllib, per stack and per cache mode."""
+"""The rendered config.toml of each pool, parsed with tomllib, per stack and per cache mode."""
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from typing import Any
 
 import pytest
 
-from components.settings import FleetSettings, RawSecret, parse_settings
+from components.kubernetes_names import quantity_value
+from components.settings import FleetSettings, PoolSettings, RawSecret, parse_settings
 from components.workloads.runner_config import effective_config, template_toml
 from tests.harness import PROJECT, config_from_stack_file
 
-TOKEN = {"runnerToken": RawSecret("glrt-test", stored_as_secret=True)}
-CLUSTER = {"cluster": {"name": "ci", "version": "1.34"}}
+CLUSTER = {"cluster": {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-1"]}}
 KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+POOL = {"name": "default", "runUntagged": True}
+
+
+def tokens(*pools: str) -> dict[str, RawSecret]:
+    value = json.dumps({pool: f"glrt-{pool}" for pool in pools})
+    return {"runnerTokens": RawSecret(value, stored_as_secret=True)}
 
 
 def settings_of(raw: dict[str, Any], credentials: dict[str, str] | None = None) -> FleetSettings:
-    secrets = dict(TOKEN)
+    pools = raw.get("pools") or [POOL]
+    secrets = tokens(*(pool["name"] for pool in pools))
     if credentials is not None:
         secrets["cacheCredentials"] = RawSecret(json.dumps(credentials), stored_as_secret=True)
     return parse_settings(
@@ -33,21 +41,30 @@ def stack_settings(stack: str) -> FleetSettings:
         for key, value in config.items()
         if key.startswith(f"{PROJECT}:")
     }
+    pools = [pool["name"] for pool in raw["pools"]]
     return parse_settings(
-        raw, project=PROJECT, stack=stack, aws_region=config["aws:region"], secrets=TOKEN
+        raw, project=PROJECT, stack=stack, aws_region=config["aws:region"], secrets=tokens(*pools)
     )
 
 
-def rendered(settings: FleetSettings) -> dict[str, Any]:
+def rendered(settings: FleetSettings, pool_name: str | None = None) -> dict[str, Any]:
+    pool = pool_of(settings, pool_name)
     cache = settings.runner_cache_spec("cache-bucket", "eu-west-1")
-    document = tomllib.loads(template_toml(settings.runner_job_spec(), cache))
+    document = tomllib.loads(template_toml(settings.pool_job_spec(pool), cache))
     (runner,) = document["runners"]
     assert set(document) == {"runners"}
     return dict(runner)
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_kubernetes_executor_runs_dind_over_tls(stack: str) -> None:
+def pool_of(settings: FleetSettings, name: str | None = None) -> PoolSettings:
+    return next(pool for pool in settings.pools if name in (None, pool.name))
+
+
+EKS_STACKS = ["dev", "staging", "prod"]
+
+
+@pytest.mark.parametrize("stack", EKS_STACKS)
+def test_kubernetes_executor_runs_dind_over_tls_in_the_job_namespace(stack: str) -> None:
     runner = rendered(stack_settings(stack))
     assert runner["executor"] == "kubernetes"
     assert "token" not in runner
@@ -60,103 +77,68 @@ def test_kubernetes_executor_runs_dind_over_tls(stack: str) -> None:
     ):
         assert variable in runner["environment"]
     kubernetes = runner["kubernetes"]
-    assert kubernetes["namespace"] == "gitlab-runner"
-    assert kubernetes["privileged"] is True
+    assert kubernetes["namespace"] == "gitlab-runner-jobs-dind"
     assert kubernetes["image"] == "alpine:3.22"
     assert kubernetes["volumes"]["empty_dir"] == [
         {"name": "docker-certs", "mount_path": "/certs/client", "medium": "Memory"}
     ]
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_resources_polling_and_concurrency(stack: str) -> None:
-    settings = stack_settings(stack)
+def test_dind_pools_privilege_only_services() -> None:
+    kubernetes = rendered(stack_settings("prod"))["kubernetes"]
+    # `privileged` at [runners.kubernetes] covers every container; each container's own
+    # security context wins over it (GetContainerSecurityContext, common/config.go).
+    assert kubernetes["privileged"] is False
+    assert kubernetes["build_container_security_context"] == {
+        "privileged": False,
+        "allow_privilege_escalation": False,
+    }
+    assert kubernetes["helper_container_security_context"] == {
+        "privileged": False,
+        "allow_privilege_escalation": False,
+    }
+    assert kubernetes["service_container_security_context"] == {"privileged": True}
+    # The service context applies to every service of the job, so dind is all a job may start;
+    # the runner matches these doublestar globs against the image as written
+    # (common/allowed_images.go).
+    assert kubernetes["allowed_services"] == ["docker:dind", "docker:*-dind"]
+
+
+def test_dind_pools_keep_dind_first_in_an_extended_allowlist() -> None:
+    settings = settings_of({"runner": {"allowedServices": ["postgres:16", "docker:dind"]}})
+    assert rendered(settings)["kubernetes"]["allowed_services"] == [
+        "docker:dind",
+        "docker:*-dind",
+        "postgres:16",
+    ]
+
+
+def test_rootless_pools_privilege_nothing() -> None:
+    settings = settings_of({"pools": [{**POOL, "buildMode": "rootless"}]})
     runner = rendered(settings)
     kubernetes = runner["kubernetes"]
-    assert runner["request_concurrency"] == 4
-    assert (kubernetes["poll_interval"], kubernetes["poll_timeout"]) == (3, 600)
-    assert (
-        kubernetes["cpu_request"],
-        kubernetes["memory_request"],
-        kubernetes["memory_limit"],
-    ) == ("1", "2Gi", "4Gi")
-    assert "cpu_limit" not in kubernetes
-    assert (kubernetes["helper_cpu_request"], kubernetes["helper_memory_limit"]) == (
-        "100m",
-        "512Mi",
-    )
-    assert (kubernetes["service_cpu_request"], kubernetes["service_memory_limit"]) == (
-        "500m",
-        "2Gi",
-    )
-    full = tomllib.loads(
-        effective_config(
-            concurrent=settings.runner.concurrent,
-            check_interval=settings.runner.check_interval,
-            job=settings.runner_job_spec(),
-            cache=settings.runner_cache_spec("b", "eu-west-1"),
-        )
-    )
-    assert full["concurrent"] == settings.runner.concurrent
-    assert full["check_interval"] == 3
-    assert full["listen_address"] == ":9252"
-
-
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_jobs_are_pinned_to_the_build_nodes_from_the_one_definition(stack: str) -> None:
-    settings = stack_settings(stack)
-    kubernetes = rendered(settings)["kubernetes"]
-    assert kubernetes["node_tolerations"] == {
-        f"{t.key}={t.value}" if t.value else t.key: t.effect for t in settings.build_nodes.taints
-    }
-    affinity = kubernetes["affinity"]["node_affinity"]
-    (term,) = affinity["required_during_scheduling_ignored_during_execution"]["node_selector_terms"]
-    assert term["match_expressions"] == [
-        {"key": key, "operator": "In", "values": [value]}
-        for key, value in settings.build_nodes.labels.items()
+    assert kubernetes["namespace"] == "gitlab-runner-jobs-rootless"
+    assert kubernetes["privileged"] is False
+    contexts = [
+        kubernetes[f"{kind}_container_security_context"] for kind in ("build", "helper", "service")
     ]
-    # Pause pods copy the node selector (not the affinity), so they land on build nodes too.
-    assert kubernetes["node_selector"] == settings.build_nodes.labels
-    (preferred,) = affinity["preferred_during_scheduling_ignored_during_execution"]
-    assert preferred["weight"] == 100
-    assert preferred["preference"]["match_expressions"] == [
-        {"key": "eks.amazonaws.com/capacityType", "operator": "In", "values": ["SPOT"]}
-    ]
-    assert kubernetes["pod_annotations"] == {
-        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"
-    }
+    assert all(context["privileged"] is False for context in contexts)
+    assert "allowed_services" not in kubernetes
+    assert not any(variable.startswith("DOCKER_") for variable in runner["environment"])
+    assert "volumes" not in kubernetes
 
 
-def test_custom_labels_and_taints_flow_into_tolerations_and_affinity() -> None:
-    settings = settings_of(
-        {
-            "buildNodes": {
-                "labels": {"ci.example.com/pool": "builds"},
-                "taints": [
-                    {"key": "ci.example.com/dedicated", "value": "builds", "effect": "NoExecute"},
-                    {"key": "spot", "value": "", "effect": "PreferNoSchedule"},
-                ],
-            }
-        }
-    )
-    kubernetes = rendered(settings)["kubernetes"]
-    assert kubernetes["node_tolerations"] == {
-        "ci.example.com/dedicated=builds": "NoExecute",
-        "spot": "PreferNoSchedule",
-    }
-    terms = kubernetes["affinity"]["node_affinity"][
-        "required_during_scheduling_ignored_during_execution"
-    ]
-    assert terms["node_selector_terms"][0]["match_expressions"] == [
-        {"key": "ci.example.com/pool", "operator": "In", "values": ["builds"]}
-    ]
+def test_feature_flags_live_in_feature_flags_table() -> None:
+    # [runners.feature_flags] wins over a job's FF_* variables; in `environment` a job could
+    # override them (populateFeatureFlags, common/build_settings.go).
+    runner = rendered(settings_of({"runner": {"featureFlags": {"FF_SCRIPT_SECTIONS": True}}}))
+    assert runner["feature_flags"] == {"FF_USE_FASTZIP": True, "FF_SCRIPT_SECTIONS": True}
+    assert not any(variable.startswith("FF_") for variable in runner["environment"])
+    assert "CACHE_COMPRESSION_LEVEL=fast" in runner["environment"]
+    assert "TRANSFER_METER_FREQUENCY=5s" in runner["environment"]
 
 
-def test_cache_speed_defaults() -> None:
-    environment = rendered(settings_of({}))["environment"]
-    assert "FF_USE_FASTZIP=true" in environment
-    assert "CACHE_COMPRESSION_LEVEL=fast" in environment
-    assert "TRANSFER_METER_FREQUENCY=5s" in environment
+def test_cache_speed_settings_can_be_tuned() -> None:
     tuned = rendered(
         settings_of(
             {
@@ -168,14 +150,159 @@ def test_cache_speed_defaults() -> None:
             }
         )
     )
-    assert {
-        "FF_USE_FASTZIP=false",
-        "CACHE_COMPRESSION_LEVEL=fastest",
-        "TRANSFER_METER_FREQUENCY=10s",
-    } <= set(tuned["environment"])
+    assert tuned["feature_flags"]["FF_USE_FASTZIP"] is False
+    assert {"CACHE_COMPRESSION_LEVEL=fastest", "TRANSFER_METER_FREQUENCY=10s"} <= set(
+        tuned["environment"]
+    )
 
 
-def test_s3_with_irsa() -> None:
+def test_job_policy_settings_reach_the_config() -> None:
+    runner = rendered(
+        settings_of(
+            {
+                "runner": {
+                    "allowedImages": ["registry.example.com/**"],
+                    "allowedPullPolicies": ["if-not-present"],
+                    "outputLimitKib": 8192,
+                }
+            }
+        )
+    )
+    assert runner["output_limit"] == 8192
+    assert runner["kubernetes"]["allowed_images"] == ["registry.example.com/**"]
+    assert runner["kubernetes"]["allowed_pull_policies"] == ["if-not-present"]
+    defaults = rendered(settings_of({}))
+    assert defaults["output_limit"] == 16384
+    assert "allowed_images" not in defaults["kubernetes"]
+
+
+def test_dind_does_the_build_so_it_gets_most_of_the_job() -> None:
+    kubernetes = rendered(settings_of({}))["kubernetes"]
+    # The build container only runs the docker CLI; the dind service builds.
+    assert (kubernetes["cpu_request"], kubernetes["memory_request"]) == ("250m", "512Mi")
+    assert (kubernetes["service_cpu_request"], kubernetes["service_memory_request"]) == (
+        "2",
+        "4Gi",
+    )
+    assert quantity_value(kubernetes["service_memory_request"]) >= 4 * 2**30
+    # The helper archives multi-GiB caches and artifacts.
+    assert kubernetes["helper_memory_limit"] == "2Gi"
+
+
+def test_jobs_may_raise_resources_up_to_a_pool_sized_ceiling() -> None:
+    kubernetes = rendered(settings_of({}))["kubernetes"]
+    # Unset, a job cannot change requests or limits with KUBERNETES_* variables at all
+    # (executors/kubernetes/overwrites.go). c5a.2xlarge: 8 vCPU, 16 GiB.
+    for prefix in ("", "service_"):
+        for kind in ("request", "limit"):
+            assert kubernetes[f"{prefix}cpu_{kind}_overwrite_max_allowed"] == "7"
+            assert kubernetes[f"{prefix}memory_{kind}_overwrite_max_allowed"] == "12Gi"
+    large = rendered(stack_settings("prod"), "large-memory")["kubernetes"]
+    assert large["service_memory_limit_overwrite_max_allowed"] == "48Gi"
+    explicit = settings_of(
+        {"pools": [{**POOL, "overwriteMaxAllowed": {"cpu": "3", "memory": "6Gi"}}]}
+    )
+    assert rendered(explicit)["kubernetes"]["cpu_request_overwrite_max_allowed"] == "3"
+
+
+def test_jobs_request_ephemeral_storage_so_scale_from_zero_counts_it() -> None:
+    kubernetes = rendered(settings_of({}))["kubernetes"]
+    assert kubernetes["ephemeral_storage_request"] == "8Gi"
+    # A job may ask for more, never more than one node offers (100 GiB disk: 89Gi).
+    assert kubernetes["ephemeral_storage_request_overwrite_max_allowed"] == "89Gi"
+
+
+def test_job_pods_are_protected_from_drains_and_scale_down() -> None:
+    kubernetes = rendered(settings_of({}))["kubernetes"]
+    # A PodDisruptionBudget per job pod (executors/kubernetes/kubernetes.go,
+    # createPodDisruptionBudget): drains wait for the job.
+    assert kubernetes["pod_disruption_budget"] is True
+    assert kubernetes["pod_annotations"] == {
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"
+    }
+
+
+@pytest.mark.parametrize("stack", EKS_STACKS)
+def test_each_pool_is_pinned_to_its_own_nodes_from_the_one_definition(stack: str) -> None:
+    settings = stack_settings(stack)
+    for pool in settings.pools:
+        kubernetes = rendered(settings, pool.name)["kubernetes"]
+        assert kubernetes["node_tolerations"] == {
+            f"{t.key}={t.value}" if t.value else t.key: t.effect for t in pool.node_taints
+        }
+        # Pause pods copy the node selector (not the affinity), so they warm this pool.
+        assert kubernetes["node_selector"] == {
+            **pool.node_labels,
+            "kubernetes.io/arch": {"x86_64": "amd64", "arm64": "arm64"}[pool.architecture],
+        }
+        affinity = kubernetes["affinity"]["node_affinity"]
+        (term,) = affinity["required_during_scheduling_ignored_during_execution"][
+            "node_selector_terms"
+        ]
+        assert term["match_expressions"] == [
+            {"key": key, "operator": "In", "values": [value]}
+            for key, value in kubernetes["node_selector"].items()
+        ]
+        (preferred,) = affinity["preferred_during_scheduling_ignored_during_execution"]
+        assert preferred["preference"]["match_expressions"] == [
+            {"key": "eks.amazonaws.com/capacityType", "operator": "In", "values": ["SPOT"]}
+        ]
+        assert kubernetes["pod_labels"] == pool.node_labels
+        others = [p for p in settings.pools if p is not pool]
+        for other in others:
+            assert not all(
+                kubernetes["node_selector"].get(k) == v for k, v in other.node_labels.items()
+            )
+
+
+def test_prods_arm64_pool_selects_arm64_so_the_runner_picks_the_arm64_helper() -> None:
+    # executors/kubernetes/kubernetes.go: the helper image's architecture comes from the job
+    # pod's kubernetes.io/arch node selector, amd64 when it has none.
+    settings = stack_settings("prod")
+    arm = rendered(settings, "arm64")["kubernetes"]
+    assert arm["node_selector"] == {
+        "gitlab-runner-fleet/pool": "arm64",
+        "kubernetes.io/arch": "arm64",
+    }
+    assert rendered(settings, "default")["kubernetes"]["node_selector"]["kubernetes.io/arch"] == (
+        "amd64"
+    )
+
+
+def test_custom_labels_and_taints_flow_into_tolerations_and_affinity() -> None:
+    settings = settings_of(
+        {
+            "pools": [
+                {
+                    **POOL,
+                    "labels": {"ci.example.com/pool": "builds"},
+                    "taints": [
+                        {
+                            "key": "ci.example.com/dedicated",
+                            "value": "builds",
+                            "effect": "NoExecute",
+                        },
+                        {"key": "spot", "value": "", "effect": "PreferNoSchedule"},
+                    ],
+                }
+            ]
+        }
+    )
+    kubernetes = rendered(settings)["kubernetes"]
+    assert kubernetes["node_tolerations"] == {
+        "ci.example.com/dedicated=builds": "NoExecute",
+        "spot": "PreferNoSchedule",
+    }
+    terms = kubernetes["affinity"]["node_affinity"][
+        "required_during_scheduling_ignored_during_execution"
+    ]
+    assert terms["node_selector_terms"][0]["match_expressions"] == [
+        {"key": "ci.example.com/pool", "operator": "In", "values": ["builds"]},
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+    ]
+
+
+def test_s3_with_irsa_signs_ipv4_urls_the_gateway_endpoint_serves() -> None:
     cache = rendered(settings_of({}))["cache"]
     assert cache == {
         "Type": "s3",
@@ -185,8 +312,13 @@ def test_s3_with_irsa() -> None:
             "BucketName": "cache-bucket",
             "BucketLocation": "eu-west-1",
             "AuthenticationType": "iam",
+            # DualStack defaults to true in the runner (cache/cacheconfig/cacheconfig.go); it
+            # then signs s3.dualstack.<region> URLs, which S3 gateway endpoints do not serve.
+            "DualStack": False,
         },
     }
+    ipv6 = rendered(settings_of({"cache": {"dualStack": True}}))["cache"]
+    assert ipv6["s3"]["DualStack"] is True
 
 
 def test_s3_with_access_keys_and_kms() -> None:
@@ -230,6 +362,7 @@ def test_s3_compatible_endpoint_honours_insecure_both_ways(
     assert s3["PathStyle"] is True
     assert s3["BucketName"] == "ci-cache"
     assert s3["AuthenticationType"] == "access-key"
+    assert "DualStack" not in s3
 
 
 def test_gcs_cache() -> None:
@@ -262,10 +395,23 @@ def test_azure_cache() -> None:
     }
 
 
-def test_prod_keeps_warm_capacity_in_office_hours() -> None:
-    kubernetes = rendered(stack_settings("prod"))["kubernetes"]
-    autoscaler = kubernetes["autoscaler"]
-    assert autoscaler["max_pause_pods"] == 6
+def test_prod_warms_whole_jobs_in_office_hours() -> None:
+    settings = stack_settings("prod")
+    pool = pool_of(settings, "default")
+    autoscaler = rendered(settings, "default")["kubernetes"]["autoscaler"]
+    # A pause pod requests only the build container's CPU and memory
+    # (executors/kubernetes/autoscaler/provider.go): one job's build + helper + service
+    # requests take several of them.
+    parts = (pool.build_resources, pool.helper_resources, pool.service_resources)
+    per_job = max(
+        math.ceil(
+            sum(quantity_value(getattr(p, key) or "0") for p in parts)
+            / quantity_value(getattr(pool.build_resources, key))
+        )
+        for key in ("cpu_request", "memory_request")
+    )
+    assert per_job == pool.pause_pods_per_job() == 10
+    assert autoscaler["max_pause_pods"] == 4 * per_job
     assert autoscaler["pause_pod_priority_class_name"] == "gitlab-runner-fleet-pause-pods"
     assert autoscaler["policy"] == [
         {
@@ -277,12 +423,33 @@ def test_prod_keeps_warm_capacity_in_office_hours() -> None:
         {
             "periods": ["* 7-18 * * mon-fri"],
             "timezone": "Europe/Berlin",
-            "idle_count": 4,
+            "idle_count": 4 * per_job,
             "idle_time": "30m",
         },
     ]
+    held_cpu = autoscaler["policy"][1]["idle_count"] * quantity_value(
+        pool.build_resources.cpu_request or "0"
+    )
+    job_cpu = sum(quantity_value(p.cpu_request or "0") for p in parts)
+    assert held_cpu >= 4 * job_cpu
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging"])
 def test_no_pause_pods_unless_enabled(stack: str) -> None:
     assert "autoscaler" not in rendered(stack_settings(stack))["kubernetes"]
+
+
+def test_effective_config_adds_the_global_keys() -> None:
+    settings = stack_settings("prod")
+    pool = pool_of(settings, "arm64")
+    full = tomllib.loads(
+        effective_config(
+            concurrent=pool.concurrent,
+            check_interval=settings.runner.check_interval,
+            job=settings.pool_job_spec(pool),
+            cache=settings.runner_cache_spec("b", "eu-west-1"),
+        )
+    )
+    assert full["concurrent"] == 40
+    assert full["check_interval"] == 3
+    assert full["listen_address"] == ":9252"

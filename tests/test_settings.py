@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -10,7 +11,9 @@ import pytest
 from components.settings import RawSecret, SettingsError, load_settings, parse_settings
 from tests.harness import PROJECT, RUNNER_TOKEN, run_program, run_stack, settings_config
 
-VALID: dict[str, Any] = {"cluster": {"name": "ci", "version": "1.34"}}
+EXISTING = {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-p1"]}
+VALID: dict[str, Any] = {"cluster": EXISTING}
+POOL = {"name": "default", "runUntagged": True}
 CREATE = {
     "mode": "create",
     "name": "ci",
@@ -20,7 +23,7 @@ CREATE = {
 }
 
 
-TOKEN = {"runnerToken": RawSecret("glrt-t1_abc", stored_as_secret=True)}
+TOKEN = {"runnerTokens": RawSecret('{"default": "glrt-t1_abc"}', stored_as_secret=True)}
 
 
 def parse(
@@ -29,13 +32,11 @@ def parse(
     region: str | None = "eu-west-1",
     secrets: dict[str, RawSecret] | None = None,
 ):
-    return parse_settings(
-        raw,
-        project=PROJECT,
-        stack=stack,
-        aws_region=region,
-        secrets=TOKEN if secrets is None else secrets,
-    )
+    if secrets is None:
+        names = [pool.get("name") for pool in raw.get("pools") or [POOL] if isinstance(pool, dict)]
+        tokens = json.dumps({name: f"glrt-{name}" for name in names if isinstance(name, str)})
+        secrets = {"runnerTokens": RawSecret(tokens, stored_as_secret=True)}
+    return parse_settings(raw, project=PROJECT, stack=stack, aws_region=region, secrets=secrets)
 
 
 def problems_of(raw: dict[str, Any], **kwargs: Any) -> list[str]:
@@ -73,9 +74,9 @@ def test_a_created_cluster_puts_nodes_in_its_private_subnets() -> None:
 
 
 def test_unknown_instance_shapes_are_a_warning_not_an_error() -> None:
-    settings = parse({**VALID, "buildNodes": {"instanceTypes": ["c5.2xlarge", "x2gd.2xlarge"]}})
+    settings = parse({**VALID, "pools": [{**POOL, "instanceTypes": ["c5.2xlarge", "c5n.2xlarge"]}]})
     assert settings.warnings == (
-        "buildNodes.instanceTypes: cannot check the vCPU/memory shape of x2gd.2xlarge; "
+        "pools[default].instanceTypes: cannot check the vCPU/memory shape of c5n.2xlarge; "
         "make sure every type matches c5.2xlarge",
     )
 
@@ -113,16 +114,16 @@ INVALID = [
     ),
     ({"cluster": {"version": "1.34"}}, "cluster.name: required"),
     (
-        {"cluster": {"name": "ci"}},
+        {"cluster": {"name": "ci", "nodeSubnetIds": ["s"]}},
         "cluster.version: required when cluster.mode is existing, e.g. '1.34'",
     ),
     (
-        {"cluster": {"name": "ci", "version": "1.29"}},
+        {"cluster": {**EXISTING, "version": "1.29"}},
         "cluster.version: must be one of 1.30, 1.31, 1.32, 1.33, 1.34, 1.35",
     ),
-    ({"cluster": {"name": "-ci", "version": "1.34"}}, "cluster.name: must be an EKS cluster name"),
+    ({"cluster": {**EXISTING, "name": "-ci"}}, "cluster.name: must be an EKS cluster name"),
     (
-        {"cluster": {"name": "ci", "version": "1.34", "mode": "import"}},
+        {"cluster": {**EXISTING, "mode": "import"}},
         "cluster.mode: must be one of 'create', 'existing' or 'kubeconfig', got 'import'",
     ),
     (
@@ -153,75 +154,159 @@ INVALID = [
         "cluster.createOidcProvider: is only used when cluster.mode is existing; remove it",
     ),
     (
-        {"cluster": {"name": "ci", "version": "1.34", "vpcId": "vpc-1"}},
+        {"cluster": {**EXISTING, "vpcId": "vpc-1"}},
         "cluster.vpcId: is only used when cluster.mode is create; remove it",
     ),
     ({"cluster": {**CREATE, "systemNodeCount": 0}}, "cluster.systemNodeCount: must be >= 1, got 0"),
     (
-        {"buildNodes": {"minSize": 4, "maxSize": 3}},
-        "buildNodes.minSize: must be <= buildNodes.maxSize (3), got 4",
+        {"pools": [{**POOL, "minSize": 4, "maxSize": 3}]},
+        "pools[0].minSize: must be <= pools[0].maxSize (3), got 4",
     ),
-    ({"buildNodes": {"maxSize": 0}}, "buildNodes.maxSize: must be >= 1, got 0"),
-    ({"buildNodes": {"minSize": -1}}, "buildNodes.minSize: must be >= 0, got -1"),
+    ({"pools": [{**POOL, "maxSize": 0}]}, "pools[0].maxSize: must be >= 1, got 0"),
+    ({"pools": [{**POOL, "minSize": -1}]}, "pools[0].minSize: must be >= 0, got -1"),
     (
-        {"buildNodes": {"instanceTypes": []}},
-        "buildNodes.instanceTypes: must list at least one instance type",
+        {"pools": [{**POOL, "instanceTypes": []}]},
+        "pools[0].instanceTypes: must list at least one instance type",
     ),
     (
-        {"buildNodes": {"instanceTypes": ["c5.2xlarge", "c5.2xlarge"]}},
-        "buildNodes.instanceTypes: must not repeat instance types, repeated: c5.2xlarge",
+        {"pools": [{**POOL, "instanceTypes": ["c5.2xlarge", "c5.2xlarge"]}]},
+        "pools[0].instanceTypes: must not repeat instance types, repeated: c5.2xlarge",
     ),
     (
         {
-            "buildNodes": {
-                "instanceTypes": ["c5a.2xlarge", "t3.2xlarge", "c5.2xlarge", "m5.2xlarge"]
-            }
+            "pools": [
+                {**POOL, "instanceTypes": ["c5a.2xlarge", "t3.2xlarge", "c5.2xlarge", "m5.2xlarge"]}
+            ]
         },
-        "buildNodes.instanceTypes: must all have the same vCPU, memory and architecture, because cluster-autoscaler sizes the whole group from the first type: c5a.2xlarge is 8 vCPU/16 GiB/x86_64 but t3.2xlarge is 8 vCPU/32 GiB/x86_64",
+        "pools[0].instanceTypes: must all have the same vCPU, memory and architecture, because cluster-autoscaler sizes the whole group from the first type: c5a.2xlarge is 8 vCPU/16 GiB/x86_64 but t3.2xlarge is 8 vCPU/32 GiB/x86_64",
     ),
     (
-        {"buildNodes": {"instanceTypes": ["m6i.2xlarge", "m6g.2xlarge"]}},
-        "buildNodes.instanceTypes: must all have the same vCPU, memory and architecture",
+        {"pools": [{**POOL, "instanceTypes": ["m6i.2xlarge", "m6g.2xlarge"]}]},
+        "pools[0].instanceTypes: must all have one CPU architecture: m6g.2xlarge arm64 (Graviton) but m6i.2xlarge x86_64",
     ),
     (
-        {"buildNodes": {"taints": [{"key": "build", "effect": "NO_SCHEDULE"}]}},
-        "buildNodes.taints.0.effect: must be one of 'NoSchedule', 'PreferNoSchedule' or 'NoExecute', got 'NO_SCHEDULE'",
+        {"pools": [{**POOL, "instanceTypes": ["c7g.2xlarge", "c7gn.2xlarge", "c6i.2xlarge"]}]},
+        "pools[0].instanceTypes: must all have one CPU architecture: c7g.2xlarge, c7gn.2xlarge arm64",
     ),
     (
-        {"buildNodes": {"taints": [{"key": "bad key", "effect": "NoSchedule"}]}},
-        "buildNodes.taints.0.key: name part must be 1-63 letters",
+        {"pools": [{**POOL, "instanceTypes": ["c6i.2xlarge", "c6i.mega"]}]},
+        "pools[0].instanceTypes: c6i.mega is not an EC2 instance type usable by EKS",
     ),
     (
-        {"buildNodes": {"taints": [{"key": f"k{i}"} for i in range(51)]}},
-        "buildNodes.taints: must have at most 50 items, got 51",
+        {"pools": [{**POOL, "scaleFromZeroEphemeralStorage": "95Gi"}]},
+        "pools[0].scaleFromZeroEphemeralStorage: must be <= 89Gi, what a 100 GiB disk offers pods",
     ),
     (
-        {"buildNodes": {"taints": [{"key": "a", "value": "1"}, {"key": "a", "value": "2"}]}},
-        "buildNodes.taints: each key and effect may appear once, repeated: [('a', 'NoSchedule')]",
+        {"pools": [{**POOL, "diskSizeGib": 50, "scaleFromZeroEphemeralStorage": "50Gi"}]},
+        "pools[0].scaleFromZeroEphemeralStorage: must be <= 44Gi, what a 50 GiB disk offers",
     ),
     (
-        {"buildNodes": {"labels": {"Intent!": "build"}}},
-        "buildNodes.labels: invalid Kubernetes labels: 'Intent!': name part must be 1-63 letters",
+        {"pools": [{**POOL, "ephemeralStorageRequest": "100Gi"}]},
+        "pools[0].ephemeralStorageRequest: must fit on one node (89Gi), got 100Gi",
     ),
     (
-        {"buildNodes": {"labels": {"intent": "build jobs"}}},
-        "buildNodes.labels: invalid Kubernetes labels: 'intent': must be at most 63 letters",
+        {"pools": [{"name": "default"}]},
+        "pools[0].tags: must list the GitLab runner tags this pool serves",
     ),
     (
-        {"buildNodes": {"labels": {"node.kubernetes.io/role": "build"}}},
-        "buildNodes.labels: invalid Kubernetes labels: 'node.kubernetes.io/role': the kubernetes.io and k8s.io prefixes are reserved",
+        {"pools": [{**POOL, "name": "Large_Memory"}]},
+        "pools[0].name: must be 1-20 lowercase letters",
     ),
     (
-        {"buildNodes": {"labels": {"intent": "x" * 64}}},
-        "buildNodes.labels: invalid Kubernetes labels: 'intent': must be at most 63",
+        {"pools": [POOL, {**POOL, "tags": ["x"]}]},
+        "pools[1].name: repeats pool name 'default'",
     ),
     (
-        {"buildNodes": {"nodeRoleArn": "my-role"}},
-        "buildNodes.nodeRoleArn: must be an IAM role ARN, got 'my-role'",
+        {
+            "pools": [
+                POOL,
+                {
+                    "name": "big",
+                    "labels": {"gitlab-runner-fleet/pool": "default", "size": "big"},
+                    "tags": ["big"],
+                },
+            ]
+        },
+        "pools[1].labels: overlap with pools[0] (default)",
     ),
     (
-        {"buildNodes": {"scaleFromZeroEphemeralStorage": "90 GB"}},
-        "buildNodes.scaleFromZeroEphemeralStorage: must be a Kubernetes quantity such as 100Gi, got '90 GB'",
+        {"pools": [{**POOL, "buildMode": "privileged"}]},
+        "pools[0].buildMode: must be one of 'dind' or 'rootless', got 'privileged'",
+    ),
+    (
+        {
+            "pools": [
+                {**POOL, "warmCapacity": {"policies": [{"periods": ["* * * * *"], "idleJobs": -1}]}}
+            ]
+        },
+        "pools[0].warmCapacity.policies[0].idleJobs: must be >= 0, got -1",
+    ),
+    ({"pools": []}, "pools: must be a non-empty list of pools"),
+    ({"pools": [{**POOL, "instanceType": "c5.large"}]}, "pools[0].instanceType: unknown key"),
+    (
+        {"buildNodes": {"maxSize": 3}},
+        "buildNodes: moved into a pool: put its keys into an entry of `pools`",
+    ),
+    (
+        {"warmCapacity": {"enabled": True}},
+        "warmCapacity: moved into a pool as `pools[i].warmCapacity` with `idleJobs`",
+    ),
+    (
+        {"cluster": {"name": "ci", "version": "1.34"}},
+        "cluster.nodeSubnetIds: required when cluster.mode is existing: list the private subnets",
+    ),
+    (
+        {"cluster": {**CREATE, "adminPrincipalArns": ["deploy-role"]}},
+        "cluster.adminPrincipalArns: each entry must be an IAM role or user ARN",
+    ),
+    (
+        {"cluster": {**EXISTING, "adminPrincipalArns": ["arn:aws:iam::123456789012:role/x"]}},
+        "cluster.adminPrincipalArns: is only used when cluster.mode is create; remove it",
+    ),
+    (
+        {"runner": {"featureFlags": {"fastzip": True}}},
+        "runner.featureFlags: 'fastzip' is not a runner feature flag name",
+    ),
+    ({"runner": {"buildMode": "kaniko"}}, "runner.buildMode: must be one of 'dind' or 'rootless'"),
+    (
+        {"pools": [{**POOL, "taints": [{"key": "build", "effect": "NO_SCHEDULE"}]}]},
+        "pools[0].taints[0].effect: must be one of 'NoSchedule', 'PreferNoSchedule' or 'NoExecute', got 'NO_SCHEDULE'",
+    ),
+    (
+        {"pools": [{**POOL, "taints": [{"key": "bad key", "effect": "NoSchedule"}]}]},
+        "pools[0].taints[0].key: name part must be 1-63 letters",
+    ),
+    (
+        {"pools": [{**POOL, "taints": [{"key": f"k{i}"} for i in range(51)]}]},
+        "pools[0].taints: must have at most 50 items, got 51",
+    ),
+    (
+        {"pools": [{**POOL, "taints": [{"key": "a", "value": "1"}, {"key": "a", "value": "2"}]}]},
+        "pools[0].taints: each key and effect may appear once, repeated: [('a', 'NoSchedule')]",
+    ),
+    (
+        {"pools": [{**POOL, "labels": {"Intent!": "build"}}]},
+        "pools[0].labels: invalid Kubernetes labels: 'Intent!': name part must be 1-63 letters",
+    ),
+    (
+        {"pools": [{**POOL, "labels": {"intent": "build jobs"}}]},
+        "pools[0].labels: invalid Kubernetes labels: 'intent': must be at most 63 letters",
+    ),
+    (
+        {"pools": [{**POOL, "labels": {"node.kubernetes.io/role": "build"}}]},
+        "pools[0].labels: invalid Kubernetes labels: 'node.kubernetes.io/role': the kubernetes.io and k8s.io prefixes are reserved",
+    ),
+    (
+        {"pools": [{**POOL, "labels": {"intent": "x" * 64}}]},
+        "pools[0].labels: invalid Kubernetes labels: 'intent': must be at most 63",
+    ),
+    (
+        {"pools": [{**POOL, "nodeRoleArn": "my-role"}]},
+        "pools[0].nodeRoleArn: must be an IAM role ARN, got 'my-role'",
+    ),
+    (
+        {"pools": [{**POOL, "scaleFromZeroEphemeralStorage": "90 GB"}]},
+        "pools[0].scaleFromZeroEphemeralStorage: must be a Kubernetes quantity such as 100Gi, got '90 GB'",
     ),
     ({"clusterAutoscaler": {"expander": "cheapest"}}, "clusterAutoscaler.expander: must be one of"),
     (
@@ -231,10 +316,6 @@ INVALID = [
     (
         {"clusterAutoscaler": {"scaleDownUnneededTime": "10 minutes"}},
         "clusterAutoscaler.scaleDownUnneededTime: must be a duration such as 10m or 1h30m",
-    ),
-    (
-        {"network": {"s3GatewayEndpoint": True}},
-        "network.s3GatewayEndpoint: needs cluster.nodeSubnetIds or network.routeTableIds for an existing cluster",
     ),
     (
         {"network": {"s3GatewayEndpoint": False, "routeTableIds": ["rtb-1"]}},
@@ -302,10 +383,10 @@ def test_load_settings_reads_the_project_namespace() -> None:
         lambda: loaded.append(load_settings()),
         config={
             "gitlab-runner-fleet:cache": {"expirationDays": 9},
-            "gitlab-runner-fleet:cluster": {"name": "ci-qa", "version": "1.33"},
-            "gitlab-runner-fleet:runnerToken": RUNNER_TOKEN,
+            "gitlab-runner-fleet:cluster": {**EXISTING, "name": "ci-qa", "version": "1.33"},
+            "gitlab-runner-fleet:runnerTokens": {"default": RUNNER_TOKEN},
         },
-        secret_keys=["gitlab-runner-fleet:runnerToken"],
+        secret_keys=["gitlab-runner-fleet:runnerTokens"],
         stack="qa",
         region="us-east-2",
     )
@@ -365,6 +446,10 @@ CREDENTIALS = RawSecret('{"accessKey": "minio", "secretKey": "minio123"}', store
             "cache.serverAddress: required when cache.type is s3Compatible",
         ),
         ({"type": "gcs"}, "cache.bucketName: required when cache.type is gcs"),
+        (
+            {**S3_COMPATIBLE, "serverAddress": "minio:9000", "dualStack": True},
+            "cache.dualStack: is only used when cache.type is s3",
+        ),
     ],
 )
 def test_s3_compatible_and_gcs_problems(cache: dict[str, Any], expected: str) -> None:
@@ -386,24 +471,38 @@ def test_insecure_false_with_https_and_true_with_http_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("secrets", "expected"),
     [
-        ({}, "runnerToken: required; create the runner in GitLab"),
+        ({}, "runnerTokens: required; create each pool's runner in GitLab"),
         (
-            {"runnerToken": RawSecret("GR1348941aBcDeF", stored_as_secret=True)},
-            "runnerToken: is not a runner authentication token (glrt-...). Registration tokens are deprecated",
+            {"runnerTokens": RawSecret('{"default": "GR1348941aBcDeF"}', stored_as_secret=True)},
+            "runnerTokens.default: is not a runner authentication token (glrt-...). Registration tokens are deprecated",
         ),
         (
-            {"runnerToken": RawSecret("glrt-abc", stored_as_secret=False)},
-            "runnerToken: is stored in plain text; remove it from the stack file and set it with `pulumi config set --secret runnerToken <token>`",
+            {"runnerTokens": RawSecret('{"default": "glrt-abc"}', stored_as_secret=False)},
+            "runnerTokens: is stored in plain text; remove it from the stack file and set each token with `pulumi config set --secret --path 'runnerTokens.<pool>' <token>`",
+        ),
+        (
+            {"runnerTokens": RawSecret('{"arm64": "glrt-abc"}', stored_as_secret=True)},
+            "runnerTokens.default: required",
+        ),
+        (
+            {"runnerToken": RawSecret("glrt-abc", stored_as_secret=True), **TOKEN},
+            "runnerToken: moved to one token per pool",
         ),
     ],
 )
 def test_runner_token_problems(secrets: dict[str, RawSecret], expected: str) -> None:
+    problems = problems_of(VALID, secrets=secrets)
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_a_token_for_no_pool_is_reported() -> None:
+    secrets = {"runnerTokens": RawSecret('{"default": "glrt-a", "old": "glrt-b"}', True)}
     (problem,) = problems_of(VALID, secrets=secrets)
-    assert problem.startswith(expected)
+    assert problem == "runnerTokens.old: names no pool (pools: default)"
 
 
 def test_token_values_never_appear_in_messages() -> None:
-    secrets = {"runnerToken": RawSecret("GR1348941SuperSecretValue", stored_as_secret=False)}
+    secrets = {"runnerTokens": RawSecret('{"default": "GR1348941SuperSecretValue"}', True)}
     with pytest.raises(SettingsError) as caught:
         parse(VALID, secrets=secrets)
     assert "SuperSecretValue" not in str(caught.value)
@@ -450,23 +549,23 @@ def test_load_settings_reads_secrets_and_their_secrecy() -> None:
     run_program(
         lambda: loaded.append(load_settings()),
         config={
-            **settings_config(cluster={"name": "ci", "version": "1.34"}),
-            f"{PROJECT}:runnerToken": RUNNER_TOKEN,
+            **settings_config(cluster=EXISTING),
+            f"{PROJECT}:runnerTokens": {"default": RUNNER_TOKEN},
         },
-        secret_keys=[f"{PROJECT}:runnerToken"],
+        secret_keys=[f"{PROJECT}:runnerTokens"],
     )
-    assert repr(loaded[0].runner_token) == "Secret(****)"
+    assert repr(loaded[0].runner_tokens["default"]) == "Secret(****)"
 
 
 def test_a_plain_text_token_in_the_stack_file_is_refused_before_any_resource() -> None:
     run = run_program(
         load_settings,
         config={
-            **settings_config(cluster={"name": "ci", "version": "1.34"}),
-            f"{PROJECT}:runnerToken": RUNNER_TOKEN,
+            **settings_config(cluster=EXISTING),
+            f"{PROJECT}:runnerTokens": {"default": RUNNER_TOKEN},
         },
         return_error=True,
     )
     assert isinstance(run.error, SettingsError)
-    assert "runnerToken: is stored in plain text" in str(run.error)
+    assert "runnerTokens: is stored in plain text" in str(run.error)
     assert RUNNER_TOKEN not in str(run.error)

@@ -18,6 +18,7 @@ from tests.harness import (
     REPO,
     RUNNER_TOKEN,
     ProgramRun,
+    Registered,
     config_from_stack_file,
     mock_issuer,
     run_stack,
@@ -29,19 +30,25 @@ STACKS = stack_names()
 EKS_STACKS = [
     s for s in STACKS if config_from_stack_file(s)[f"{PROJECT}:cluster"].get("mode") != "kubeconfig"
 ]
-EXPORTS = {
+IN_CLUSTER_EXPORTS = {
     "clusterName",
-    "buildNodeGroupName",
-    "buildAutoscalingGroupName",
-    "buildNodeRoleArn",
+    "cachePrefix",
+    "runnerNamespace",
+    "jobNamespaces",
+    "pools",
+    "runnerConfigChecksums",
+}
+EXPORTS = {
+    *IN_CLUSTER_EXPORTS,
+    "buildNodeGroups",
+    "buildAutoscalingGroups",
+    "buildNodeRoleArns",
     "buildScaleFromZeroTags",
     "clusterAutoscalerRoleArn",
-    "runnerNamespace",
-    "runnerConfigChecksum",
+    "clusterAutoscalerDiscoveryTag",
     "cacheBucketName",
     "cacheBucketArn",
     "cacheBucketRegion",
-    "cachePrefix",
     "cachePolicyArn",
     "cacheRoleArn",
     "cacheUserName",
@@ -55,6 +62,7 @@ TAGGABLE = {
     "aws:iam/user:User",
     "aws:eks/nodeGroup:NodeGroup",
     "aws:ec2/vpcEndpoint:VpcEndpoint",
+    "aws:ec2/launchTemplate:LaunchTemplate",
     "eks:index:Cluster",
 }
 
@@ -74,24 +82,20 @@ def test_onprem_reaches_its_cluster_through_the_secret_kubeconfig_and_creates_no
     assert provider.inputs["clusterIdentifier"] == "k3s-office"
     in_cluster = [r for r in run.resources if r.type.startswith("kubernetes:")]
     assert all(r.provider.startswith(f"{provider.urn}::") for r in in_cluster)
-    assert set(run.outputs) == {
-        "clusterName",
-        "cachePrefix",
-        "runnerNamespace",
-        "runnerConfigChecksum",
-    }
+    assert set(run.outputs) == IN_CLUSTER_EXPORTS
     assert run.outputs["clusterName"] == "k3s-office"
 
 
 def test_onprem_runner_uses_minio_with_access_keys_from_secrets() -> None:
     run = run_stack("onprem")
-    values = runner_values(run)
-    assert "annotations" not in values["serviceAccount"]
-    assert values["runners"]["cache"] == {"secretName": "gitlab-runner-cache"}
+    values = runner_values(run, "office")
+    account = run.one("kubernetes:core/v1:ServiceAccount")
+    assert account.inputs["metadata"]["annotations"] == {}
+    assert values["runners"]["cache"] == {"secretName": "gitlab-runner-office-cache"}
     cache_secret = next(
         s
         for s in run.of_type("kubernetes:core/v1:Secret")
-        if s.inputs["metadata"]["name"] == "gitlab-runner-cache"
+        if s.inputs["metadata"]["name"] == "gitlab-runner-office-cache"
     )
     assert is_rpc_secret(cache_secret.inputs["stringData"])
     assert set(unwrap_rpc_secret(cache_secret.inputs["stringData"])) == {"accesskey", "secretkey"}
@@ -104,13 +108,24 @@ def test_onprem_runner_uses_minio_with_access_keys_from_secrets() -> None:
         "PathStyle": True,
     }
     assert config["kubernetes"]["node_tolerations"] == {"buildInstance=true": "NoSchedule"}
+    assert config["kubernetes"]["node_selector"] == {
+        "intent": "build",
+        "kubernetes.io/arch": "amd64",
+    }
     assert config["kubernetes"]["poll_timeout"] == 180
 
 
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ({"buildNodes": {"maxSize": 5}}, "buildNodes.maxSize: is only used on EKS"),
+        (
+            {"pools": [{"name": "office", "maxSize": 5, "runUntagged": True}]},
+            "pools[0].maxSize: is only used on EKS",
+        ),
+        (
+            {"pools": [{"name": "office", "instanceTypes": ["c6i.large"], "runUntagged": True}]},
+            "pools[0].instanceTypes: is only used on EKS",
+        ),
         (
             {"clusterAutoscaler": {"enabled": True}},
             "clusterAutoscaler.enabled: is only used on EKS",
@@ -150,9 +165,22 @@ def test_onprem_with_an_s3_bucket_and_access_keys_needs_a_region() -> None:
 @pytest.mark.parametrize("stack", EKS_STACKS)
 def test_stack_evaluates_and_exports_what_reviewers_need(stack: str) -> None:
     run = run_stack(stack)
-    assert EXPORTS <= set(run.outputs) <= EXPORTS | {"s3GatewayEndpointId"}
-    assert run.outputs["clusterName"] == config_from_stack_file(stack)[f"{PROJECT}:cluster"]["name"]
-    assert run.outputs["buildAutoscalingGroupName"] == "eks-build-nodes-mock-asg"
+    assert (
+        EXPORTS
+        <= set(run.outputs)
+        <= EXPORTS
+        | {
+            "s3GatewayEndpointId",
+            "s3GatewayEndpointStatus",
+        }
+    )
+    config = config_from_stack_file(stack)
+    assert run.outputs["clusterName"] == config[f"{PROJECT}:cluster"]["name"]
+    pools = [pool["name"] for pool in config[f"{PROJECT}:pools"]]
+    assert run.outputs["buildAutoscalingGroups"] == {
+        pool: f"eks-build-nodes-{pool}-mock-asg" for pool in pools
+    }
+    assert set(run.outputs["runnerConfigChecksums"]) == set(pools)
     bucket = run.one("aws:s3/bucket:Bucket")
     assert run.outputs["cacheBucketName"] == bucket.inputs["bucket"]
     assert run.outputs["cacheBucketArn"] == f"arn:aws:s3:::{bucket.inputs['bucket']}"
@@ -199,9 +227,10 @@ def test_irsa_roles_trust_their_service_accounts_on_the_stacks_cluster(stack: st
     issuer = mock_issuer("eu-west-1", cluster_name)
     oidc_arn = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{issuer}"
     roles = {r.name: r.inputs["assumeRolePolicy"] for r in run.of_type("aws:iam/role:Role")}
+    autoscaler = f"cluster-autoscaler-gitlab-runner-fleet-{stack}"
     for role_name, subject in (
         ("cache-access-irsa", "system:serviceaccount:gitlab-runner:gitlab-runner"),
-        ("cluster-autoscaler-irsa", "system:serviceaccount:kube-system:cluster-autoscaler"),
+        ("cluster-autoscaler-irsa", f"system:serviceaccount:kube-system:{autoscaler}"),
     ):
         assert f'"Federated": "{oidc_arn}"' in roles[role_name]
         assert f'"{issuer}:sub": "{subject}"' in roles[role_name]
@@ -216,29 +245,130 @@ def test_every_in_cluster_resource_uses_the_clusters_own_provider(stack: str) ->
     assert all(r.provider.startswith(f"{provider.urn}::") for r in in_cluster)
 
 
-def test_prod_asg_gets_exactly_the_tags_its_labels_and_taints_imply() -> None:
-    run = run_stack("prod")
-    prefix = "k8s.io/cluster-autoscaler/node-template"
-    expected = {
-        f"{prefix}/label/intent": "build",
-        f"{prefix}/label/nodegroup-type": "stateless",
-        f"{prefix}/label/instance-type": "spot",
-        f"{prefix}/label/eks.amazonaws.com/capacityType": "SPOT",
-        f"{prefix}/taint/buildInstance": "true:NoSchedule",
-        f"{prefix}/resources/ephemeral-storage": "90Gi",
-    }
-    asg_tags = run.of_type("aws:autoscaling/tag:Tag")
-    assert {t.inputs["tag"]["key"]: t.inputs["tag"]["value"] for t in asg_tags} == expected
-    assert run.outputs["buildScaleFromZeroTags"] == expected
-    build_group = next(
-        g for g in run.of_type("aws:eks/nodeGroup:NodeGroup") if g.name == "build-nodes"
+PREFIX = "k8s.io/cluster-autoscaler/node-template"
+DISCOVERY = ("gitlab-runner-fleet/autoscaler", "gitlab-runner-fleet-prod")
+PROD_POOLS = {
+    # pool: (AMI type, kubernetes.io/arch, advertised ephemeral storage)
+    "default": ("AL2023_x86_64_STANDARD", "amd64", "89Gi"),
+    "arm64": ("AL2023_ARM_64_STANDARD", "arm64", "89Gi"),
+    "large-memory": ("AL2023_x86_64_STANDARD", "amd64", "179Gi"),
+}
+
+
+def node_group(run: ProgramRun, pool: str) -> Registered:
+    return next(
+        g for g in run.of_type("aws:eks/nodeGroup:NodeGroup") if g.name == f"build-nodes-{pool}"
     )
-    assert build_group.inputs["subnetIds"] == [
-        "subnet-0ccccccccccccccc1",
-        "subnet-0ccccccccccccccc2",
-        "subnet-0ccccccccccccccc3",
-    ]
-    assert build_group.inputs["scalingConfig"] == {"minSize": 0, "desiredSize": 0, "maxSize": 40}
+
+
+def asg_tags(run: ProgramRun, pool: str) -> dict[str, str]:
+    group = run.by_urn(node_group(run, pool).parent)
+    return {
+        t.inputs["tag"]["key"]: t.inputs["tag"]["value"]
+        for t in run.of_type("aws:autoscaling/tag:Tag")
+        if t.parent == group.urn
+    }
+
+
+def test_prod_has_three_pools_each_with_its_node_group_and_runner() -> None:
+    run = run_stack("prod")
+    for pool, (ami_type, arch, storage) in PROD_POOLS.items():
+        group = node_group(run, pool)
+        assert group.inputs["amiType"] == ami_type
+        assert group.inputs["capacityType"] == "SPOT"
+        assert group.inputs["version"] == "1.34"
+        assert group.inputs["labels"] == {"gitlab-runner-fleet/pool": pool}
+        assert group.inputs["taints"] == [
+            {"key": "gitlab-runner-fleet/pool", "value": pool, "effect": "NO_SCHEDULE"}
+        ]
+        assert group.inputs["subnetIds"] == [
+            "subnet-0ccccccccccccccc1",
+            "subnet-0ccccccccccccccc2",
+            "subnet-0ccccccccccccccc3",
+        ]
+        assert asg_tags(run, pool) == {
+            f"{PREFIX}/label/gitlab-runner-fleet/pool": pool,
+            f"{PREFIX}/label/eks.amazonaws.com/capacityType": "SPOT",
+            f"{PREFIX}/label/kubernetes.io/arch": arch,
+            f"{PREFIX}/taint/gitlab-runner-fleet/pool": f"{pool}:NoSchedule",
+            f"{PREFIX}/resources/ephemeral-storage": storage,
+            DISCOVERY[0]: DISCOVERY[1],
+        }
+        config = tomllib.loads(runner_values(run, pool)["runners"]["config"])["runners"][0]
+        kubernetes = config["kubernetes"]
+        assert kubernetes["node_selector"] == {
+            "gitlab-runner-fleet/pool": pool,
+            "kubernetes.io/arch": arch,
+        }
+        assert kubernetes["node_tolerations"] == {f"gitlab-runner-fleet/pool={pool}": "NoSchedule"}
+        (term,) = kubernetes["affinity"]["node_affinity"][
+            "required_during_scheduling_ignored_during_execution"
+        ]["node_selector_terms"]
+        assert {e["key"]: e["values"] for e in term["match_expressions"]} == {
+            "gitlab-runner-fleet/pool": [pool],
+            "kubernetes.io/arch": [arch],
+        }
+    releases = [r.inputs["name"] for r in run.of_type("kubernetes:helm.sh/v3:Release")]
+    assert sorted(releases) == sorted(
+        [f"gitlab-runner-{pool}" for pool in PROD_POOLS]
+        + ["cluster-autoscaler-gitlab-runner-fleet-prod"]
+    )
+    assert node_group(run, "default").inputs["scalingConfig"] == {
+        "minSize": 0,
+        "desiredSize": 0,
+        "maxSize": 40,
+    }
+
+
+def test_each_pool_has_its_own_token_secret() -> None:
+    run = run_stack("prod")
+    names = {s.inputs["metadata"]["name"] for s in run.of_type("kubernetes:core/v1:Secret")}
+    assert names == {f"gitlab-runner-{pool}-token" for pool in PROD_POOLS}
+    for pool in PROD_POOLS:
+        assert runner_values(run, pool)["runners"]["secret"] == f"gitlab-runner-{pool}-token"
+
+
+def test_cluster_autoscaler_discovers_exactly_the_stacks_pools() -> None:
+    run = run_stack("prod")
+    autoscaler = next(
+        r
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["chart"] == "cluster-autoscaler"
+    )
+    (spec,) = autoscaler.inputs["values"]["autoDiscovery"]["tags"]
+    key, value = spec.split("=", 1)
+    tagged = {
+        t.parent
+        for t in run.of_type("aws:autoscaling/tag:Tag")
+        if (t.inputs["tag"]["key"], t.inputs["tag"]["value"]) == (key, value)
+    }
+    pool_groups = {run.by_urn(node_group(run, pool).parent).urn for pool in PROD_POOLS}
+    assert tagged == pool_groups
+    assert run.outputs["clusterAutoscalerDiscoveryTag"] == spec
+
+
+def test_system_pods_keep_off_every_pool() -> None:
+    run = run_stack("prod")
+    (term,) = runner_values(run, "arm64")["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert {
+        "key": "gitlab-runner-fleet/pool",
+        "operator": "NotIn",
+        "values": list(PROD_POOLS),
+    } in term["matchExpressions"]
+
+
+def test_build_node_instances_carry_pool_and_stack_cost_tags() -> None:
+    run = run_stack("prod")
+    templates = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert len(templates) == len(PROD_POOLS)
+    for pool in PROD_POOLS:
+        template = next(t for t in templates if t.name == f"build-nodes-{pool}")
+        for specification in template.inputs["tagSpecifications"]:
+            assert specification["tags"]["pool"] == pool
+            assert specification["tags"]["stack"] == "prod"
+            assert specification["tags"]["project"] == "gitlab-runner-fleet"
 
 
 def test_dev_creates_its_cluster_and_an_s3_endpoint_by_default() -> None:
@@ -247,6 +377,14 @@ def test_dev_creates_its_cluster_and_an_s3_endpoint_by_default() -> None:
     endpoint = run.one("aws:ec2/vpcEndpoint:VpcEndpoint")
     assert endpoint.inputs["vpcId"] == "vpc-0123456789abcdef0"
     assert endpoint.inputs["routeTableIds"] == MOCK_ROUTE_TABLES
+    assert run.outputs["s3GatewayEndpointStatus"] == "created"
+
+
+def test_dev_grants_its_deploy_role_cluster_admin() -> None:
+    entry = run_stack("dev").one("aws:eks/accessEntry:AccessEntry")
+    assert entry.inputs["principalArn"] == (
+        "arn:aws:iam::123456789012:role/gitlab-runner-fleet-deploy"
+    )
 
 
 def test_staging_uses_an_existing_cluster_without_touching_its_network() -> None:
@@ -257,10 +395,12 @@ def test_staging_uses_an_existing_cluster_without_touching_its_network() -> None
 
 def test_an_existing_autoscaler_can_be_kept() -> None:
     run = run_stack("prod", settings_config(clusterAutoscaler={"enabled": False}))
-    assert [r.name for r in run.of_type("kubernetes:helm.sh/v3:Release")] == ["gitlab-runner"]
+    assert {r.inputs["chart"] for r in run.of_type("kubernetes:helm.sh/v3:Release")} == {
+        "gitlab-runner"
+    }
     assert "clusterAutoscalerRoleArn" not in run.outputs
     assert {r.name for r in run.of_type("aws:iam/role:Role")} == {
-        "build-nodes-role",
+        *(f"build-nodes-{pool}-role" for pool in PROD_POOLS),
         "cache-access-irsa",
     }
 
@@ -292,6 +432,7 @@ def test_prod_versions_and_logs_its_cache() -> None:
         "expire-cache-objects",
         "abort-incomplete-multipart-uploads",
         "expire-noncurrent-versions",
+        "remove-expired-delete-markers",
     }
 
 
@@ -327,9 +468,11 @@ def test_stack_evaluation_stays_well_under_a_second(stack: str) -> None:
     assert time.perf_counter() - started < 0.5
 
 
-def runner_values(run: ProgramRun) -> dict[str, Any]:
+def runner_values(run: ProgramRun, pool: str = "default") -> dict[str, Any]:
     release = next(
-        r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.name == "gitlab-runner"
+        r
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["name"] == f"gitlab-runner-{pool}"
     )
     values: dict[str, Any] = release.inputs["values"]
     return values
@@ -352,12 +495,15 @@ def test_the_runner_token_is_never_plain_text_anywhere(stack: str) -> None:
     for resource in run.resources:
         assert RUNNER_TOKEN not in plain_inputs(resource.inputs), resource.name
     assert RUNNER_TOKEN not in repr(run.outputs)
-    token_secret = next(
+    token_secrets = [
         s
         for s in run.of_type("kubernetes:core/v1:Secret")
-        if s.inputs["metadata"]["name"] == "gitlab-runner-token"
-    )
-    assert unwrap_rpc_secret(token_secret.inputs["stringData"])["runner-token"] == RUNNER_TOKEN
+        if s.inputs["metadata"]["name"].endswith("-token")
+    ]
+    assert token_secrets
+    for token_secret in token_secrets:
+        assert is_rpc_secret(token_secret.inputs["stringData"])
+        assert unwrap_rpc_secret(token_secret.inputs["stringData"])["runner-token"] == RUNNER_TOKEN
 
 
 @pytest.mark.parametrize("stack", EKS_STACKS)
@@ -365,10 +511,12 @@ def test_irsa_cache_role_goes_on_the_managers_service_account(stack: str) -> Non
     run = run_stack(stack)
     values = runner_values(run)
     cache_role = next(r for r in run.of_type("aws:iam/role:Role") if r.name == "cache-access-irsa")
-    assert values["serviceAccount"]["annotations"] == {
+    account = run.one("kubernetes:core/v1:ServiceAccount")
+    assert account.inputs["metadata"]["annotations"] == {
         "eks.amazonaws.com/role-arn": cache_role.state["arn"]
     }
-    assert values["serviceAccount"]["name"] == "gitlab-runner"
+    assert values["serviceAccount"] == {"create": False, "name": "gitlab-runner"}
+    assert account.inputs["metadata"]["name"] == "gitlab-runner"
     assert "cache" not in values["runners"]
     assert (
         f'"system:serviceaccount:gitlab-runner:{values["serviceAccount"]["name"]}"'
@@ -392,22 +540,23 @@ def test_the_runner_cache_path_is_the_buckets_lifecycle_prefix() -> None:
 def test_prod_warm_capacity_and_metrics() -> None:
     run = run_stack("prod")
     priority_class = run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass")
-    assert priority_class.inputs["value"] == -10
+    assert priority_class.inputs["value"] == -1
     values = runner_values(run)
     assert values["metrics"]["podMonitor"] == {"enabled": True}
     assert any(rule["resources"] == ["deployments"] for rule in values["rbac"]["rules"])
-    assert run.of_type("kubernetes:scheduling.k8s.io/v1:PriorityClass") != []
+    arm = runner_values(run, "arm64")
+    assert not any(rule["resources"] == ["deployments"] for rule in arm["rbac"]["rules"])
 
 
 def test_access_key_mode_puts_the_generated_keys_in_the_cache_secret() -> None:
     run = run_stack("staging", settings_config(cacheAccess={"mode": "accessKey"}))
     values = runner_values(run)
-    assert values["runners"]["cache"] == {"secretName": "gitlab-runner-cache"}
-    assert "annotations" not in values["serviceAccount"]
+    assert values["runners"]["cache"] == {"secretName": "gitlab-runner-default-cache"}
+    assert run.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]["annotations"] == {}
     cache_secret = next(
         s
         for s in run.of_type("kubernetes:core/v1:Secret")
-        if s.inputs["metadata"]["name"] == "gitlab-runner-cache"
+        if s.inputs["metadata"]["name"] == "gitlab-runner-default-cache"
     )
     assert is_rpc_secret(cache_secret.inputs["stringData"])
     assert unwrap_rpc_secret(cache_secret.inputs["stringData"]) == {

@@ -1,14 +1,13 @@
-"""GitlabRunner: the official gitlab-runner Helm release with a rendered config and its Secrets."""
+"""GitlabRunner: one pool's runner manager, the official gitlab-runner Helm release."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.helm import v3 as helm
 
-from ..aws.irsa_role import IRSA_ROLE_ANNOTATION
-from ..build_nodes import keep_off_build_nodes
+from ..build_nodes import POOL_LABEL, keep_off_build_nodes
 from ..versions import (
     GITLAB_RUNNER_CHART,
     GITLAB_RUNNER_CHART_REPO,
@@ -19,6 +18,7 @@ from .runner_config import (
     DEFAULT_CONCURRENT,
     DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
     METRICS_PORT,
+    SAFE_TO_EVICT_ANNOTATION,
     CacheSpec,
     JobSpec,
     config_checksum,
@@ -26,12 +26,11 @@ from .runner_config import (
     template_toml,
 )
 
-TOKEN_SECRET_NAME = "gitlab-runner-token"
-CACHE_SECRET_NAME = "gitlab-runner-cache"
 SECRETS_VERSION_ANNOTATION = "gitlab-runner-fleet/secrets-version"
 """Changes with the token or cache Secret, so the manager restarts and reads the new values."""
-PAUSE_POD_PRIORITY = -10
-"""Below every workload (default 0), so any job pod preempts a pause pod."""
+MANAGER_COMPONENT_LABEL = "gitlab-runner-fleet/component"
+MANAGER_COMPONENT = "runner-manager"
+"""Every pool's manager pod carries `MANAGER_COMPONENT_LABEL: MANAGER_COMPONENT`."""
 
 # The key each cache credential has in the Secret `runners.cache.secretName` names.
 CHART_CACHE_SECRET_KEYS = {
@@ -45,11 +44,32 @@ CHART_CACHE_SECRET_KEYS = {
 }
 
 
-def executor_rbac_rules(warm_capacity: bool) -> list[dict[str, list[str]]]:
-    """The namespaced rights the Kubernetes executor needs (runner 19.3 docs), nothing more.
+def release_name(pool: str) -> str:
+    """The pool's Helm release; it starts with the chart name, so the chart uses it as is."""
+    return f"gitlab-runner-{pool}"
 
-    Pause pods add `apps/deployments`; their PriorityClass is created by Pulumi, so the runner
-    needs no cluster-wide `scheduling.k8s.io` rights.
+
+def token_secret_name(pool: str) -> str:
+    """The Secret holding the pool's runner authentication token."""
+    return f"{release_name(pool)}-token"
+
+
+def cache_secret_name(pool: str) -> str:
+    """The Secret holding the cache credentials the pool's manager signs URLs with."""
+    return f"{release_name(pool)}-cache"
+
+
+def manager_pod_labels(pool: str) -> dict[str, str]:
+    """Labels of a pool's manager pod: metrics are split by pool, policies select managers."""
+    return {MANAGER_COMPONENT_LABEL: MANAGER_COMPONENT, POOL_LABEL: pool}
+
+
+def executor_rbac_rules(warm_capacity: bool) -> list[dict[str, list[str]]]:
+    """The rights the Kubernetes executor needs in the job namespace (runner 19.3 docs).
+
+    Job PodDisruptionBudgets add `policy/poddisruptionbudgets` create and get (they are owned by
+    the job pod and garbage-collected with it); pause pods add `apps/deployments`. The pause
+    pods' PriorityClass is created by Pulumi, so no cluster-wide rights are needed.
     """
     core_rules = {
         "pods": ["create", "delete", "get", "list", "watch"],
@@ -65,6 +85,9 @@ def executor_rbac_rules(warm_capacity: bool) -> list[dict[str, list[str]]]:
         {"apiGroups": [""], "resources": [resource], "verbs": verbs}
         for resource, verbs in core_rules.items()
     ]
+    rules.append(
+        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "get"]}
+    )
     if warm_capacity:
         rules.append(
             {
@@ -78,6 +101,7 @@ def executor_rbac_rules(warm_capacity: bool) -> list[dict[str, list[str]]]:
 
 def chart_values(
     *,
+    pool: str,
     gitlab_url: str,
     runner_name: str,
     job: JobSpec,
@@ -85,24 +109,24 @@ def chart_values(
     concurrent: int,
     check_interval: int,
     service_account_name: str,
-    service_account_role_arn: Optional[str],
     termination_grace_period_seconds: int,
     pod_monitor: bool,
     has_cache_secret: bool,
     secrets_version: str,
+    all_pool_labels: Sequence[Mapping[str, str]],
 ) -> dict[str, Any]:
     """Helm values of the gitlab-runner chart (keys of its 0.92.0 values.yaml). No secrets."""
     runners: dict[str, Any] = {
         "name": runner_name,
-        "secret": TOKEN_SECRET_NAME,
+        "secret": token_secret_name(pool),
         "config": config_template,
+        # The chart's Role and RoleBinding go to the job namespace (templates/role.yaml).
+        "jobNamespace": job["namespace"],
     }
     if has_cache_secret:
-        runners["cache"] = {"secretName": CACHE_SECRET_NAME}
-    service_account: dict[str, Any] = {"create": True, "name": service_account_name}
-    if service_account_role_arn:
-        service_account["annotations"] = {IRSA_ROLE_ANNOTATION: service_account_role_arn}
+        runners["cache"] = {"secretName": cache_secret_name(pool)}
     return {
+        "fullnameOverride": release_name(pool),
         "gitlabUrl": gitlab_url,
         "concurrent": concurrent,
         "checkInterval": check_interval,
@@ -113,7 +137,9 @@ def chart_values(
             "clusterWideAccess": False,
             "rules": executor_rbac_rules("warm_capacity" in job),
         },
-        "serviceAccount": service_account,
+        # The stack creates one service account for every pool's manager (the IRSA role trusts
+        # it); with `create: false` the chart binds its Role to that name.
+        "serviceAccount": {"create": False, "name": service_account_name},
         "metrics": {
             "enabled": True,
             "portName": "metrics",
@@ -121,9 +147,15 @@ def chart_values(
             "podMonitor": {"enabled": pod_monitor},
         },
         "runners": runners,
-        # The chart rolls the pod only for Secrets it renders itself; these are ours.
-        "podAnnotations": {SECRETS_VERSION_ANNOTATION: secrets_version},
-        "affinity": keep_off_build_nodes(job["build_labels"]),
+        "podLabels": manager_pod_labels(pool),
+        "podAnnotations": {
+            # The chart rolls the pod only for Secrets it renders itself; these are ours.
+            SECRETS_VERSION_ANNOTATION: secrets_version,
+            # cluster-autoscaler gives an evicted pod at most --max-graceful-termination-sec
+            # (600 s) but the manager waits up to an hour for its jobs: never evict it.
+            SAFE_TO_EVICT_ANNOTATION: "false",
+        },
+        "affinity": keep_off_build_nodes(all_pool_labels),
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "512Mi"},
@@ -139,6 +171,10 @@ def cache_secret_data(credentials: Mapping[str, pulumi.Input[str]]) -> dict[str,
 class GitlabRunnerArgs(TypedDict):
     """Inputs of GitlabRunner."""
 
+    pool: str
+    """Name of the pool this manager serves; names the release and its Secrets."""
+    namespace: pulumi.Input[str]
+    """Namespace of the manager and its Secrets (jobs run in `job.namespace`)."""
     gitlab_url: str
     """URL of the GitLab instance."""
     runner_token: pulumi.Input[str]
@@ -146,13 +182,13 @@ class GitlabRunnerArgs(TypedDict):
     runner_name: str
     """Name shown in GitLab's runner list."""
     job: JobSpec
-    """How job pods run (namespace, image, resources, build labels and taints, warm capacity)."""
+    """How job pods run (namespace, image, resources, node selector, taints, warm capacity)."""
     cache: pulumi.Input[CacheSpec]
     """`[runners.cache]` of the config."""
     service_account_name: str
-    """The manager's service account (the one an IRSA role trusts)."""
-    service_account_role_arn: NotRequired[pulumi.Input[Optional[str]]]
-    """IRSA role for the manager's service account (S3 cache with IAM authentication)."""
+    """The managers' service account (created by the caller; an IRSA role may trust it)."""
+    all_pool_labels: NotRequired[list[dict[str, str]]]
+    """Labels of every pool's build nodes, which the manager keeps off. Default: this pool's."""
     cache_secret: NotRequired[dict[str, pulumi.Input[str]]]
     """Cache credentials keyed as the chart wants them (see `cache_secret_data`); secret."""
     concurrent: NotRequired[int]
@@ -166,17 +202,15 @@ class GitlabRunnerArgs(TypedDict):
 
 
 class GitlabRunner(pulumi.ComponentResource):
-    """GitLab Runner with the Kubernetes executor, installed from the official chart.
+    """One pool's GitLab Runner manager (Kubernetes executor) from the official chart.
 
-    Its own namespace; the authentication token in a Kubernetes Secret the chart only
-    references; a config.toml rendered from typed specs (Docker-in-Docker over TLS, jobs
-    pinned to the build nodes, the cache); namespaced RBAC limited to what the executor
-    needs; a PriorityClass for pause pods when warm capacity is on. Works on any cluster:
-    pass its Kubernetes provider in `opts.providers`.
+    The authentication token in a Kubernetes Secret the chart only references; a config.toml
+    rendered from typed specs (privilege only for dind services, jobs pinned to the pool's
+    nodes in their own namespace, the cache); the chart's namespaced RBAC in the job namespace,
+    limited to what the executor needs. Works on any cluster: pass its Kubernetes provider in
+    `opts.providers`.
     """
 
-    namespace: pulumi.Output[str]
-    """Namespace of the runner and its jobs."""
     release_name: pulumi.Output[Optional[str]]
     """Name of the Helm release."""
     config_toml: pulumi.Output[str]
@@ -188,18 +222,12 @@ class GitlabRunner(pulumi.ComponentResource):
         self, name: str, args: GitlabRunnerArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
         super().__init__("gitlab-runner-fleet:index:GitlabRunner", name, None, opts)
-        job = args["job"]
-        namespace = k8s.core.v1.Namespace(
-            name,
-            metadata={"name": job["namespace"]},
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        namespace_name = namespace.metadata.apply(lambda meta: str(meta.name))
+        pool, job, namespace = args["pool"], args["job"], args["namespace"]
         secrets = [
             self._create_secret(
                 f"{name}-token",
-                TOKEN_SECRET_NAME,
-                namespace_name,
+                token_secret_name(pool),
+                namespace,
                 # The chart mounts both keys; the registration token is unused with glrt- tokens.
                 {"runner-token": args["runner_token"], "runner-registration-token": ""},
             )
@@ -208,23 +236,19 @@ class GitlabRunner(pulumi.ComponentResource):
         if cache_secret:
             secrets.append(
                 self._create_secret(
-                    f"{name}-cache", CACHE_SECRET_NAME, namespace_name, cache_secret
+                    f"{name}-cache", cache_secret_name(pool), namespace, cache_secret
                 )
             )
         secrets_version = pulumi.Output.all(
             *(secret.metadata.apply(lambda meta: str(meta.resource_version)) for secret in secrets)
         ).apply("-".join)
-        depends_on: list[pulumi.Resource] = list(secrets)
-        if warm := job.get("warm_capacity"):
-            depends_on.append(self._create_priority_class(name, warm["priority_class_name"]))
 
         cache = pulumi.Output.from_input(args["cache"])
         concurrent = args.get("concurrent", DEFAULT_CONCURRENT)
         check_interval = args.get("check_interval", DEFAULT_CHECK_INTERVAL)
-        values = pulumi.Output.all(
-            cache, args.get("service_account_role_arn"), secrets_version
-        ).apply(
+        values = pulumi.Output.all(cache, secrets_version).apply(
             lambda resolved: chart_values(
+                pool=pool,
                 gitlab_url=args["gitlab_url"],
                 runner_name=args["runner_name"],
                 job=job,
@@ -232,25 +256,25 @@ class GitlabRunner(pulumi.ComponentResource):
                 concurrent=concurrent,
                 check_interval=check_interval,
                 service_account_name=args["service_account_name"],
-                service_account_role_arn=resolved[1],
                 termination_grace_period_seconds=args.get(
                     "termination_grace_period_seconds", DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
                 ),
                 pod_monitor=args.get("pod_monitor", False),
                 has_cache_secret=bool(cache_secret),
-                secrets_version=resolved[2],
+                secrets_version=resolved[1],
+                all_pool_labels=args.get("all_pool_labels") or [job["node_selector"]],
             )
         )
         release = helm.Release(
             name,
+            name=release_name(pool),
             chart=GITLAB_RUNNER_CHART,
             version=GITLAB_RUNNER_CHART_VERSION,
             repository_opts={"repo": GITLAB_RUNNER_CHART_REPO},
-            namespace=namespace_name,
+            namespace=namespace,
             values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
         )
-        self.namespace = namespace_name
         self.release_name = release.name
         self.config_toml = cache.apply(
             lambda resolved: effective_config(
@@ -260,7 +284,6 @@ class GitlabRunner(pulumi.ComponentResource):
         self.config_checksum = self.config_toml.apply(config_checksum)
         self.register_outputs(
             {
-                "namespace": self.namespace,
                 "release_name": self.release_name,
                 "config_toml": self.config_toml,
                 "config_checksum": self.config_checksum,
@@ -279,15 +302,5 @@ class GitlabRunner(pulumi.ComponentResource):
             metadata={"name": secret_name, "namespace": namespace},
             type="Opaque",
             string_data={key: pulumi.Output.secret(value) for key, value in data.items()},
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
-    def _create_priority_class(self, name: str, class_name: str) -> k8s.scheduling.v1.PriorityClass:
-        return k8s.scheduling.v1.PriorityClass(
-            f"{name}-pause-pods",
-            metadata={"name": class_name},
-            value=PAUSE_POD_PRIORITY,
-            global_default=False,
-            description="GitLab Runner pause pods: warm build capacity any job may preempt.",
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -1,4 +1,4 @@
-"""The runner's config.toml, built from typed specs and written with a TOML library.
+"""A pool's runner config.toml, built from typed specs and written with a TOML library.
 
 Pure functions: no Pulumi runtime needed. Every key is a config.toml key of GitLab Runner
 19.3 (`common/config.go`, `cache/cacheconfig/cacheconfig.go`).
@@ -10,12 +10,13 @@ values instead. `effective_config` puts both together for reviewers and the conf
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import tomli_w
 
 from ..build_nodes import CAPACITY_TYPE_LABEL, SPOT
 
+BuildMode = Literal["dind", "rootless"]
 # Docker-in-Docker over TLS: the job talks to the `docker` service on 2376 with client certs
 # that dind writes to /certs/client, a volume shared by the build and service containers.
 DIND_CERTS_MOUNT = "/certs/client"
@@ -25,6 +26,9 @@ DIND_ENVIRONMENT = (
     "DOCKER_TLS_VERIFY=1",
     f"DOCKER_CERT_PATH={DIND_CERTS_MOUNT}",
 )
+# The only services a `dind` pool starts, all privileged: the runner matches `allowed_services`
+# with doublestar globs against the image as the job wrote it (common/allowed_images.go).
+DIND_SERVICES = ("docker:dind", "docker:*-dind")
 # cluster-autoscaler would otherwise drain a node (and kill the job) to consolidate capacity.
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 METRICS_PORT = 9252
@@ -32,6 +36,7 @@ DEFAULT_NAMESPACE = "gitlab-runner"
 DEFAULT_SERVICE_ACCOUNT = "gitlab-runner"
 DEFAULT_CONCURRENT = 10
 DEFAULT_CHECK_INTERVAL = 3
+DEFAULT_OUTPUT_LIMIT_KIB = 16384
 # Long enough for running jobs to finish when the manager pod is replaced.
 DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 3600
 RUNNER_DEFAULT_PRIORITY_CLASS = "gitlab-runner-idle-capacity"
@@ -45,6 +50,13 @@ class ContainerResources(TypedDict, total=False):
     cpu_limit: str
     memory_request: str
     memory_limit: str
+
+
+class OverwriteCeiling(TypedDict):
+    """How far a job may raise CPU and memory of its build and service containers."""
+
+    cpu: str
+    memory: str
 
 
 class WarmCapacityPolicy(TypedDict):
@@ -72,22 +84,48 @@ class BuildTaint(TypedDict):
     effect: str
 
 
+class ConfigMapVolume(TypedDict):
+    """A `[[runners.kubernetes.volumes.config_map]]` entry (e.g. dind's daemon.json)."""
+
+    name: str
+    mount_path: str
+    sub_path: NotRequired[str]
+    read_only: NotRequired[bool]
+    items: NotRequired[dict[str, str]]
+
+
 class JobSpec(TypedDict):
-    """How job pods run: the `[runners.kubernetes]` table and the runner's environment."""
+    """How one pool's job pods run: `[runners.kubernetes]` and the runner-level job policy."""
 
     namespace: str
+    """Namespace of the job pods (not the manager's)."""
     image: str
-    privileged: bool
+    build_mode: str
+    """`dind` (only dind services privileged) or `rootless` (nothing privileged)."""
     request_concurrency: int
     poll_interval: int
     poll_timeout: int
     build: ContainerResources
     helper: ContainerResources
     service: ContainerResources
-    build_labels: dict[str, str]
+    ephemeral_storage_request: str
+    ephemeral_storage_max: str
+    """Ceiling of `KUBERNETES_EPHEMERAL_STORAGE_REQUEST`: what one node offers."""
+    node_selector: dict[str, str]
+    """The pool's labels and `kubernetes.io/arch`."""
     build_taints: list[BuildTaint]
+    pod_labels: dict[str, str]
     environment: list[str]
     """Extra `KEY=value` job variables (cache speed settings and the like)."""
+    feature_flags: dict[str, bool]
+    output_limit: int
+    overwrite_ceiling: NotRequired[OverwriteCeiling]
+    allowed_images: NotRequired[list[str]]
+    allowed_services: NotRequired[list[str]]
+    allowed_pull_policies: NotRequired[list[str]]
+    service_account: NotRequired[str]
+    """Service account of the job pods (no token mounted, no IAM role)."""
+    config_map_volumes: NotRequired[list[ConfigMapVolume]]
     warm_capacity: NotRequired[WarmCapacity]
 
 
@@ -100,6 +138,7 @@ class S3CacheSpec(TypedDict, total=False):
     ServerAddress: str
     Insecure: bool
     PathStyle: bool
+    DualStack: bool
     ServerSideEncryption: str
     ServerSideEncryptionKeyID: str
 
@@ -136,15 +175,15 @@ def tolerations(taints: Sequence[BuildTaint]) -> dict[str, str]:
     }
 
 
-def node_affinity(build_labels: Mapping[str, str]) -> dict[str, Any]:
-    """Require every build label; prefer spot capacity (the label EKS sets on spot nodes)."""
+def node_affinity(node_selector: Mapping[str, str]) -> dict[str, Any]:
+    """Require every selected label; prefer spot capacity (the label EKS sets on spot nodes)."""
     return {
         "required_during_scheduling_ignored_during_execution": {
             "node_selector_terms": [
                 {
                     "match_expressions": [
                         {"key": key, "operator": "In", "values": [value]}
-                        for key, value in build_labels.items()
+                        for key, value in node_selector.items()
                     ]
                 }
             ]
@@ -166,29 +205,91 @@ def _resources(prefix: str, resources: ContainerResources) -> dict[str, str]:
     return {f"{prefix}{key}": str(value) for key, value in resources.items() if value}
 
 
+def _overwrite_ceilings(ceiling: OverwriteCeiling) -> dict[str, str]:
+    """`*_overwrite_max_allowed` for build and service CPU and memory, requests and limits.
+
+    Unset, a job cannot change them with `KUBERNETES_*` variables at all
+    (executors/kubernetes/overwrites.go, runner 19.3).
+    """
+    return {
+        f"{prefix}{resource}_{kind}_overwrite_max_allowed": ceiling[resource]
+        for prefix in ("", "service_")
+        for resource in ("cpu", "memory")
+        for kind in ("request", "limit")
+    }
+
+
+def security_contexts(build_mode: str) -> dict[str, Any]:
+    """Privilege only where Docker-in-Docker needs it.
+
+    `privileged` at `[runners.kubernetes]` would cover every container; each container's own
+    security context wins over it (`GetContainerSecurityContext`, common/config.go, runner 19.3),
+    so build and helper never escalate, and services are privileged only in `dind` pools.
+    """
+    unprivileged = {"privileged": False, "allow_privilege_escalation": False}
+    return {
+        "privileged": False,
+        "build_container_security_context": dict(unprivileged),
+        "helper_container_security_context": dict(unprivileged),
+        "service_container_security_context": {"privileged": build_mode == "dind"},
+    }
+
+
+def allowed_services(job: JobSpec) -> list[str] | None:
+    """Every service of a `dind` pool runs privileged, so dind is all it starts unless told."""
+    extra = job.get("allowed_services")
+    if job["build_mode"] == "dind":
+        return [*DIND_SERVICES, *(s for s in extra or [] if s not in DIND_SERVICES)]
+    return extra
+
+
 def kubernetes_section(job: JobSpec) -> dict[str, Any]:
     """The `[runners.kubernetes]` table."""
+    dind = job["build_mode"] == "dind"
     section: dict[str, Any] = {
         "namespace": job["namespace"],
         "image": job["image"],
-        "privileged": job["privileged"],
+        **security_contexts(job["build_mode"]),
         "poll_interval": job["poll_interval"],
         "poll_timeout": job["poll_timeout"],
         **_resources("", job["build"]),
         **_resources("helper_", job["helper"]),
         **_resources("service_", job["service"]),
-        # Pause pods copy the node selector and tolerations, not the affinity: with the selector
-        # they warm the build nodes rather than whatever node has room.
-        "node_selector": dict(job["build_labels"]),
-        "node_tolerations": tolerations(job["build_taints"]),
-        "affinity": {"node_affinity": node_affinity(job["build_labels"])},
-        "pod_annotations": {SAFE_TO_EVICT_ANNOTATION: "false"},
-        "volumes": {
-            "empty_dir": [
-                {"name": "docker-certs", "mount_path": DIND_CERTS_MOUNT, "medium": "Memory"}
-            ]
-        },
+        "ephemeral_storage_request": job["ephemeral_storage_request"],
+        "ephemeral_storage_request_overwrite_max_allowed": job["ephemeral_storage_max"],
     }
+    if ceiling := job.get("overwrite_ceiling"):
+        section.update(_overwrite_ceilings(ceiling))
+    for key in ("allowed_images", "allowed_pull_policies", "service_account"):
+        if key in job:
+            section[key] = job[key]
+    if services := allowed_services(job):
+        section["allowed_services"] = services
+    if "service_account" in job:
+        section["automount_service_account_token"] = False
+    section.update(
+        {
+            # Pause pods copy the node selector and tolerations, not the affinity: with the
+            # selector they warm this pool's nodes rather than whatever node has room.
+            "node_selector": dict(job["node_selector"]),
+            "node_tolerations": tolerations(job["build_taints"]),
+            "affinity": {"node_affinity": node_affinity(job["node_selector"])},
+            "pod_labels": dict(job["pod_labels"]),
+            "pod_annotations": {SAFE_TO_EVICT_ANNOTATION: "false"},
+            # A PodDisruptionBudget per job pod: node drains (upgrades, consolidation) wait for
+            # the job instead of evicting it (executors/kubernetes/kubernetes.go, runner 19.3).
+            "pod_disruption_budget": True,
+        }
+    )
+    volumes: dict[str, Any] = {}
+    if dind:
+        volumes["empty_dir"] = [
+            {"name": "docker-certs", "mount_path": DIND_CERTS_MOUNT, "medium": "Memory"}
+        ]
+    if config_maps := job.get("config_map_volumes"):
+        volumes["config_map"] = [dict(volume) for volume in config_maps]
+    if volumes:
+        section["volumes"] = volumes
     if warm := job.get("warm_capacity"):
         section["autoscaler"] = {
             "max_pause_pods": warm["max_pause_pods"],
@@ -200,10 +301,15 @@ def kubernetes_section(job: JobSpec) -> dict[str, Any]:
 
 def runner_entry(job: JobSpec, cache: CacheSpec) -> dict[str, Any]:
     """The one `[[runners]]` entry the chart registers (no URL or token: the chart sets those)."""
+    dind_environment = list(DIND_ENVIRONMENT) if job["build_mode"] == "dind" else []
     return {
         "executor": "kubernetes",
         "request_concurrency": job["request_concurrency"],
-        "environment": [*DIND_ENVIRONMENT, *job["environment"]],
+        "output_limit": job["output_limit"],
+        "environment": [*dind_environment, *job["environment"]],
+        # Flags here win over `FF_*` job variables; in `environment` a job could override them
+        # (common/build_settings.go, runner 19.3).
+        "feature_flags": dict(job["feature_flags"]),
         "kubernetes": kubernetes_section(job),
         "cache": dict(cache),
     }

@@ -1,0 +1,158 @@
+"""What every settings section shares: problems, the error that lists them, the section base.
+
+A problem carries its config key path, the same path `pulumi config set --path` takes
+(`cache.expirationDays`, `pools[1].instanceTypes`), and a message that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from ..kubernetes_names import checked
+from ..naming import bucket_name_problems
+
+_GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
+IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+
+
+def _go_duration_problems(duration: str) -> list[str]:
+    return [] if _GO_DURATION.match(duration) else ["must be a duration such as 10m or 1h30m"]
+
+
+GoDuration = Annotated[str, checked(_go_duration_problems)]
+BucketName = Annotated[str, checked(bucket_name_problems)]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid setting: where it is and what to do about it."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+class SettingsError(pulumi.RunError):
+    """Invalid stack configuration. A RunError, so Pulumi prints the message without a traceback."""
+
+    def __init__(self, stack: str, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"Invalid configuration for stack '{stack}' ({count}). Fix these in "
+            f"stacks/Pulumi.{stack}.yaml or with `pulumi config set --path <key> <value>`; "
+            f"README.md lists every key.\n{lines}"
+        )
+
+
+class ConfigModel(BaseModel):
+    """A config object: camelCase keys, unknown keys refused, immutable once read."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Section(ConfigModel):
+    """A top-level stack config section (`gitlab-runner-fleet:<config_key>`)."""
+
+    config_key: ClassVar[str]
+
+    def cross_field_problems(self) -> list[Problem]:
+        """Rules that span several keys of this section."""
+        return []
+
+    def _problem(self, field_name: str, message: str) -> Problem:
+        return Problem(f"{self.config_key}.{to_camel(field_name)}", message)
+
+
+class Secret:
+    """A secret config value. Never printed; handed to Pulumi only as a secret Output."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "Secret(****)"
+
+    def output(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self._value)
+
+
+@dataclass(frozen=True)
+class RawSecret:
+    """A secret-looking config value as read, and whether Pulumi holds it encrypted."""
+
+    value: str
+    stored_as_secret: bool
+
+
+def unique_instance_types(instance_types: list[str]) -> list[str]:
+    """The list itself, or a ValueError when it is empty or repeats a type."""
+    if not instance_types:
+        raise ValueError("must list at least one instance type")
+    if duplicates := sorted({t for t in instance_types if instance_types.count(t) > 1}):
+        raise ValueError(f"must not repeat instance types, repeated: {', '.join(duplicates)}")
+    return instance_types
+
+
+def key_path(key: str, location: Sequence[int | str]) -> str:
+    """`cache` + `("s3", "bucket")` -> `cache.s3.bucket`; list indexes become `[i]`."""
+    path = key
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def describe_errors(key: str, model_type: type[BaseModel], error: ValidationError) -> list[Problem]:
+    """pydantic's errors as problems with config key paths and fix-it messages."""
+    known = ", ".join((info.alias or name) for name, info in model_type.model_fields.items())
+    problems = []
+    for detail in error.errors():
+        path = key_path(key, detail["loc"])
+        describe = _MESSAGES.get(detail["type"])
+        message = describe(detail) if describe else f"{detail['msg']}, got {detail['input']!r}"
+        if detail["type"] == "extra_forbidden":
+            message += f"; known keys: {known}" if len(detail["loc"]) == 1 else ""
+        elif detail["type"] == "model_type" and not detail["loc"]:
+            message = f"must be an object with keys {known}, got {detail['input']!r}"
+        problems.append(Problem(path, message))
+    return problems
+
+
+_MESSAGES: dict[str, Callable[[Any], str]] = {
+    "greater_than_equal": lambda d: f"must be >= {d['ctx']['ge']}, got {d['input']!r}",
+    "less_than_equal": lambda d: f"must be <= {d['ctx']['le']}, got {d['input']!r}",
+    "extra_forbidden": lambda d: "unknown key (check its spelling)",
+    "literal_error": lambda d: f"must be one of {d['ctx']['expected']}, got {d['input']!r}",
+    "value_error": lambda d: str(d["ctx"]["error"]),
+    "int_parsing": lambda d: f"must be a whole number, got {d['input']!r}",
+    "int_from_float": lambda d: f"must be a whole number, got {d['input']!r}",
+    "int_type": lambda d: f"must be a whole number, got {d['input']!r}",
+    "bool_parsing": lambda d: f"must be true or false, got {d['input']!r}",
+    "bool_type": lambda d: f"must be true or false, got {d['input']!r}",
+    "string_type": lambda d: f"must be a string, got {d['input']!r}",
+    "list_type": lambda d: f"must be a list, got {d['input']!r}",
+    "dict_type": lambda d: f"must be an object of keys to values, got {d['input']!r}",
+    "model_type": lambda d: f"must be an object, got {d['input']!r}",
+    "missing": lambda d: "required; see the config reference in README.md",
+    "too_long": lambda d: (
+        f"must have at most {d['ctx']['max_length']} items, got {d['ctx']['actual_length']}"
+    ),
+    "too_short": lambda d: (
+        f"must have at least {d['ctx']['min_length']} items, got {d['ctx']['actual_length']}"
+    ),
+}

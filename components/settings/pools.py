@@ -1,0 +1,420 @@
+"""`pools`: the kinds of build capacity a stack runs, each with its node group and runner.
+
+A pool is defined once here; its labels, taints and architecture reach its node group, its
+Auto Scaling group's scale-from-zero tags, its runner's node selector, tolerations and
+affinity, and its pause pods (which copy the runner's node selector and tolerations).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+
+from ..build_nodes import (
+    DEFAULT_DISK_SIZE_GIB,
+    MAX_TAINTS_PER_NODE_GROUP,
+    POOL_LABEL,
+    Architecture,
+    InstanceShape,
+    Taint,
+    allocatable_ephemeral_storage_gib,
+    group_architecture,
+    instance_shape,
+    instance_type_problem,
+    node_selector,
+    unknown_shapes,
+)
+from ..kubernetes_names import Quantity, label_key_problems, label_value_problems, quantity_value
+from ..workloads.runner_config import BuildMode, ContainerResources
+from .base import (
+    IAM_ROLE_ARN,
+    ConfigModel,
+    GoDuration,
+    Problem,
+    describe_errors,
+    unique_instance_types,
+)
+
+POOLS_KEY = "pools"
+DEFAULT_POOL_NAME = "default"
+# Current compute-optimised amd64 types of one shape (8 vCPU, 16 GiB): several spot pools.
+DEFAULT_INSTANCE_TYPES = (
+    "c5a.2xlarge", "c5.2xlarge", "c5ad.2xlarge", "c5d.2xlarge", "c6a.2xlarge", "c6i.2xlarge",
+)  # fmt: skip
+_POOL_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/-]+$")
+# What the ceiling for job overrides leaves a node for its system pods and the helper.
+_OVERRIDE_HEADROOM_VCPUS = 1
+_OVERRIDE_MEMORY_FRACTION = 0.75
+
+
+class ContainerResourceSettings(ConfigModel):
+    """Requests and limits of one kind of job container (Kubernetes quantities)."""
+
+    cpu_request: Quantity | None = None
+    cpu_limit: Quantity | None = None
+    memory_request: Quantity | None = None
+    memory_limit: Quantity | None = None
+
+    def spec(self) -> ContainerResources:
+        """The non-empty values, keyed as `runner_config` takes them."""
+        return {key: value for key, value in self.model_dump().items() if value}  # type: ignore[return-value]
+
+
+class OverwriteMaxSettings(ConfigModel):
+    """How far a job may raise its build and service containers' CPU and memory."""
+
+    cpu: Quantity = Field(description="Ceiling of `KUBERNETES_*CPU_REQUEST/LIMIT` variables.")
+    memory: Quantity = Field(description="Ceiling of `KUBERNETES_*MEMORY_REQUEST/LIMIT`.")
+
+
+class WarmCapacityPolicySettings(ConfigModel):
+    """When to keep jobs' worth of capacity warm, and how much."""
+
+    periods: list[str] = Field(min_length=1)
+    timezone: str = "UTC"
+    idle_jobs: int = Field(ge=0, le=100)
+    idle_time: GoDuration = "10m"
+
+    @field_validator("periods")
+    @classmethod
+    def _valid_cron(cls, periods: list[str]) -> list[str]:
+        for period in periods:
+            fields = period.split()
+            if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+                raise ValueError(
+                    "each period must be a 5-field cron expression (minute hour day month "
+                    f"weekday), e.g. '* 8-18 * * mon-fri', got {period!r}"
+                )
+        return periods
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"must be an IANA time zone such as Europe/Berlin or UTC, got {timezone!r}"
+            ) from None
+        return timezone
+
+
+class WarmCapacitySettings(ConfigModel):
+    """Idle capacity for whole jobs, held by pause pods that any job preempts."""
+
+    policies: list[WarmCapacityPolicySettings] = Field(
+        min_length=1,
+        description="Policies (`{periods, timezone, idleJobs, idleTime}`); the last matching "
+        "one wins, none matching means no pause pods.",
+    )
+    max_idle_jobs: int | None = Field(
+        None, ge=1, le=100, description="Upper bound; default: the largest `idleJobs`."
+    )
+
+
+class PoolSettings(ConfigModel):
+    """One kind of build capacity: a spot node group and the runner manager that fills it."""
+
+    name: str = Field(description="Pool name; names its node group, runner and defaults.")
+    instance_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_INSTANCE_TYPES),
+        description="Spot instance types of one vCPU/memory shape and architecture (arm64 for "
+        "Graviton types such as c7g). Several types widen the spot pools.",
+    )
+    min_size: int = Field(0, ge=0, description="Minimum nodes; 0 lets the group scale to zero.")
+    max_size: int = Field(10, ge=1, le=1000, description="Maximum nodes.")
+    disk_size_gib: int = Field(
+        DEFAULT_DISK_SIZE_GIB, ge=20, le=16384, description="Root volume of each node."
+    )
+    labels: dict[str, str] | None = Field(
+        None,
+        description=f"Node labels jobs select. Default: `{{{POOL_LABEL}: <name>}}`, so pools "
+        "never share nodes.",
+    )
+    taints: list[Taint] | None = Field(
+        None,
+        max_length=MAX_TAINTS_PER_NODE_GROUP,
+        description=f"Taints keeping other pods off the nodes. Default: `{POOL_LABEL}=<name>:"
+        "NoSchedule`.",
+    )
+    tags: list[str] = Field(
+        default_factory=list,
+        description="GitLab runner tags this pool serves; jobs pick the pool with `tags:`.",
+    )
+    run_untagged: bool = Field(False, description="Also take jobs without tags.")
+    concurrent: int = Field(10, ge=1, le=1000, description="Jobs the pool's manager runs at once.")
+    build_mode: BuildMode | None = Field(
+        None, description="`dind` or `rootless`. Default: `runner.buildMode`."
+    )
+    build_resources: ContainerResourceSettings = Field(
+        default_factory=lambda: ContainerResourceSettings(
+            cpu_request="250m", memory_request="512Mi", memory_limit="1Gi"
+        ),
+        description="Build container: with Docker-in-Docker it only runs the docker CLI.",
+    )
+    helper_resources: ContainerResourceSettings = Field(
+        default_factory=lambda: ContainerResourceSettings(
+            cpu_request="200m", memory_request="256Mi", memory_limit="2Gi"
+        ),
+        description="Helper container: git, and archiving multi-GiB caches and artifacts.",
+    )
+    service_resources: ContainerResourceSettings = Field(
+        default_factory=lambda: ContainerResourceSettings(
+            cpu_request="2", memory_request="4Gi", memory_limit="8Gi"
+        ),
+        description="Each service container; `docker:dind` does the actual `docker build`.",
+    )
+    overwrite_max_allowed: OverwriteMaxSettings | None = Field(
+        None,
+        description="Ceiling up to which jobs raise build and service CPU/memory with "
+        "`KUBERNETES_*` variables. Default: the node's vCPUs minus 1 and 75% of its memory.",
+    )
+    ephemeral_storage_request: Quantity = Field(
+        "8Gi", description="Ephemeral storage each job pod requests (images, layers, workspace)."
+    )
+    scale_from_zero_ephemeral_storage: Quantity | None = Field(
+        None,
+        description="Ephemeral storage advertised to cluster-autoscaler for an empty group. "
+        "Default: what the disk really offers (disk minus kubelet's 10% eviction threshold and "
+        "1Gi reserved); larger values are refused.",
+    )
+    node_role_arn: str | None = Field(
+        None,
+        description="Existing IAM role for the nodes. Default: a role with the worker node, "
+        "CNI and ECR read-only managed policies.",
+    )
+    warm_capacity: WarmCapacitySettings | None = Field(
+        None, description="Keep capacity for whole jobs warm on a schedule (pause pods)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _POOL_NAME.match(name):
+            raise ValueError(
+                "must be 1-20 lowercase letters, digits and '-', starting with a letter and "
+                f"ending with a letter or digit (it names Kubernetes and AWS objects), got {name!r}"
+            )
+        return name
+
+    @field_validator("instance_types")
+    @classmethod
+    def _valid_instance_types(cls, instance_types: list[str]) -> list[str]:
+        instance_types = unique_instance_types(instance_types)
+        if problem := instance_type_problem(instance_types):
+            raise ValueError(problem)
+        return instance_types
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        if labels is None:
+            return None
+        if not labels:
+            raise ValueError("must hold at least one label, or be left out for the default")
+        problems = [
+            f"{key!r}: {problem}"
+            for key, value in labels.items()
+            for problem in label_key_problems(key) + label_value_problems(value)
+        ]
+        if problems:
+            raise ValueError(f"invalid Kubernetes labels: {'; '.join(problems)}")
+        return labels
+
+    @field_validator("taints")
+    @classmethod
+    def _unique_taints(cls, taints: list[Taint] | None) -> list[Taint] | None:
+        seen = [(taint.key, taint.effect) for taint in taints or []]
+        if duplicates := sorted({pair for pair in seen if seen.count(pair) > 1}):
+            raise ValueError(f"each key and effect may appear once, repeated: {duplicates}")
+        return taints
+
+    @field_validator("node_role_arn")
+    @classmethod
+    def _valid_role_arn(cls, arn: str | None) -> str | None:
+        if arn is not None and not IAM_ROLE_ARN.match(arn):
+            raise ValueError(f"must be an IAM role ARN, got {arn!r}")
+        return arn
+
+    @property
+    def node_labels(self) -> dict[str, str]:
+        """The labels the pool's nodes carry and its jobs require."""
+        return dict(self.labels) if self.labels is not None else {POOL_LABEL: self.name}
+
+    @property
+    def node_taints(self) -> list[Taint]:
+        """The taints the pool's nodes carry and its jobs tolerate."""
+        if self.taints is not None:
+            return list(self.taints)
+        return [Taint(key=POOL_LABEL, value=self.name, effect="NoSchedule")]
+
+    @property
+    def architecture(self) -> Architecture:
+        """The CPU architecture of the pool's instance types, never guessed."""
+        return group_architecture(self.instance_types)
+
+    @property
+    def job_node_selector(self) -> dict[str, str]:
+        """What the pool's job pods (and pause pods) select: its labels and architecture."""
+        return node_selector(self.node_labels, self.architecture)
+
+    @property
+    def shape(self) -> InstanceShape | None:
+        """The vCPU/memory shape of the pool's first (sizing) instance type, when known."""
+        return instance_shape(self.instance_types[0])
+
+    @property
+    def allocatable_ephemeral_storage(self) -> str:
+        """The ephemeral storage a node of this pool really offers pods."""
+        return f"{allocatable_ephemeral_storage_gib(self.disk_size_gib)}Gi"
+
+    @property
+    def advertised_ephemeral_storage(self) -> str:
+        """What cluster-autoscaler is told an empty group's nodes offer."""
+        return self.scale_from_zero_ephemeral_storage or self.allocatable_ephemeral_storage
+
+    @property
+    def overwrite_ceiling(self) -> OverwriteMaxSettings | None:
+        """The explicit ceiling, else one sized from the node's shape (None when unknown)."""
+        if self.overwrite_max_allowed is not None:
+            return self.overwrite_max_allowed
+        if (shape := self.shape) is None:
+            return None
+        return OverwriteMaxSettings(
+            cpu=str(max(1, shape.vcpus - _OVERRIDE_HEADROOM_VCPUS)),
+            memory=f"{int(shape.memory_gib * _OVERRIDE_MEMORY_FRACTION)}Gi",
+        )
+
+    def pause_pods_per_job(self) -> int:
+        """Pause pods that together hold one job's build, helper and service requests.
+
+        A pause pod requests only the build container's CPU and memory
+        (executors/kubernetes/autoscaler/provider.go, runner 19.3), so one job needs several.
+        """
+        build = self.build_resources
+        parts = (self.build_resources, self.helper_resources, self.service_resources)
+        per_resource = []
+        for request in ("cpu_request", "memory_request"):
+            total = sum(quantity_value(getattr(p, request) or "0") for p in parts)
+            per_resource.append(math.ceil(total / quantity_value(getattr(build, request) or "1")))
+        return max(per_resource)
+
+    def problems(self, index: int) -> list[Problem]:
+        """Rules that span several keys of this pool."""
+        key = f"{POOLS_KEY}[{index}]"
+        problems = []
+        if self.min_size > self.max_size:
+            problems.append(
+                Problem(
+                    f"{key}.minSize",
+                    f"must be <= {key}.maxSize ({self.max_size}), got {self.min_size}",
+                )
+            )
+        if not self.tags and not self.run_untagged:
+            problems.append(
+                Problem(
+                    f"{key}.tags",
+                    "must list the GitLab runner tags this pool serves (jobs pick a pool with "
+                    "`tags:`), or set runUntagged: true; otherwise no job ever reaches it",
+                )
+            )
+        advertised = self.scale_from_zero_ephemeral_storage
+        allocatable = self.allocatable_ephemeral_storage
+        if advertised and quantity_value(advertised) > quantity_value(allocatable):
+            problems.append(
+                Problem(
+                    f"{key}.scaleFromZeroEphemeralStorage",
+                    f"must be <= {allocatable}, what a {self.disk_size_gib} GiB disk offers pods "
+                    "after kubelet's 10% eviction threshold and reservations, got "
+                    f"{advertised}; cluster-autoscaler would launch nodes the job never fits on. "
+                    "Leave it out to derive it from diskSizeGib",
+                )
+            )
+        if quantity_value(self.ephemeral_storage_request) > quantity_value(
+            self.advertised_ephemeral_storage
+        ):
+            problems.append(
+                Problem(
+                    f"{key}.ephemeralStorageRequest",
+                    f"must fit on one node ({self.advertised_ephemeral_storage}), got "
+                    f"{self.ephemeral_storage_request}",
+                )
+            )
+        build = self.build_resources
+        if self.warm_capacity and not (build.cpu_request and build.memory_request):
+            problems.append(
+                Problem(
+                    f"{key}.buildResources",
+                    "needs cpuRequest and memoryRequest with warmCapacity: pause pods are sized "
+                    "from them",
+                )
+            )
+        return problems
+
+    @property
+    def unknown_shape_warning(self) -> str | None:
+        """A warning when some instance types' shapes cannot be checked here."""
+        if unknown := unknown_shapes(self.instance_types):
+            return (
+                f"pools[{self.name}].instanceTypes: cannot check the vCPU/memory shape of "
+                f"{', '.join(unknown)}; make sure every type matches {self.instance_types[0]}"
+            )
+        return None
+
+
+def parse_pools(raw: Any) -> tuple[list[PoolSettings], list[Problem]]:
+    """Validate the `pools` list; every problem carries its `pools[i].key` path."""
+    if raw is None:
+        raw = [{"name": DEFAULT_POOL_NAME, "runUntagged": True}]
+    if not isinstance(raw, list) or not raw:
+        return [], [
+            Problem(POOLS_KEY, f"must be a non-empty list of pools ({{name, ...}}), got {raw!r}")
+        ]
+    pools: list[PoolSettings] = []
+    problems: list[Problem] = []
+    for index, item in enumerate(raw):
+        key = f"{POOLS_KEY}[{index}]"
+        try:
+            pool = PoolSettings.model_validate(item)
+        except ValidationError as error:
+            problems.extend(describe_errors(key, PoolSettings, error))
+            continue
+        pools.append(pool)
+        problems.extend(pool.problems(index))
+    if len(pools) == len(raw):
+        problems.extend(_cross_pool_problems(pools))
+    return pools, problems
+
+
+def _cross_pool_problems(pools: Sequence[PoolSettings]) -> list[Problem]:
+    problems = []
+    names = [pool.name for pool in pools]
+    for index, pool in enumerate(pools):
+        if names.index(pool.name) != index:
+            problems.append(
+                Problem(f"{POOLS_KEY}[{index}].name", f"repeats pool name {pool.name!r}")
+            )
+            continue
+        for other_index, other in enumerate(pools[:index]):
+            if _selects(pool.node_labels, other.node_labels) or _selects(
+                other.node_labels, pool.node_labels
+            ):
+                problems.append(
+                    Problem(
+                        f"{POOLS_KEY}[{index}].labels",
+                        f"overlap with {POOLS_KEY}[{other_index}] ({other.name}): one pool's "
+                        "labels all appear on the other's nodes, so its jobs could land there; "
+                        "give each pool a label the other lacks",
+                    )
+                )
+    return problems
+
+
+def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())

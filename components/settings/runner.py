@@ -1,0 +1,143 @@
+"""`runner`: what every pool's runner manager shares (GitLab, namespace, job policy)."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from ..kubernetes_names import NamespaceName, ServiceAccountName
+from ..workloads.runner_config import (
+    DEFAULT_CHECK_INTERVAL,
+    DEFAULT_NAMESPACE,
+    DEFAULT_OUTPUT_LIMIT_KIB,
+    DEFAULT_SERVICE_ACCOUNT,
+    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
+    BuildMode,
+)
+from .base import GoDuration, Problem, Section
+
+_HTTP_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_FEATURE_FLAG = re.compile(r"^FF_[A-Z0-9_]+$")
+PullPolicy = Literal["always", "if-not-present", "never"]
+
+
+class RunnerSettings(Section):
+    """What every pool's runner manager shares: GitLab, its namespace, and the job policy."""
+
+    config_key: ClassVar[str] = "runner"
+
+    gitlab_url: str = Field(
+        "https://gitlab.com/", description="URL of the GitLab instance the runners serve."
+    )
+    namespace: NamespaceName = Field(
+        DEFAULT_NAMESPACE,
+        description="Namespace of the runner managers and their token Secrets; jobs run in "
+        "`<namespace>-jobs-<buildMode>` namespaces of their own.",
+    )
+    service_account_name: ServiceAccountName = Field(
+        DEFAULT_SERVICE_ACCOUNT,
+        description="Service account every pool's manager runs as; the cache IRSA role trusts it.",
+    )
+    build_mode: BuildMode = Field(
+        "dind",
+        description="Default build mode of the pools. `dind`: Docker-in-Docker, only `docker:dind` "
+        "services are privileged. `rootless`: nothing is privileged (BuildKit rootless, kaniko).",
+    )
+    check_interval: int = Field(
+        DEFAULT_CHECK_INTERVAL, ge=1, le=3600, description="Seconds between checks for new jobs."
+    )
+    request_concurrency: int = Field(
+        4, ge=1, le=100, description="Concurrent requests for new jobs to GitLab, per pool."
+    )
+    poll_interval: int = Field(
+        3, ge=1, le=300, description="Seconds between checks of a job pod's state."
+    )
+    poll_timeout: int = Field(
+        600,
+        ge=30,
+        le=3600,
+        description="Seconds a job pod may wait to start. Long enough for a spot node to be "
+        "launched from zero (2-4 minutes).",
+    )
+    default_image: str = Field(
+        "alpine:3.22", description="Image of jobs that name none (`image:` in .gitlab-ci.yml)."
+    )
+    termination_grace_period_seconds: int = Field(
+        DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
+        ge=0,
+        le=86400,
+        description="How long a stopping manager pod waits for running jobs to finish.",
+    )
+    pod_monitor: bool = Field(
+        False,
+        description="Create a PodMonitor for the runners' metrics (needs the Prometheus operator).",
+    )
+    fast_zip: bool = Field(
+        True, description="`FF_USE_FASTZIP`: the faster archiver for cache and artifacts."
+    )
+    cache_compression_level: Literal["fastest", "fast", "default", "slow", "slowest"] = Field(
+        "fast", description="`CACHE_COMPRESSION_LEVEL` with fastzip."
+    )
+    transfer_meter_frequency: GoDuration = Field(
+        "5s", description="`TRANSFER_METER_FREQUENCY`: progress lines during long transfers."
+    )
+    feature_flags: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Extra runner feature flags for `[runners.feature_flags]`, which jobs cannot "
+        "override with `FF_*` variables.",
+    )
+    output_limit_kib: int = Field(
+        DEFAULT_OUTPUT_LIMIT_KIB,
+        ge=64,
+        le=1048576,
+        description="`output_limit`: the largest job log kept, in KiB (the runner's own default "
+        "is 4096).",
+    )
+    allowed_images: list[str] | None = Field(
+        None,
+        description="`allowed_images`: globs of the images jobs may use (e.g. `registry.example."
+        "com/**`). Default: any image.",
+    )
+    allowed_services: list[str] | None = Field(
+        None,
+        description="`allowed_services`: globs of the service images jobs may start. `dind` pools "
+        "always allow `docker:dind` and `docker:*-dind`, and every allowed service of a `dind` "
+        "pool runs privileged. Default: any service in `rootless` pools, only dind in `dind`.",
+    )
+    allowed_pull_policies: list[PullPolicy] | None = Field(
+        None,
+        description="`allowed_pull_policies`: the pull policies jobs may ask for. Default: any.",
+    )
+
+    @field_validator("gitlab_url")
+    @classmethod
+    def _valid_url(cls, url: str) -> str:
+        if not _HTTP_URL.match(url):
+            raise ValueError(
+                f"must be an http(s) URL such as https://gitlab.example.com/, got {url!r}"
+            )
+        return url
+
+    def cross_field_problems(self) -> list[Problem]:
+        return [
+            self._problem(
+                "feature_flags",
+                f"{name!r} is not a runner feature flag name (FF_ followed by capitals, digits "
+                "and underscores, e.g. FF_USE_FASTZIP)",
+            )
+            for name in self.feature_flags
+            if not _FEATURE_FLAG.match(name)
+        ]
+
+    def job_environment(self) -> list[str]:
+        """Job variables that tune cache transfers and show their progress."""
+        return [
+            f"CACHE_COMPRESSION_LEVEL={self.cache_compression_level}",
+            f"TRANSFER_METER_FREQUENCY={self.transfer_meter_frequency}",
+        ]
+
+    def job_feature_flags(self) -> dict[str, bool]:
+        """`[runners.feature_flags]`: the runner's settings, which job variables cannot change."""
+        return {"FF_USE_FASTZIP": self.fast_zip, **self.feature_flags}

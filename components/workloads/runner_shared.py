@@ -1,0 +1,70 @@
+"""RunnerShared: what every pool's runner manager shares in the cluster."""
+
+from typing import NotRequired, Optional, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ..aws.irsa_role import IRSA_ROLE_ANNOTATION
+
+PAUSE_POD_PRIORITY = -1
+"""Below every workload (default 0), so any job preempts a pause pod; the runner's own default.
+
+Not -10: cluster-autoscaler's `--expendable-pods-priority-cutoff` is -10, and a pod below the
+cutoff never triggers a scale-up (`IsExpendablePod`: priority < cutoff); -10 sits on the edge.
+"""
+
+
+class RunnerSharedArgs(TypedDict):
+    """Inputs of RunnerShared."""
+
+    namespace: pulumi.Input[str]
+    """Namespace of the runner managers."""
+    service_account_name: str
+    """Service account every pool's manager runs as."""
+    service_account_role_arn: NotRequired[pulumi.Input[Optional[str]]]
+    """IRSA role the managers assume to sign cache URLs (S3 cache with IAM authentication)."""
+    pause_pod_priority_class: NotRequired[Optional[str]]
+    """Name of the PriorityClass to create for pause pods; none when no pool warms capacity."""
+
+
+class RunnerShared(pulumi.ComponentResource):
+    """The managers' service account and the pause pods' PriorityClass.
+
+    One service account for every pool keeps one IRSA trust subject; the PriorityClass is
+    created here so the runners need no cluster-wide `scheduling.k8s.io` rights.
+    """
+
+    service_account_name: pulumi.Output[str]
+    """Name of the managers' service account, once it exists."""
+
+    def __init__(
+        self, name: str, args: RunnerSharedArgs, opts: Optional[pulumi.ResourceOptions] = None
+    ) -> None:
+        super().__init__("gitlab-runner-fleet:index:RunnerShared", name, None, opts)
+        annotations = pulumi.Output.from_input(args.get("service_account_role_arn")).apply(
+            lambda arn: {IRSA_ROLE_ANNOTATION: arn} if arn else {}
+        )
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-managers",
+            metadata={
+                "name": args["service_account_name"],
+                "namespace": args["namespace"],
+                "annotations": annotations,
+            },
+            # The manager talks to the Kubernetes API with this account's token.
+            automount_service_account_token=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        if class_name := args.get("pause_pod_priority_class"):
+            k8s.scheduling.v1.PriorityClass(
+                f"{name}-pause-pods",
+                metadata={"name": class_name},
+                value=PAUSE_POD_PRIORITY,
+                global_default=False,
+                preemption_policy="Never",
+                description="GitLab Runner pause pods: warm build capacity any job preempts.",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.service_account_name = account.metadata.apply(lambda meta: str(meta.name))
+        self.register_outputs({"service_account_name": self.service_account_name})
