@@ -67,7 +67,8 @@ def test_merge_request_jobs_cover_every_stack(name: str) -> None:
 def test_preview_shows_the_diff_and_keeps_it() -> None:
     preview = job("preview")
     assert any(
-        "pulumi preview --diff" in line and '--stack "$STACK"' in line for line in preview["script"]
+        "pulumi preview --refresh --diff" in line and '--stack "$STACK"' in line
+        for line in preview["script"]
     )
     assert preview["artifacts"]["paths"] == ["preview.txt"]
     assert preview["artifacts"]["name"] == "preview-$STACK"
@@ -84,9 +85,11 @@ def test_render_is_published_and_validated_with_the_real_tools() -> None:
         in helm
     )
     assert "kubeconform -strict" in job("kubeconform")["script"][0]
-    assert job("runner-config-lint")["script"] == [
-        'gitlab-runner lint --config "out/$STACK/runner/config.toml"'
-    ]
+    lint = "\n".join(job("runner-config-lint")["script"])
+    # render.py writes one config.toml per pool and one values file per pool's release.
+    assert 'for config in "out/$STACK"/runner/*/config.toml' in lint
+    assert 'gitlab-runner lint --config "$config"' in lint
+    assert 'for values in "out/$STACK"/values/gitlab-runner-*.yaml' in helm
     lint_image = job("runner-config-lint")["image"]["name"]
     assert lint_image == f"gitlab/gitlab-runner:alpine-v{GITLAB_RUNNER_VERSION}"
 
@@ -110,7 +113,7 @@ def test_default_branch_deploys_each_stack_one_update_at_a_time(stack: str, manu
     deploy = job(f"deploy-{stack}")
     assert deploy["variables"]["STACK"] == stack
     assert deploy["resource_group"] == "pulumi-$STACK"
-    assert deploy["script"] == ['pulumi up --yes --non-interactive --stack "$STACK"']
+    assert deploy["script"] == ['pulumi up --refresh --yes --non-interactive --stack "$STACK"']
     (rule,) = deploy["rules"]
     assert rule["if"] == DEFAULT_BRANCH
     assert (rule.get("when") == "manual") is manual
@@ -120,3 +123,20 @@ def test_every_stack_has_a_deploy_job() -> None:
     assert {name.removeprefix("deploy-") for name in PIPELINE if name.startswith("deploy-")} == set(
         stack_names()
     )
+
+
+def test_every_operation_refreshes_first() -> None:
+    # ignore_changes fills scalingConfig.desiredSize from the stack's state; without a refresh
+    # that is the creation value, and the AWS provider sends the whole scaling block on any
+    # change (terraform-provider-aws internal/service/eks/node_group.go), draining build nodes.
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    assert project["options"]["refresh"] == "always"
+    commands = [
+        line
+        for name, definition in PIPELINE.items()
+        if isinstance(definition, dict)
+        for line in job(name).get("script", [])
+        if isinstance(line, str) and line.startswith(("pulumi up", "pulumi preview"))
+    ]
+    assert commands
+    assert all("--refresh" in line for line in commands)
