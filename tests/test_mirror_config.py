@@ -25,6 +25,7 @@ from components.workloads.mirror_config import (
     STORAGE_SECRET_KEY_ENV,
     USER_DATA_BOUNDARY,
     MirrorStorage,
+    cluster_ip_problems,
     containerd_hosts_toml,
     credential_environment,
     daemon_json,
@@ -303,3 +304,30 @@ def test_daemon_json_volume_is_a_runner_config_map_entry() -> None:
     # Pod volume names are DNS labels.
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", volume["name"])
     assert daemon_json_volume("other")["name"] == "other"
+
+
+@pytest.mark.parametrize(
+    ("cluster_ip", "service_cidr", "problem"),
+    [
+        ("172.20.0.50", "172.20.0.0/16", None),
+        ("10.100.0.255", "10.100.0.0/16", None),
+        (
+            "10.100.1.0",
+            "10.100.0.0/16",
+            "outside the range's static band (10.100.0.2 to 10.100.0.255)",
+        ),
+        ("10.96.0.20", "10.96.0.0/24", "static band (10.96.0.2 to 10.96.0.15)"),
+        ("10.100.0.1", "10.100.0.0/16", "the kubernetes Service's"),
+        ("10.0.0.50", "172.20.0.0/16", "outside the service range 172.20.0.0/16"),
+        ("fd00::50", "fd00::/108", None),
+        ("mirror", "172.20.0.0/16", "must be an IP address"),
+    ],
+)
+def test_fixed_cluster_ip_sits_in_the_static_band(
+    cluster_ip: str, service_cidr: str, problem: str | None
+) -> None:
+    problems = cluster_ip_problems(cluster_ip, service_cidr)
+    if problem is None:
+        assert problems == []
+    else:
+        assert any(problem in found for found in problems), problems

@@ -243,6 +243,34 @@ def mirror_url(host: str, port: int = MIRROR_PORT) -> str:
     return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
 
 
+def cluster_ip_problems(cluster_ip: str, service_cidr: str) -> list[str]:
+    """Why `cluster_ip` is a poor fixed address for the mirror's Service; empty when it is fine.
+
+    Kubernetes hands out ClusterIPs from the top of the service range first and keeps the lowest
+    min(max(16, size/16), 256) addresses for fixed ones (KEP-3070, GA in 1.26); the first address
+    is the `kubernetes` Service's.
+    """
+    try:
+        address = ipaddress.ip_address(cluster_ip)
+    except ValueError:
+        return [f"must be an IP address, got {cluster_ip!r}"]
+    network = ipaddress.ip_network(service_cidr, strict=False)
+    if address not in network:
+        return [f"{cluster_ip} is outside the service range {network}"]
+    offset = int(address) - int(network.network_address)
+    band = min(max(16, network.num_addresses // 16), 256)
+    problems = []
+    if offset <= 1:
+        problems.append(f"{cluster_ip} is the range's network address or the kubernetes Service's")
+    if offset >= band:
+        last = network.network_address + band - 1
+        problems.append(
+            f"{cluster_ip} is outside the range's static band ({network.network_address + 2} to "
+            f"{last}), where a dynamically allocated Service may take it first"
+        )
+    return problems
+
+
 def _mirror_root(url: str) -> str:
     """`url` checked to be an http(s) scheme and host with nothing else, as a mirror must be."""
     parts = urlsplit(url)
