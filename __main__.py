@@ -12,9 +12,16 @@ from components.aws.cluster import CREATE_MODE, EksCluster, existing_cluster_vpc
 from components.aws.cluster_autoscaler import ClusterAutoscaler
 from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
 from components.aws.spot_node_group import SpotNodeGroup
+from components.gitlab.runner_registration import (
+    RunnerRegistration,
+    RunnerRegistrationArgs,
+    gitlab_provider,
+)
 from components.naming import resource_tags
 from components.settings import PAUSE_POD_PRIORITY_CLASS, PoolSettings, load_settings
 from components.workloads.gitlab_runner import GitlabRunner, cache_secret_data
+from components.workloads.isolation import MANAGER_POD_LABELS
+from components.workloads.job_namespaces import JobNamespaces, JobNamespacesArgs
 from components.workloads.runner_config import CacheSpec
 from components.workloads.runner_shared import RunnerShared
 
@@ -215,32 +222,74 @@ else:
 
 in_cluster = pulumi.ResourceOptions(providers=[kubernetes_provider])
 runner_cache, cache_credentials, cache_role_arn = cache_for_runner(oidc_provider_arn)
-manager_namespace = k8s.core.v1.Namespace(
-    "runner-namespace", metadata={"name": settings.runner.namespace}, opts=in_cluster
-)
-job_namespaces = {
-    name: k8s.core.v1.Namespace(f"job-namespace-{name}", metadata={"name": name}, opts=in_cluster)
-    for name in sorted({settings.job_namespace(pool) for pool in settings.pools})
-}
-namespace_name = manager_namespace.metadata.apply(lambda meta: str(meta.name))
 shared = RunnerShared(
     "runner-shared",
     {
-        "namespace": namespace_name,
+        "namespace": settings.runner.namespace,
+        "pod_security_version": settings.pod_security_version,
         "service_account_name": settings.runner.service_account_name,
         "service_account_role_arn": cache_role_arn,
         "pause_pod_priority_class": PAUSE_POD_PRIORITY_CLASS if settings.warms_capacity else None,
     },
     opts=in_cluster,
 )
+job_namespace_args: JobNamespacesArgs = {
+    "manager_namespace": shared.namespace,
+    "job_namespaces": settings.job_namespace_specs,
+    "pod_security_version": settings.pod_security_version,
+    "network_policies": settings.isolation.network_policies,
+    "manager_pod_labels": MANAGER_POD_LABELS,
+}
+if settings.isolation.metrics_scraper_namespaces is not None:
+    job_namespace_args["metrics_scraper_namespaces"] = settings.isolation.metrics_scraper_namespaces
+job_namespaces = JobNamespaces("job-namespaces", job_namespace_args, opts=in_cluster)
+
+
+def runner_tokens() -> dict[str, pulumi.Input[str]]:
+    """Each pool's runner token: created in GitLab by the stack, or set by hand as a secret."""
+    if not settings.gitlab.create_runners:
+        return {name: secret.output() for name, secret in settings.runner_tokens.items()}
+    assert settings.gitlab_api_token is not None
+    gitlab = settings.gitlab
+    api_token = settings.gitlab_api_token.output()
+    provider = gitlab_provider("gitlab", settings.runner.gitlab_url, api_token)
+    tokens: dict[str, pulumi.Input[str]] = {}
+    for pool in settings.pools:
+        args: RunnerRegistrationArgs = {
+            "pool_name": pool.name,
+            "runner_type": gitlab.runner_type,
+            "tags": pool.tags,
+            "run_untagged": pool.run_untagged,
+            "locked": gitlab.locked,
+            "access_level": gitlab.access_level,
+            "maximum_timeout": gitlab.maximum_timeout,
+            "description": settings.runner_name(pool),
+        }
+        if gitlab.group_id:
+            args["group_id"] = gitlab.group_id
+        if gitlab.project_id:
+            args["project_id"] = gitlab.project_id
+        if gitlab.rotate_token_days:
+            args["rotate_token_days"] = gitlab.rotate_token_days
+        registration = RunnerRegistration(
+            f"runner-registration-{pool.name}",
+            args,
+            opts=pulumi.ResourceOptions(providers=[provider]),
+        )
+        pulumi.export(f"gitlabRunnerId-{pool.name}", registration.runner_id)
+        tokens[pool.name] = registration.token
+    return tokens
+
+
+tokens = runner_tokens()
 runners = {
     pool.name: GitlabRunner(
         f"gitlab-runner-{pool.name}",
         {
             "pool": pool.name,
-            "namespace": namespace_name,
+            "namespace": shared.namespace,
             "gitlab_url": settings.runner.gitlab_url,
-            "runner_token": settings.runner_tokens[pool.name].output(),
+            "runner_token": tokens[pool.name],
             "runner_name": settings.runner_name(pool),
             "job": settings.pool_job_spec(pool),
             "cache": runner_cache,
@@ -252,16 +301,16 @@ runners = {
             "termination_grace_period_seconds": settings.runner.termination_grace_period_seconds,
             "pod_monitor": settings.runner.pod_monitor,
         },
+        # The chart's Role goes into the job namespace, which must exist first.
         opts=pulumi.ResourceOptions(
-            providers=[kubernetes_provider],
-            depends_on=[shared, *job_namespaces.values()],
+            providers=[kubernetes_provider], depends_on=[shared, job_namespaces]
         ),
     )
     for pool in settings.pools
 }
 pulumi.export("cachePrefix", settings.cache.prefix)
-pulumi.export("runnerNamespace", namespace_name)
-pulumi.export("jobNamespaces", sorted(job_namespaces))
+pulumi.export("runnerNamespace", shared.namespace)
+pulumi.export("jobNamespaces", job_namespaces.namespaces)
 pulumi.export(
     "pools",
     {

@@ -132,7 +132,11 @@ def test_feature_flags_live_in_feature_flags_table() -> None:
     # [runners.feature_flags] wins over a job's FF_* variables; in `environment` a job could
     # override them (populateFeatureFlags, common/build_settings.go).
     runner = rendered(settings_of({"runner": {"featureFlags": {"FF_SCRIPT_SECTIONS": True}}}))
-    assert runner["feature_flags"] == {"FF_USE_FASTZIP": True, "FF_SCRIPT_SECTIONS": True}
+    assert runner["feature_flags"] == {
+        "FF_USE_FASTZIP": True,
+        "FF_DISABLE_AUTOMATIC_TOKEN_ROTATION": True,
+        "FF_SCRIPT_SECTIONS": True,
+    }
     assert not any(variable.startswith("FF_") for variable in runner["environment"])
     assert "CACHE_COMPRESSION_LEVEL=fast" in runner["environment"]
     assert "TRANSFER_METER_FREQUENCY=5s" in runner["environment"]
@@ -453,3 +457,18 @@ def test_effective_config_adds_the_global_keys() -> None:
     assert full["concurrent"] == 40
     assert full["check_interval"] == 3
     assert full["listen_address"] == ":9252"
+
+
+def test_the_runner_never_rotates_its_token_behind_the_secrets_back() -> None:
+    # The runner writes a renewed token only into its own config.toml, an emptyDir in the chart
+    # (commands/multi.go resetOneRunnerToken; charts/gitlab-runner templates/configmap.yaml
+    # registers from /secrets/runner-token on every start): after a restart the Secret's token
+    # would be the revoked one. The stack renews tokens instead (gitlab.rotateTokenDays).
+    runner = rendered(settings_of({}))
+    assert runner["feature_flags"]["FF_DISABLE_AUTOMATIC_TOKEN_ROTATION"] is True
+
+
+def test_job_pods_run_as_a_tokenless_service_account() -> None:
+    kubernetes = rendered(settings_of({}))["kubernetes"]
+    assert kubernetes["service_account"] == "gitlab-runner-job"
+    assert kubernetes["automount_service_account_token"] is False

@@ -2,6 +2,7 @@
 
 from .base import Problem, RawSecret, Secret, SettingsError
 from .cluster import EKS_MODES, KUBECONFIG_MODE
+from .gitlab import GITLAB_API_TOKEN_KEY
 from .model import (
     CACHE_CREDENTIAL_KEYS,
     CACHE_CREDENTIALS_KEY,
@@ -22,6 +23,7 @@ __all__ = [
     "CACHE_CREDENTIAL_KEYS",
     "CONFIG_KEYS",
     "EKS_MODES",
+    "GITLAB_API_TOKEN_KEY",
     "KUBECONFIG_KEY",
     "KUBECONFIG_MODE",
     "PAUSE_POD_PRIORITY_CLASS",

@@ -21,7 +21,17 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_jsonable_python
 
+from ..gitlab.runner_spec import registration_problems
 from ..naming import ALLOCATION_TAG_KEYS, derived_bucket_name
+from ..workloads.isolation import (
+    JOB_SERVICE_ACCOUNT,
+    BuildMode,
+    job_namespace_name,
+    job_namespace_problems,
+    job_pod_security_level,
+    pod_security_version,
+)
+from ..workloads.job_namespaces import JobNamespaceSpec
 from ..workloads.runner_config import (
     AzureCacheSpec,
     CacheSpec,
@@ -33,6 +43,8 @@ from .autoscaler import ClusterAutoscalerSettings
 from .base import Problem, RawSecret, Secret, Section, SettingsError, describe_errors
 from .cache import CacheAccessSettings, CacheSettings
 from .cluster import EKS_MODES, KUBECONFIG_MODE, ClusterSettings
+from .gitlab import GITLAB_API_TOKEN_KEY, GitlabSettings
+from .isolation import IsolationSettings
 from .network import NetworkSettings
 from .pools import POOLS_KEY, PoolSettings, parse_pools
 from .runner import RunnerSettings
@@ -51,13 +63,15 @@ _SECTIONS: tuple[type[Section], ...] = (
     CacheSettings,
     CacheAccessSettings,
     RunnerSettings,
+    GitlabSettings,
+    IsolationSettings,
 )
 TAGS_KEY = "tags"
 RUNNER_TOKENS_KEY = "runnerTokens"
 CACHE_CREDENTIALS_KEY = "cacheCredentials"
 KUBECONFIG_KEY = "kubeconfig"
 CONFIG_KEYS = (*(section.config_key for section in _SECTIONS), POOLS_KEY, TAGS_KEY)
-SECRET_KEYS = (RUNNER_TOKENS_KEY, CACHE_CREDENTIALS_KEY, KUBECONFIG_KEY)
+SECRET_KEYS = (RUNNER_TOKENS_KEY, CACHE_CREDENTIALS_KEY, KUBECONFIG_KEY, GITLAB_API_TOKEN_KEY)
 # Keys of the single-pool settings, and where their values live now.
 MOVED_KEYS = {
     "buildNodes": "moved into a pool: put its keys into an entry of `pools` (see README, "
@@ -89,8 +103,12 @@ class FleetSettings:
     cache: CacheSettings
     cache_access: CacheAccessSettings
     runner: RunnerSettings
+    gitlab: GitlabSettings
+    isolation: IsolationSettings
     pools: tuple[PoolSettings, ...]
     runner_tokens: Mapping[str, Secret]
+    """Each pool's hand-made runner token; empty when `gitlab.createRunners` creates them."""
+    gitlab_api_token: Secret | None = None
     cache_credentials: Mapping[str, Secret] = field(default_factory=dict)
     kubeconfig: Secret | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -118,13 +136,32 @@ class FleetSettings:
         """
         return "gitlab-runner-fleet/autoscaler", f"{self.project}-{self.stack}"
 
-    def build_mode(self, pool: PoolSettings) -> str:
+    def build_mode(self, pool: PoolSettings) -> BuildMode:
         """The pool's build mode, or the stack's default."""
         return pool.build_mode or self.runner.build_mode
 
     def job_namespace(self, pool: PoolSettings) -> str:
         """Where a pool's jobs run: one namespace per build mode, never the manager's."""
-        return f"{self.runner.namespace}-jobs-{self.build_mode(pool)}"
+        return job_namespace_name(self.build_mode(pool), self.runner.namespace)
+
+    @property
+    def job_namespace_specs(self) -> list[JobNamespaceSpec]:
+        """Every job namespace in use, with the Pod Security level its build mode allows."""
+        modes = sorted({self.build_mode(pool) for pool in self.pools})
+        return [
+            {
+                "name": job_namespace_name(mode, self.runner.namespace),
+                "pod_security_level": job_pod_security_level(mode),
+                "existing": job_namespace_name(mode, self.runner.namespace)
+                in self.isolation.existing_namespaces,
+            }
+            for mode in modes
+        ]
+
+    @property
+    def pod_security_version(self) -> str:
+        """The Pod Security policy version the namespaces pin."""
+        return self.isolation.pod_security_version or pod_security_version(self.cluster.version)
 
     @property
     def warms_capacity(self) -> bool:
@@ -152,6 +189,8 @@ class FleetSettings:
                 for taint in pool.node_taints
             ],
             "pod_labels": dict(pool.node_labels),
+            # Its token is never mounted and it has no IAM role (JobNamespaces creates it).
+            "service_account": JOB_SERVICE_ACCOUNT,
             "environment": runner.job_environment(),
             "feature_flags": runner.job_feature_flags(),
             "output_limit": runner.output_limit_kib,
@@ -277,7 +316,14 @@ def parse_settings(
         )
 
     runner_tokens: dict[str, Secret] = {}
-    if not pool_problems:
+    gitlab_api_token: Secret | None = None
+    gitlab = sections.get(GitlabSettings.config_key)
+    if isinstance(gitlab, GitlabSettings) and gitlab.create_runners:
+        gitlab_api_token, api_token_problems = _parse_gitlab_api_token(
+            secrets.get(GITLAB_API_TOKEN_KEY), secrets.get(RUNNER_TOKENS_KEY)
+        )
+        problems.extend(api_token_problems)
+    elif not pool_problems:
         runner_tokens, token_problems = _parse_runner_tokens(
             [pool.name for pool in pools], secrets.get(RUNNER_TOKENS_KEY)
         )
@@ -305,8 +351,11 @@ def parse_settings(
         cache=_section(sections, CacheSettings),
         cache_access=_section(sections, CacheAccessSettings),
         runner=_section(sections, RunnerSettings),
+        gitlab=_section(sections, GitlabSettings),
+        isolation=_section(sections, IsolationSettings),
         pools=tuple(pools),
         runner_tokens=runner_tokens,
+        gitlab_api_token=gitlab_api_token,
         cache_credentials=cache_credentials,
         kubeconfig=kubeconfig,
         tags=tags,
@@ -426,6 +475,8 @@ def _cross_section_problems(
     problems = []
     if cluster.mode == KUBECONFIG_MODE:
         problems.extend(_kubeconfig_mode_problems(sections, pools))
+    problems.extend(_gitlab_problems(sections, pools))
+    problems.extend(_isolation_problems(sections, pools))
     if network.route_table_ids and network.s3_gateway_endpoint is False:
         problems.append(
             Problem(
@@ -434,6 +485,101 @@ def _cross_section_problems(
             )
         )
     return problems
+
+
+def _gitlab_problems(sections: Mapping[str, Section], pools: list[PoolSettings]) -> list[Problem]:
+    gitlab = _section(sections, GitlabSettings)
+    if not gitlab.create_runners:
+        used = {"create_runners", "runner_type", "group_id", "project_id", "rotate_token_days"}
+        return [
+            Problem(f"gitlab.{to_camel(key)}", "is only used with gitlab.createRunners: true")
+            for key in sorted(gitlab.model_fields_set & used - {"create_runners"})
+        ]
+    grace = _section(sections, RunnerSettings).termination_grace_period_seconds
+    problems = []
+    for index, pool in enumerate(pools):
+        for key, message in registration_problems(
+            runner_type=gitlab.runner_type,
+            group_id=gitlab.group_id,
+            project_id=gitlab.project_id,
+            tags=pool.tags,
+            run_untagged=pool.run_untagged,
+            access_level=gitlab.access_level,
+            maximum_timeout=gitlab.maximum_timeout,
+            rotate_token_days=gitlab.rotate_token_days,
+            termination_grace_period_seconds=grace,
+        ):
+            pool_key = key in ("tags", "runUntagged")
+            problem = Problem(
+                f"{POOLS_KEY}[{index}].{key}" if pool_key else f"gitlab.{key}", message
+            )
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def _isolation_problems(
+    sections: Mapping[str, Section], pools: list[PoolSettings]
+) -> list[Problem]:
+    isolation = _section(sections, IsolationSettings)
+    runner = _section(sections, RunnerSettings)
+    modes = sorted({pool.build_mode or runner.build_mode for pool in pools})
+    job_namespaces = [job_namespace_name(mode, runner.namespace) for mode in modes]
+    problems = [
+        Problem("runner.namespace", problem)
+        for problem in job_namespace_problems(
+            [
+                {"name": name, "pod_security_level": job_pod_security_level(mode)}
+                for name, mode in zip(job_namespaces, modes, strict=True)
+            ],
+            runner.namespace,
+        )
+    ]
+    problems += [
+        Problem(
+            "isolation.existingNamespaces",
+            f"not a job namespace of this stack ({', '.join(job_namespaces)}): {name}",
+        )
+        for name in isolation.existing_namespaces
+        if name not in job_namespaces
+    ]
+    problems += [
+        Problem(
+            "isolation.metricsScraperNamespaces",
+            f"a job namespace cannot scrape the runner managers: {name}",
+        )
+        for name in isolation.metrics_scraper_namespaces or []
+        if name in job_namespaces
+    ]
+    return problems
+
+
+def _parse_gitlab_api_token(
+    raw: RawSecret | None, runner_tokens: RawSecret | None
+) -> tuple[Secret | None, list[Problem]]:
+    set_it = f"`pulumi config set --secret {GITLAB_API_TOKEN_KEY} <token>`"
+    problems = []
+    if runner_tokens is not None:
+        problems.append(
+            Problem(
+                RUNNER_TOKENS_KEY,
+                "is not used with gitlab.createRunners: true (the stack creates the runners and "
+                f"their tokens); `pulumi config rm {RUNNER_TOKENS_KEY}`",
+            )
+        )
+    if raw is None:
+        problems.append(
+            Problem(
+                GITLAB_API_TOKEN_KEY,
+                "required with gitlab.createRunners: true: a GitLab access token with the "
+                f"create_runner, manage_runner and read_user scopes, set with {set_it}",
+            )
+        )
+    elif not raw.stored_as_secret:
+        problems.append(
+            Problem(GITLAB_API_TOKEN_KEY, f"is stored in plain text; set it with {set_it}")
+        )
+    return (None if problems or raw is None else Secret(raw.value)), problems
 
 
 def _parse_runner_tokens(

@@ -30,7 +30,8 @@ from ..build_nodes import (
     unknown_shapes,
 )
 from ..kubernetes_names import Quantity, label_key_problems, label_value_problems, quantity_value
-from ..workloads.runner_config import BuildMode, ContainerResources
+from ..workloads.isolation import BuildMode
+from ..workloads.runner_config import ContainerResources
 from .base import (
     IAM_ROLE_ARN,
     ConfigModel,

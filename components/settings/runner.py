@@ -8,13 +8,13 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from ..kubernetes_names import NamespaceName, ServiceAccountName
+from ..workloads.isolation import BuildMode
 from ..workloads.runner_config import (
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_NAMESPACE,
     DEFAULT_OUTPUT_LIMIT_KIB,
     DEFAULT_SERVICE_ACCOUNT,
     DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
-    BuildMode,
 )
 from .base import GoDuration, Problem, Section
 
@@ -139,5 +139,15 @@ class RunnerSettings(Section):
         ]
 
     def job_feature_flags(self) -> dict[str, bool]:
-        """`[runners.feature_flags]`: the runner's settings, which job variables cannot change."""
-        return {"FF_USE_FASTZIP": self.fast_zip, **self.feature_flags}
+        """`[runners.feature_flags]`: the runner's settings, which job variables cannot change.
+
+        The runner renews an expiring token into its own config.toml only, an emptyDir in the
+        chart; after a restart the chart registers again with the Secret's old, revoked token
+        (commands/multi.go resetOneRunnerToken; chart templates/configmap.yaml). Tokens are
+        renewed by the stack instead (`gitlab.rotateTokenDays`, or a new `runnerTokens` value).
+        """
+        return {
+            "FF_USE_FASTZIP": self.fast_zip,
+            "FF_DISABLE_AUTOMATIC_TOKEN_ROTATION": True,
+            **self.feature_flags,
+        }

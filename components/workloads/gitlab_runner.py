@@ -13,6 +13,7 @@ from ..versions import (
     GITLAB_RUNNER_CHART_REPO,
     GITLAB_RUNNER_CHART_VERSION,
 )
+from .isolation import MANAGER_POD_LABELS, manager_chart_values
 from .runner_config import (
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_CONCURRENT,
@@ -28,9 +29,6 @@ from .runner_config import (
 
 SECRETS_VERSION_ANNOTATION = "gitlab-runner-fleet/secrets-version"
 """Changes with the token or cache Secret, so the manager restarts and reads the new values."""
-MANAGER_COMPONENT_LABEL = "gitlab-runner-fleet/component"
-MANAGER_COMPONENT = "runner-manager"
-"""Every pool's manager pod carries `MANAGER_COMPONENT_LABEL: MANAGER_COMPONENT`."""
 
 # The key each cache credential has in the Secret `runners.cache.secretName` names.
 CHART_CACHE_SECRET_KEYS = {
@@ -61,7 +59,7 @@ def cache_secret_name(pool: str) -> str:
 
 def manager_pod_labels(pool: str) -> dict[str, str]:
     """Labels of a pool's manager pod: metrics are split by pool, policies select managers."""
-    return {MANAGER_COMPONENT_LABEL: MANAGER_COMPONENT, POOL_LABEL: pool}
+    return {**MANAGER_POD_LABELS, POOL_LABEL: pool}
 
 
 def executor_rbac_rules(warm_capacity: bool) -> list[dict[str, list[str]]]:
@@ -159,6 +157,14 @@ def chart_values(
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "512Mi"},
+        },
+        # Non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp: the
+        # manager passes the `restricted` Pod Security level of its namespace.
+        **manager_chart_values(concurrent=concurrent, output_limit_kib=job["output_limit"]),
+        # The new manager is ready before the old one stops (the chart leaves `strategy` empty).
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
         },
     }
 

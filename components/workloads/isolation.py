@@ -18,7 +18,6 @@ BuildMode = Literal["dind", "rootless"]
 PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
 BUILD_MODES: tuple[BuildMode, ...] = get_args(BuildMode)
 
-JOB_NAMESPACE_PREFIX = "gitlab-runner-jobs"
 JOB_SERVICE_ACCOUNT = "gitlab-runner-job"
 """Job pods run as this ServiceAccount: no API token mounted, no role bound, no IAM role."""
 MANAGER_POD_LABELS = {"gitlab-runner-fleet/component": "runner-manager"}
@@ -57,10 +56,10 @@ DEFAULT_OUTPUT_LIMIT_KIB = 4096
 TMP_HEADROOM_MIB = 64
 
 
-def job_namespace_name(build_mode: BuildMode) -> str:
+def job_namespace_name(build_mode: BuildMode, manager_namespace: str = "gitlab-runner") -> str:
     """The namespace every pool of one build mode runs its jobs in: pools of different build
     modes never share one, so each namespace's Pod Security level fits all its pools."""
-    return f"{JOB_NAMESPACE_PREFIX}-{build_mode}"
+    return f"{manager_namespace}-jobs-{build_mode}"
 
 
 def job_pod_security_level(build_mode: BuildMode) -> PodSecurityLevel:

@@ -10,13 +10,12 @@ values instead. `effective_config` puts both together for reviewers and the conf
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import tomli_w
 
 from ..build_nodes import CAPACITY_TYPE_LABEL, SPOT
 
-BuildMode = Literal["dind", "rootless"]
 # Docker-in-Docker over TLS: the job talks to the `docker` service on 2376 with client certs
 # that dind writes to /certs/client, a volume shared by the build and service containers.
 DIND_CERTS_MOUNT = "/certs/client"

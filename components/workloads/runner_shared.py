@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..aws.irsa_role import IRSA_ROLE_ANNOTATION
+from .isolation import PART_OF_LABELS, pod_security_labels
 
 PAUSE_POD_PRIORITY = -1
 """Below every workload (default 0), so any job preempts a pause pod; the runner's own default.
@@ -18,8 +19,10 @@ cutoff never triggers a scale-up (`IsExpendablePod`: priority < cutoff); -10 sit
 class RunnerSharedArgs(TypedDict):
     """Inputs of RunnerShared."""
 
-    namespace: pulumi.Input[str]
-    """Namespace of the runner managers."""
+    namespace: str
+    """Namespace of the runner managers and their Secrets, created here."""
+    pod_security_version: NotRequired[str]
+    """Pod Security policy version the namespace pins (`v1.34`). Default `latest`."""
     service_account_name: str
     """Service account every pool's manager runs as."""
     service_account_role_arn: NotRequired[pulumi.Input[Optional[str]]]
@@ -29,12 +32,16 @@ class RunnerSharedArgs(TypedDict):
 
 
 class RunnerShared(pulumi.ComponentResource):
-    """The managers' service account and the pause pods' PriorityClass.
+    """The managers' namespace, their service account and the pause pods' PriorityClass.
 
-    One service account for every pool keeps one IRSA trust subject; the PriorityClass is
-    created here so the runners need no cluster-wide `scheduling.k8s.io` rights.
+    The namespace enforces the `restricted` Pod Security level: only the managers live there,
+    beside the token and cache Secrets, and job pods never do. One service account for every
+    pool keeps one IRSA trust subject; the PriorityClass is created here so the runners need no
+    cluster-wide `scheduling.k8s.io` rights.
     """
 
+    namespace: pulumi.Output[str]
+    """Name of the managers' namespace, once it exists."""
     service_account_name: pulumi.Output[str]
     """Name of the managers' service account, once it exists."""
 
@@ -42,6 +49,18 @@ class RunnerShared(pulumi.ComponentResource):
         self, name: str, args: RunnerSharedArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
         super().__init__("gitlab-runner-fleet:index:RunnerShared", name, None, opts)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": args["namespace"],
+                "labels": {
+                    **PART_OF_LABELS,
+                    **pod_security_labels("restricted", args.get("pod_security_version", "latest")),
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.namespace = namespace.metadata.apply(lambda meta: str(meta.name))
         annotations = pulumi.Output.from_input(args.get("service_account_role_arn")).apply(
             lambda arn: {IRSA_ROLE_ANNOTATION: arn} if arn else {}
         )
@@ -49,7 +68,7 @@ class RunnerShared(pulumi.ComponentResource):
             f"{name}-managers",
             metadata={
                 "name": args["service_account_name"],
-                "namespace": args["namespace"],
+                "namespace": self.namespace,
                 "annotations": annotations,
             },
             # The manager talks to the Kubernetes API with this account's token.
@@ -67,4 +86,6 @@ class RunnerShared(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.service_account_name = account.metadata.apply(lambda meta: str(meta.name))
-        self.register_outputs({"service_account_name": self.service_account_name})
+        self.register_outputs(
+            {"namespace": self.namespace, "service_account_name": self.service_account_name}
+        )
