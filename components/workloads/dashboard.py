@@ -1,0 +1,230 @@
+"""The fleet's Grafana dashboard, generated with grafana-foundation-sdk. Pure: no Pulumi runtime.
+
+Every runner query filters on the `pool` template variable (the label the managers' PodMonitor
+adds, see monitoring.py); build nodes are counted from kube-state-metrics' `kube_node_labels`,
+which carries the pool only once the pool label is allow-listed there (docs/observability.md).
+"""
+
+import json
+from typing import Any
+
+from grafana_foundation_sdk.builders import common, dashboard, prometheus, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import (
+    LegendDisplayMode,
+    LegendPlacement,
+    SortOrder,
+    TooltipDisplayMode,
+)
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DataSourceRef,
+    VariableRefresh,
+    VariableSort,
+)
+
+from .runner_metrics import NODE_POOL_LABEL
+
+DASHBOARD_UID = "gitlab-runner-fleet"
+DASHBOARD_TITLE = "GitLab Runner fleet"
+POOL_VARIABLE = "pool"
+DATASOURCE_VARIABLE = "datasource"
+_DATASOURCE = DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")
+_POOLS = f'pool=~"${POOL_VARIABLE}"'
+_HEIGHT = 8
+
+
+def fleet_dashboard() -> dict[str, Any]:
+    """The dashboard model (Grafana's JSON), per pool through the `pool` variable."""
+    builder = (
+        dashboard.Dashboard(DASHBOARD_TITLE)
+        .uid(DASHBOARD_UID)
+        .tags(["gitlab-runner", "ci"])
+        .description("GitLab Runner managers, their jobs and their build nodes, per pool.")
+        .refresh("1m")
+        .time("now-6h", "now")
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .readonly()
+        .with_variable(
+            dashboard.DatasourceVariable(DATASOURCE_VARIABLE)
+            .label("Data source")
+            .type("prometheus")
+        )
+        .with_variable(
+            dashboard.QueryVariable(POOL_VARIABLE)
+            .label("Pool")
+            .datasource(_DATASOURCE)
+            .query(f"label_values(gitlab_runner_version_info, {POOL_VARIABLE})")
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+        )
+    )
+    panel_id = iter(range(1, 100))
+
+    def panel(title: str, unit: str, width: int, *queries: tuple[str, str]) -> timeseries.Panel:
+        built = (
+            timeseries.Panel()
+            .id(next(panel_id))
+            .title(title)
+            .datasource(_DATASOURCE)
+            .unit(unit)
+            .min(0)
+            .height(_HEIGHT)
+            .span(width)
+            .legend(
+                common.VizLegendOptions()
+                .show_legend(True)
+                .display_mode(LegendDisplayMode.LIST)
+                .placement(LegendPlacement.BOTTOM)
+            )
+            .tooltip(
+                common.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.DESCENDING)
+            )
+        )
+        for ref, (expr, legend) in zip("ABCDEFGH", queries, strict=False):
+            built.with_target(
+                prometheus.Dataquery().ref_id(ref).expr(expr).legend_format(legend).range()
+            )
+        return built
+
+    def row(title: str) -> dashboard.Row:
+        return dashboard.Row(title).id(next(panel_id))
+
+    rate = "[$__rate_interval]"
+    builder = (
+        builder.with_row(row("Capacity"))
+        .with_panel(
+            panel(
+                "Jobs running vs concurrent",
+                "short",
+                12,
+                (f"sum by (pool) (gitlab_runner_jobs{{{_POOLS}}})", "{{pool}} running"),
+                (f"sum by (pool) (gitlab_runner_concurrent{{{_POOLS}}})", "{{pool}} concurrent"),
+            )
+        )
+        .with_panel(
+            panel(
+                "Queue wait before pick-up (p50, p95)",
+                "s",
+                12,
+                *(
+                    (
+                        f"histogram_quantile({quantile}, sum by (pool, le) (rate("
+                        f"gitlab_runner_job_queue_duration_seconds_bucket{{{_POOLS}}}{rate})))",
+                        f"{{{{pool}}}} p{int(quantile * 100)}",
+                    )
+                    for quantile in (0.5, 0.95)
+                ),
+            )
+        )
+        .with_panel(
+            panel(
+                "Pause pods desired vs current",
+                "short",
+                8,
+                (
+                    "sum by (pool) (gitlab_runner_kubernetes_autoscaler_pause_pods_desired"
+                    f"{{{_POOLS}}})",
+                    "{{pool}} desired",
+                ),
+                (
+                    "sum by (pool) (gitlab_runner_kubernetes_autoscaler_pause_pods_current"
+                    f"{{{_POOLS}}})",
+                    "{{pool}} current",
+                ),
+            )
+        )
+        .with_panel(
+            panel(
+                "Build nodes by pool",
+                "short",
+                8,
+                (
+                    f"count by ({NODE_POOL_LABEL}) "
+                    f'(kube_node_labels{{{NODE_POOL_LABEL}=~"${POOL_VARIABLE}"}})',
+                    f"{{{{{NODE_POOL_LABEL}}}}}",
+                ),
+            )
+        )
+        .with_panel(
+            panel(
+                "Job duration (p50, p95)",
+                "s",
+                8,
+                *(
+                    (
+                        f"histogram_quantile({quantile}, sum by (pool, le) (rate("
+                        f"gitlab_runner_job_duration_seconds_bucket{{{_POOLS}}}{rate})))",
+                        f"{{{{pool}}}} p{int(quantile * 100)}",
+                    )
+                    for quantile in (0.5, 0.95)
+                ),
+            )
+        )
+        .with_row(row("Failures"))
+        .with_panel(
+            panel(
+                "Failed jobs by reason",
+                "cpm",
+                12,
+                (
+                    "sum by (pool, failure_reason) (rate("
+                    f"gitlab_runner_failed_jobs_total{{{_POOLS}}}{rate})) * 60",
+                    "{{pool}} {{failure_reason}}",
+                ),
+            )
+        )
+        .with_panel(
+            panel(
+                "GitLab API answers other than 2xx",
+                "reqps",
+                12,
+                (
+                    "sum by (pool, endpoint, status) (rate("
+                    f'gitlab_runner_api_request_statuses_total{{{_POOLS}, status!~"2.."}}{rate}))',
+                    "{{pool}} {{endpoint}} {{status}}",
+                ),
+            )
+        )
+        .with_row(row("cluster-autoscaler"))
+        .with_panel(
+            panel(
+                "Node groups backed off",
+                "short",
+                8,
+                (
+                    "max by (node_group) (cluster_autoscaler_node_group_backoff_status)",
+                    "{{node_group}}",
+                ),
+            )
+        )
+        .with_panel(
+            panel(
+                "Unschedulable pods",
+                "short",
+                8,
+                ("sum by (type) (cluster_autoscaler_unschedulable_pods_count)", "{{type}}"),
+            )
+        )
+        .with_panel(
+            panel(
+                "Failed scale-ups",
+                "short",
+                8,
+                (
+                    f"sum by (reason) (increase(cluster_autoscaler_failed_scale_ups_total{rate}))",
+                    "{{reason}}",
+                ),
+            )
+        )
+    )
+    model: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    return model
+
+
+def dashboard_json() -> str:
+    """The dashboard as the file Grafana's dashboard sidecar loads."""
+    return json.dumps(fleet_dashboard(), indent=2, sort_keys=True)
