@@ -1,0 +1,258 @@
+"""FleetMonitoring: the fleet's alerts (a PrometheusRule) and its Grafana dashboard (a ConfigMap),
+plus the Helm values that get the runner managers and cluster-autoscaler scraped, per pool.
+
+Made for kube-prometheus-stack's defaults: its Prometheus selects PodMonitors, ServiceMonitors
+and PrometheusRules labelled `release: <its release>`, and its Grafana sidecar loads ConfigMaps
+labelled `grafana_dashboard: "1"` from every namespace; both label sets are settable.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, Optional, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ..build_nodes import POOL_LABEL
+from ..kubernetes_names import (
+    label_key_problems,
+    label_value_problems,
+    namespace_problems,
+)
+from .alert_rules import (
+    DEFAULT_NODE_GROUP_REGEX,
+    DEFAULT_RUNBOOK_URL,
+    AlertThresholds,
+    alert_names,
+    prometheus_rule_spec,
+    threshold_problems,
+)
+from .dashboard import dashboard_json
+from .runner_config import METRICS_PORT
+from .runner_metrics import POOL, POOL_META_LABEL
+
+DEFAULT_PROMETHEUS_SELECTOR_LABELS = {"release": "kube-prometheus-stack"}
+"""What kube-prometheus-stack's Prometheus selects PodMonitors, ServiceMonitors and rules by
+(`*SelectorNilUsesHelmValues: true`, templates/prometheus/prometheus.yaml), for a release named
+`kube-prometheus-stack`."""
+DEFAULT_DASHBOARD_LABELS = {"grafana_dashboard": "1"}
+"""What kube-prometheus-stack's Grafana sidecar loads dashboards from (`grafana.sidecar.dashboards`
+`label`/`labelValue` in its values.yaml)."""
+RULE_NAME = "gitlab-runner-fleet"
+DASHBOARD_CONFIG_MAP_NAME = "gitlab-runner-fleet-dashboard"
+DASHBOARD_FILE = "gitlab-runner-fleet.json"
+"""The sidecar writes each data key as a file; Grafana loads the `.json` ones."""
+METRICS_PORT_NAME = "metrics"
+"""Name of the manager's metrics container port, which the chart's PodMonitor scrapes."""
+
+
+def pool_relabeling() -> dict[str, Any]:
+    """A PodMonitor relabeling (operator field names) that copies the manager pod's pool label
+    into a `pool` label on every series scraped from it."""
+    return {"sourceLabels": [POOL_META_LABEL], "targetLabel": POOL, "action": "replace"}
+
+
+def runner_monitoring_values(
+    pool: str, pod_monitor_labels: Mapping[str, str] = DEFAULT_PROMETHEUS_SELECTOR_LABELS
+) -> dict[str, Any]:
+    """Helm values of the gitlab-runner chart 0.92.0 for one pool's manager: the pool label on
+    the pod, metrics on, and the chart's PodMonitor labelled for Prometheus and adding `pool`.
+
+    Deep-merge into the release's values. The chart renders the PodMonitor only when the cluster
+    serves monitoring.coreos.com/v1 (templates/podmonitor.yaml).
+    """
+    return {
+        "podLabels": {POOL_LABEL: pool},
+        "metrics": {
+            "enabled": True,
+            "portName": METRICS_PORT_NAME,
+            "port": METRICS_PORT,
+            "podMonitor": {
+                "enabled": True,
+                "labels": dict(pod_monitor_labels),
+                "relabelings": [pool_relabeling()],
+            },
+        },
+    }
+
+
+def autoscaler_monitoring_values(
+    namespace: str, service_monitor_labels: Mapping[str, str] = DEFAULT_PROMETHEUS_SELECTOR_LABELS
+) -> dict[str, Any]:
+    """Helm values of the cluster-autoscaler chart 9.59.0: its ServiceMonitor, labelled for
+    Prometheus, and the per-node-group metrics the backoff alert reads.
+
+    The ServiceMonitor goes to `namespace` (the release's own): the chart's default, `monitoring`,
+    need not exist. Deep-merge into the release's values (`extraArgs` included).
+    """
+    return {
+        "extraArgs": {"emit-per-nodegroup-metrics": True},
+        "serviceMonitor": {
+            "enabled": True,
+            "namespace": namespace,
+            # The chart writes `selector` as the ServiceMonitor's own labels.
+            "selector": dict(service_monitor_labels),
+        },
+    }
+
+
+def prometheus_rule_manifest(
+    namespace: str, labels: Mapping[str, str], spec: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The PrometheusRule object holding the fleet's alerts."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": RULE_NAME, "namespace": namespace, "labels": dict(labels)},
+        "spec": dict(spec),
+    }
+
+
+def dashboard_config_map_manifest(
+    namespace: str, labels: Mapping[str, str], dashboard: str
+) -> dict[str, Any]:
+    """The ConfigMap Grafana's dashboard sidecar turns into the fleet's dashboard."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": DASHBOARD_CONFIG_MAP_NAME,
+            "namespace": namespace,
+            "labels": dict(labels),
+        },
+        "data": {DASHBOARD_FILE: dashboard},
+    }
+
+
+def monitoring_problems(
+    pools: Sequence[str],
+    namespace: str,
+    labels: Mapping[str, Mapping[str, str]],
+    thresholds: Mapping[str, Any],
+) -> list[str]:
+    """Why these arguments cannot make the rule and dashboard (empty when they can); `labels`
+    holds each label set by the name of its argument."""
+    problems = [f"namespace {namespace!r} {p}" for p in namespace_problems(namespace)]
+    if not pools:
+        problems.append("pools: at least one pool is needed")
+    if len(set(pools)) != len(pools):
+        problems.append(f"pools: names must be unique, got {list(pools)}")
+    for pool in pools:
+        if pool == "":
+            problems.append("pools: a pool name must not be empty")
+        problems += [f"pool {pool!r} {p}" for p in label_value_problems(pool)]
+    for argument, label_set in labels.items():
+        for key, value in label_set.items():
+            problems += [f"{argument}: key {key!r}: {p}" for p in label_key_problems(key)]
+            problems += [f"{argument}: {key}={value!r} {p}" for p in label_value_problems(value)]
+    return problems + threshold_problems(thresholds)
+
+
+class FleetMonitoringArgs(TypedDict):
+    """Inputs of FleetMonitoring."""
+
+    pools: list[str]
+    """Names of the runner pools: the values of the managers' `gitlab-runner-fleet/pool` label."""
+    namespace: str
+    """Namespace of the PrometheusRule and the dashboard ConfigMap; it must exist."""
+    rule_labels: NotRequired[dict[str, str]]
+    """Labels of the PrometheusRule, which Prometheus selects rules by. Default
+    `release: kube-prometheus-stack`."""
+    dashboard_labels: NotRequired[dict[str, str]]
+    """Labels of the dashboard ConfigMap, which Grafana's sidecar selects by. Default
+    `grafana_dashboard: "1"`."""
+    thresholds: NotRequired[AlertThresholds]
+    """When each alert fires; unset fields keep their defaults (see alert_rules.py)."""
+    node_group_regex: NotRequired[str]
+    """RE2 regex of the Auto Scaling group names whose autoscaler backoff is alerted on.
+    Default `.*` (every group cluster-autoscaler manages)."""
+    runbook_url: NotRequired[str]
+    """URL of docs/observability.md (e.g. its page in your repository); each alert links its
+    section there. Default the relative path `docs/observability.md`."""
+    create_rule: NotRequired[bool]
+    """Create the PrometheusRule (needs the Prometheus operator's CRDs). Default true."""
+    create_dashboard: NotRequired[bool]
+    """Create the dashboard ConfigMap. Default true."""
+
+
+class FleetMonitoring(pulumi.ComponentResource):
+    """Alerts and a dashboard for a fleet of runner pools, for the Prometheus operator and
+    Grafana's dashboard sidecar (as kube-prometheus-stack installs them).
+
+    Pass the cluster's Kubernetes provider in `opts.providers`. Scraping itself comes from the
+    charts: merge `runner_monitoring_values(pool)` into each pool's gitlab-runner values and
+    `autoscaler_monitoring_values(namespace)` into cluster-autoscaler's.
+    """
+
+    rule_name: pulumi.Output[Optional[str]]
+    """`<namespace>/<name>` of the PrometheusRule, when created."""
+    dashboard_config_map: pulumi.Output[Optional[str]]
+    """`<namespace>/<name>` of the dashboard ConfigMap, when created."""
+    alerts: pulumi.Output[list[str]]
+    """Names of the alerts the rule defines."""
+
+    def __init__(
+        self,
+        name: str,
+        args: FleetMonitoringArgs,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ) -> None:
+        super().__init__("gitlab-runner-fleet:index:FleetMonitoring", name, None, opts)
+        namespace = args["namespace"]
+        rule_labels = args.get("rule_labels", DEFAULT_PROMETHEUS_SELECTOR_LABELS)
+        dashboard_labels = args.get("dashboard_labels", DEFAULT_DASHBOARD_LABELS)
+        thresholds = args.get("thresholds", {})
+        if problems := monitoring_problems(
+            args["pools"],
+            namespace,
+            {"rule_labels": rule_labels, "dashboard_labels": dashboard_labels},
+            thresholds,
+        ):
+            raise ValueError(f"FleetMonitoring {name}: {'; '.join(problems)}")
+        spec = prometheus_rule_spec(
+            args["pools"],
+            thresholds,
+            node_group_regex=args.get("node_group_regex", DEFAULT_NODE_GROUP_REGEX),
+            runbook_url=args.get("runbook_url", DEFAULT_RUNBOOK_URL),
+        )
+
+        rule_name: Optional[str] = None
+        if args.get("create_rule", True):
+            self._create_rule(name, prometheus_rule_manifest(namespace, rule_labels, spec))
+            rule_name = f"{namespace}/{RULE_NAME}"
+        config_map_name: Optional[str] = None
+        if args.get("create_dashboard", True):
+            self._create_dashboard(
+                name, dashboard_config_map_manifest(namespace, dashboard_labels, dashboard_json())
+            )
+            config_map_name = f"{namespace}/{DASHBOARD_CONFIG_MAP_NAME}"
+
+        self.rule_name = pulumi.Output.from_input(rule_name)
+        self.dashboard_config_map = pulumi.Output.from_input(config_map_name)
+        self.alerts = pulumi.Output.from_input(alert_names(spec))
+        self.register_outputs(
+            {
+                "rule_name": self.rule_name,
+                "dashboard_config_map": self.dashboard_config_map,
+                "alerts": self.alerts,
+            }
+        )
+
+    def _create_rule(
+        self, name: str, manifest: Mapping[str, Any]
+    ) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
+            f"{name}-rules",
+            api_version=manifest["apiVersion"],
+            kind=manifest["kind"],
+            metadata=manifest["metadata"],
+            spec=manifest["spec"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _create_dashboard(self, name: str, manifest: Mapping[str, Any]) -> k8s.core.v1.ConfigMap:
+        return k8s.core.v1.ConfigMap(
+            f"{name}-dashboard",
+            metadata=manifest["metadata"],
+            data=manifest["data"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -1,0 +1,1 @@
+"""Tests that run real programs (promtool, Prometheus, registries, S3 servers) on loopback."""
