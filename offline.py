@@ -28,6 +28,7 @@ from pulumi.runtime.sync_await import _sync_await
 from components.settings import (
     CACHE_CREDENTIAL_KEYS,
     CACHE_CREDENTIALS_KEY,
+    GITLAB_API_TOKEN_KEY,
     KUBECONFIG_KEY,
     KUBECONFIG_MODE,
     RUNNER_TOKENS_KEY,
@@ -418,6 +419,8 @@ def _run_on_current_loop(
 
 PLACEHOLDER_RUNNER_TOKEN = "glrt-offline-placeholder-token"
 """Offline evaluation stands in for the secret runner token with this."""
+PLACEHOLDER_GITLAB_API_TOKEN = "glpat-offline-placeholder-token"
+"""...and for the GitLab API token that creates runners by code with this."""
 PLACEHOLDER_KUBECONFIG = json.dumps(
     {
         "apiVersion": "v1",
@@ -433,11 +436,14 @@ PLACEHOLDER_KUBECONFIG = json.dumps(
 def placeholder_secrets(config: Mapping[str, Any]) -> dict[str, str]:
     """Placeholders for the secret config values a stack needs and its stack file cannot hold."""
     pools = config.get(f"{PROJECT}:pools") or [{"name": DEFAULT_POOL_NAME}]
-    secrets = {
-        f"{PROJECT}:{RUNNER_TOKENS_KEY}": json.dumps(
-            {pool["name"]: PLACEHOLDER_RUNNER_TOKEN for pool in pools}
-        )
-    }
+    if (config.get(f"{PROJECT}:gitlab") or {}).get("createRunners"):
+        secrets = {f"{PROJECT}:{GITLAB_API_TOKEN_KEY}": PLACEHOLDER_GITLAB_API_TOKEN}
+    else:
+        secrets = {
+            f"{PROJECT}:{RUNNER_TOKENS_KEY}": json.dumps(
+                {pool["name"]: PLACEHOLDER_RUNNER_TOKEN for pool in pools}
+            )
+        }
     if (config.get(f"{PROJECT}:cluster") or {}).get("mode") == KUBECONFIG_MODE:
         secrets[f"{PROJECT}:{KUBECONFIG_KEY}"] = PLACEHOLDER_KUBECONFIG
     cache_type = (config.get(f"{PROJECT}:cache") or {}).get("type", "s3")

@@ -42,8 +42,11 @@ def stack_settings(stack: str) -> FleetSettings:
         if key.startswith(f"{PROJECT}:")
     }
     pools = [pool["name"] for pool in raw["pools"]]
+    secrets = tokens(*pools)
+    if raw.get("gitlab", {}).get("createRunners"):
+        secrets = {"gitlabApiToken": RawSecret("glpat-test", stored_as_secret=True)}
     return parse_settings(
-        raw, project=PROJECT, stack=stack, aws_region=config["aws:region"], secrets=tokens(*pools)
+        raw, project=PROJECT, stack=stack, aws_region=config["aws:region"], secrets=secrets
     )
 
 

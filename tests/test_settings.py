@@ -569,3 +569,84 @@ def test_a_plain_text_token_in_the_stack_file_is_refused_before_any_resource() -
     assert isinstance(run.error, SettingsError)
     assert "runnerTokens: is stored in plain text" in str(run.error)
     assert RUNNER_TOKEN not in str(run.error)
+
+
+CREATE_RUNNERS = {"createRunners": True, "runnerType": "group_type", "groupId": 7}
+API_TOKEN = {"gitlabApiToken": RawSecret("glpat-abc", stored_as_secret=True)}
+
+
+def test_runners_created_by_code_need_no_runner_tokens() -> None:
+    settings = parse({**VALID, "gitlab": CREATE_RUNNERS}, secrets=API_TOKEN)
+    assert settings.runner_tokens == {}
+    assert repr(settings.gitlab_api_token) == "Secret(****)"
+
+
+@pytest.mark.parametrize(
+    ("gitlab", "secrets", "expected"),
+    [
+        (CREATE_RUNNERS, {}, "gitlabApiToken: required with gitlab.createRunners: true"),
+        (
+            CREATE_RUNNERS,
+            {"gitlabApiToken": RawSecret("glpat-abc", stored_as_secret=False)},
+            "gitlabApiToken: is stored in plain text",
+        ),
+        (
+            CREATE_RUNNERS,
+            {**API_TOKEN, **TOKEN},
+            "runnerTokens: is not used with gitlab.createRunners: true",
+        ),
+        (
+            {"createRunners": True, "runnerType": "group_type"},
+            API_TOKEN,
+            "gitlab.groupId: is required when runnerType is group_type",
+        ),
+        (
+            {**CREATE_RUNNERS, "maximumTimeout": 7200},
+            API_TOKEN,
+            "gitlab.maximumTimeout: must not exceed the manager's terminationGracePeriodSeconds",
+        ),
+        ({"groupId": 7}, None, "gitlab.groupId: is only used with gitlab.createRunners: true"),
+    ],
+)
+def test_runner_creation_problems(
+    gitlab: dict[str, Any], secrets: dict[str, RawSecret] | None, expected: str
+) -> None:
+    problems = problems_of({**VALID, "gitlab": gitlab}, secrets=secrets)
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {"isolation": {"existingNamespaces": ["default"]}},
+            "isolation.existingNamespaces: not a job namespace of this stack",
+        ),
+        (
+            {"isolation": {"metricsScraperNamespaces": ["gitlab-runner-jobs-dind"]}},
+            "isolation.metricsScraperNamespaces: a job namespace cannot scrape the runner managers",
+        ),
+        (
+            {"isolation": {"podSecurityVersion": "1.34"}},
+            "isolation.podSecurityVersion: must be 'latest' or a Kubernetes minor such as v1.34",
+        ),
+    ],
+)
+def test_isolation_problems(raw: dict[str, Any], expected: str) -> None:
+    problems = problems_of({**VALID, **raw})
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_jobs_of_each_build_mode_get_their_own_namespace_and_level() -> None:
+    settings = parse(
+        {
+            **VALID,
+            "runner": {"namespace": "ci"},
+            "pools": [POOL, {"name": "kaniko", "buildMode": "rootless", "tags": ["kaniko"]}],
+        }
+    )
+    assert settings.job_namespace_specs == [
+        {"name": "ci-jobs-dind", "pod_security_level": "privileged", "existing": False},
+        {"name": "ci-jobs-rootless", "pod_security_level": "baseline", "existing": False},
+    ]
+    assert settings.pod_security_version == "v1.34"

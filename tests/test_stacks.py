@@ -165,15 +165,8 @@ def test_onprem_with_an_s3_bucket_and_access_keys_needs_a_region() -> None:
 @pytest.mark.parametrize("stack", EKS_STACKS)
 def test_stack_evaluates_and_exports_what_reviewers_need(stack: str) -> None:
     run = run_stack(stack)
-    assert (
-        EXPORTS
-        <= set(run.outputs)
-        <= EXPORTS
-        | {
-            "s3GatewayEndpointId",
-            "s3GatewayEndpointStatus",
-        }
-    )
+    optional = {"s3GatewayEndpointId", "s3GatewayEndpointStatus", "gitlabRunnerId-default"}
+    assert EXPORTS <= set(run.outputs) <= EXPORTS | optional
     config = config_from_stack_file(stack)
     assert run.outputs["clusterName"] == config[f"{PROJECT}:cluster"]["name"]
     pools = [pool["name"] for pool in config[f"{PROJECT}:pools"]]
@@ -512,9 +505,13 @@ def test_the_runner_token_is_never_plain_text_anywhere(stack: str) -> None:
         if s.inputs["metadata"]["name"].endswith("-token")
     ]
     assert token_secrets
+    created_by_code = {r.state["token"] for r in run.of_type("gitlab:index/userRunner:UserRunner")}
     for token_secret in token_secrets:
         assert is_rpc_secret(token_secret.inputs["stringData"])
-        assert unwrap_rpc_secret(token_secret.inputs["stringData"])["runner-token"] == RUNNER_TOKEN
+        token = unwrap_rpc_secret(token_secret.inputs["stringData"])["runner-token"]
+        assert token in {RUNNER_TOKEN, *created_by_code}
+        for resource in run.resources:
+            assert token not in plain_inputs(resource.inputs), resource.name
 
 
 @pytest.mark.parametrize("stack", EKS_STACKS)
@@ -608,3 +605,55 @@ def test_an_s3_compatible_cache_creates_no_bucket_and_keeps_its_keys_secret() ->
 
 def test_readme_config_reference_matches_the_settings_model() -> None:
     assert reference_table() in (REPO / "README.md").read_text()
+
+
+def test_dev_creates_its_runner_by_code_and_the_token_flows_as_a_secret() -> None:
+    run = run_stack("dev")
+    runner = run.one("gitlab:index/userRunner:UserRunner")
+    pool = config_from_stack_file("dev")[f"{PROJECT}:pools"][0]
+    assert runner.inputs["tagLists"] == sorted(pool["tags"])
+    assert runner.inputs["untagged"] is pool["runUntagged"]
+    assert runner.inputs["runnerType"] == "group_type"
+    assert runner.inputs["groupId"] == 4242
+    assert runner.inputs["locked"] is True
+    assert runner.inputs["paused"] is False
+    # The provider is configured from the secret API token, against GitLab's API URL.
+    provider = run.one("pulumi:providers:gitlab")
+    assert provider.inputs["baseUrl"] == "https://gitlab.example.com/api/v4/"
+    assert is_rpc_secret(provider.inputs["token"])
+    # Its glrt- token reaches the pool's Secret straight from GitLab's answer, as a secret.
+    secret = next(
+        s
+        for s in run.of_type("kubernetes:core/v1:Secret")
+        if s.inputs["metadata"]["name"] == "gitlab-runner-default-token"
+    )
+    assert runner.urn in secret.dependencies
+    assert is_rpc_secret(secret.inputs["stringData"])
+    token = unwrap_rpc_secret(secret.inputs["stringData"])["runner-token"]
+    assert token == runner.state["token"]
+    for resource in run.resources:
+        assert token not in plain_inputs(resource.inputs), resource.name
+    assert token not in repr(run.outputs)
+    assert run.outputs["gitlabRunnerId-default"] == "runner-registration-default-id"
+
+
+def test_dev_rotates_its_runner_token_new_before_old() -> None:
+    run = run_stack("dev")
+    runner = run.one("gitlab:index/userRunner:UserRunner")
+    rotating = run.one("time:index/rotating:Rotating")
+    assert rotating.inputs["rotationDays"] == 30
+    # The runner is replaced when the rotating resource is: created first, deleted at the end
+    # of the update, after the Secret and the release were updated (Pulumi's create-before-
+    # delete; the release waits for the rollout).
+    release = next(
+        r
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["name"] == "gitlab-runner-default"
+    )
+    secret = next(
+        s
+        for s in run.of_type("kubernetes:core/v1:Secret")
+        if s.name == "gitlab-runner-default-token"
+    )
+    assert secret.urn in release.dependencies
+    assert runner.urn in secret.dependencies
