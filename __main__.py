@@ -8,10 +8,18 @@ import pulumi_kubernetes as k8s
 
 from components.aws.cache_access import CacheAccess
 from components.aws.cache_bucket import CacheBucket
-from components.aws.cluster import CREATE_MODE, EksCluster, existing_cluster_vpc_id
+from components.aws.cluster import (
+    CREATE_MODE,
+    CREATED_SERVICE_CIDR,
+    ClusterNetwork,
+    EksCluster,
+    existing_cluster_network,
+)
 from components.aws.cluster_autoscaler import ClusterAutoscaler
+from components.aws.mirror_access import RegistryMirrorAccess
 from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
 from components.aws.spot_node_group import SpotNodeGroup
+from components.build_nodes import keep_off_build_nodes
 from components.gitlab.runner_registration import (
     RunnerRegistration,
     RunnerRegistrationArgs,
@@ -22,19 +30,43 @@ from components.settings import PAUSE_POD_PRIORITY_CLASS, PoolSettings, load_set
 from components.workloads.gitlab_runner import GitlabRunner, cache_secret_data
 from components.workloads.isolation import MANAGER_POD_LABELS
 from components.workloads.job_namespaces import JobNamespaces, JobNamespacesArgs
+from components.workloads.mirror_config import (
+    MirrorStorage,
+    containerd_hosts_toml,
+    mirror_url,
+    node_user_data,
+)
+from components.workloads.registry_mirror import (
+    DEFAULT_NAMESPACE as MIRROR_NAMESPACE,
+)
+from components.workloads.registry_mirror import (
+    SERVICE_NAME as MIRROR_SERVICE_ACCOUNT,
+)
+from components.workloads.registry_mirror import (
+    RegistryMirror,
+    RegistryMirrorArgs,
+)
 from components.workloads.runner_config import CacheSpec
 from components.workloads.runner_shared import RunnerShared
 
 settings = load_settings()
 for warning in settings.warnings:
     pulumi.log.warn(warning)
+# Looked up before anything is declared: the S3 endpoint depends on the VPC, the mirror's fixed
+# address on the Service range, and a bad address must fail before a half-declared stack.
+network: ClusterNetwork | None = None
+if settings.cluster.mode == CREATE_MODE:
+    network = ClusterNetwork(str(settings.cluster.vpc_id), CREATED_SERVICE_CIDR)
+elif settings.on_eks:
+    network = existing_cluster_network(settings.cluster.name)
+mirror_cluster_ip = settings.mirror_cluster_ip(network.service_cidr if network else None)
 
 
 def tags(component: str) -> dict[str, str]:
     return resource_tags(settings.project, settings.stack, component, settings.tags)
 
 
-def eks_cluster_with_capacity() -> EksCluster:
+def eks_cluster_with_capacity(network: ClusterNetwork) -> EksCluster:
     """The EKS cluster, a spot node group per pool, cluster-autoscaler and the S3 endpoint."""
     version = str(settings.cluster.version)
     aws_profile = pulumi.Config("aws").get("profile")
@@ -97,7 +129,7 @@ def eks_cluster_with_capacity() -> EksCluster:
         s3_endpoint = S3GatewayEndpoint(
             "s3-gateway-endpoint",
             {
-                "vpc_id": settings.cluster.vpc_id or existing_cluster_vpc_id(settings.cluster.name),
+                "vpc_id": network.vpc_id,
                 "route_table_ids": settings.network.route_table_ids,
                 "subnet_ids": settings.cluster.default_node_subnet_ids,
                 "tags": tags("network"),
@@ -134,10 +166,23 @@ def build_pool_nodes(
                 "value": discovery_tag["value"],
             },
             "instance_tags": {**tags("build-nodes"), "pool": pool.name},
+            # containerd pulls Docker Hub images through the in-cluster mirror, Hub as fallback.
+            "user_data": (
+                node_user_data(containerd_hosts_toml(mirror_url(mirror_cluster_ip)))
+                if mirror_cluster_ip
+                else None
+            ),
             "tags": tags("build-nodes"),
         },
     )
 
+
+# Known while the program runs: the registry mirror's config file names the bucket.
+cache_bucket_name = (
+    settings.cache_bucket_name(aws.get_caller_identity().account_id)
+    if settings.cache.type == "s3"
+    else str(settings.cache.bucket_name)
+)
 
 CacheForRunner = tuple[
     pulumi.Output[CacheSpec], dict[str, pulumi.Input[str]], pulumi.Input[str | None]
@@ -152,11 +197,10 @@ def cache_for_runner(oidc_provider_arn: pulumi.Input[str] | None) -> CacheForRun
         }
         return pulumi.Output.from_input(settings.runner_cache_spec()), external, None
 
-    account_id = aws.get_caller_identity_output().account_id
     cache = CacheBucket(
         "cache",
         {
-            "bucket_name": account_id.apply(settings.cache_bucket_name),
+            "bucket_name": cache_bucket_name,
             "cache_prefix": settings.cache.prefix,
             "expiration_days": settings.cache.expiration_days,
             "versioning": settings.cache.versioning,
@@ -165,6 +209,11 @@ def cache_for_runner(oidc_provider_arn: pulumi.Input[str] | None) -> CacheForRun
             "access_log_prefix": settings.cache.access_log_prefix,
             "protect": settings.cache.protect,
             "force_destroy": settings.cache.force_destroy,
+            "other_prefixes": (
+                {settings.registry_mirror.prefix: settings.registry_mirror.expiration_days}
+                if settings.registry_mirror.enabled and settings.mirror_storage_kind == "s3"
+                else {}
+            ),
             "tags": tags("cache-bucket"),
         },
     )
@@ -206,7 +255,8 @@ def cache_for_runner(oidc_provider_arn: pulumi.Input[str] | None) -> CacheForRun
 
 
 if settings.on_eks:
-    cluster = eks_cluster_with_capacity()
+    assert network is not None
+    cluster = eks_cluster_with_capacity(network)
     kubernetes_provider = cluster.kubernetes_provider
     oidc_provider_arn: pulumi.Input[str] | None = cluster.oidc_provider_arn
     pulumi.export("clusterName", cluster.cluster_name)
@@ -280,6 +330,83 @@ def runner_tokens() -> dict[str, pulumi.Input[str]]:
         tokens[pool.name] = registration.token
     return tokens
 
+
+def job_namespace(index: int) -> pulumi.Output[str]:
+    """One job namespace's name, once JobNamespaces has created it."""
+    return job_namespaces.namespaces.apply(lambda names: names[index])
+
+
+def registry_mirror() -> RegistryMirror:
+    """The pull-through Docker Hub mirror, its storage and (on EKS) its IRSA role."""
+    mirror = settings.registry_mirror
+    args: RegistryMirrorArgs = {
+        "storage": registry_mirror_storage(),
+        "job_namespaces": [
+            job_namespace(index) for index in range(len(settings.job_namespace_specs))
+        ],
+        "replicas": mirror.replicas,
+        "image": mirror.image,
+        "affinity": keep_off_build_nodes([pool.node_labels for pool in settings.pools]),
+    }
+    if mirror_cluster_ip:
+        args["cluster_ip"] = mirror_cluster_ip
+    if settings.mirror_storage_kind == "s3" and settings.cache.type == "s3":
+        assert oidc_provider_arn is not None
+        partition = aws.get_partition().partition
+        args["service_account_role_arn"] = RegistryMirrorAccess(
+            "registry-mirror-access",
+            {
+                "bucket_arn": f"arn:{partition}:s3:::{cache_bucket_name}",
+                "prefix": mirror.prefix,
+                "oidc_provider_arn": oidc_provider_arn,
+                "namespace": MIRROR_NAMESPACE,
+                "service_account": MIRROR_SERVICE_ACCOUNT,
+                "kms_key_arn": settings.cache.kms_key_arn,
+                "tags": tags("registry-mirror"),
+            },
+        ).role_arn
+    elif settings.mirror_storage_kind == "s3":
+        args["storage_keys"] = {
+            "access_key_id": settings.cache_credentials["accessKey"].output(),
+            "secret_access_key": settings.cache_credentials["secretKey"].output(),
+        }
+    if mirror.docker_hub_username and settings.docker_hub_token:
+        args["upstream_credentials"] = {
+            "username": mirror.docker_hub_username,
+            "password": settings.docker_hub_token.output(),
+        }
+    return RegistryMirror("registry-mirror", args, opts=in_cluster)
+
+
+def registry_mirror_storage() -> MirrorStorage:
+    """The cache's bucket under the mirror's own prefix, or each replica's own disk."""
+    if settings.mirror_storage_kind == "filesystem":
+        return {"filesystem": {"root_directory": "/var/lib/registry"}}
+    cache = settings.cache
+    if cache.type == "s3":
+        return {
+            "s3": {
+                "bucket": cache_bucket_name,
+                "region": settings.aws_region,
+                "prefix": settings.registry_mirror.prefix,
+            }
+        }
+    scheme = "http" if cache.insecure else "https"
+    return {
+        "s3": {
+            "bucket": str(cache.bucket_name),
+            "region": cache.bucket_location or "us-east-1",
+            "prefix": settings.registry_mirror.prefix,
+            "endpoint": f"{scheme}://{cache.server_host}",
+            "force_path_style": bool(cache.path_style),
+        }
+    }
+
+
+if settings.registry_mirror.enabled:
+    mirror = registry_mirror()
+    pulumi.export("registryMirror", mirror.status)
+    pulumi.export("registryMirrorNodeUrl", mirror.node_url)
 
 tokens = runner_tokens()
 runners = {

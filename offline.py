@@ -98,6 +98,7 @@ def mock_issuer(region: str, cluster_name: str) -> str:
 
 MOCK_CLUSTER_VPC = "vpc-0cluster000000000"
 OWN_ENDPOINT = "vpce-0own000000000000"
+MOCK_SERVICE_CIDR = "172.20.0.0/16"
 MOCK_VPC_OF_OWN_ENDPOINT = MOCK_CLUSTER_VPC
 MOCK_CLUSTER_SUBNETS = ["subnet-0cluster0000000001", "subnet-0cluster0000000002"]
 MOCK_ROUTE_TABLES = ["rtb-0mock000000000001", "rtb-0mock000000000002"]
@@ -249,6 +250,9 @@ class FleetMocks(pulumi.runtime.Mocks):
             "certificateAuthorities": [{"data": "LS0tLS1CRUdJTi1NT0NL"}],
             "identities": [{"oidcs": [{"issuer": f"https://{mock_issuer(self.region, name)}"}]}],
             "vpcConfig": {"vpcId": MOCK_CLUSTER_VPC, "subnetIds": MOCK_CLUSTER_SUBNETS},
+            "kubernetesNetworkConfigs": [
+                {"ipFamily": "ipv4", "serviceIpv4Cidr": MOCK_SERVICE_CIDR, "serviceIpv6Cidr": ""}
+            ],
             "version": self.cluster_version,
         }
 

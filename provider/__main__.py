@@ -14,6 +14,7 @@ from components.aws.cluster import EksCluster
 from components.aws.cluster_autoscaler import ClusterAutoscaler
 from components.aws.edge_access import EdgeAccess
 from components.aws.irsa_role import IrsaRole
+from components.aws.mirror_access import RegistryMirrorAccess
 from components.aws.node_role import NodeRole
 from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
 from components.aws.spot_node_group import SpotNodeGroup
@@ -35,6 +36,7 @@ COMPONENTS = [
     CacheBucket,
     CacheAccess,
     IrsaRole,
+    RegistryMirrorAccess,
     EdgeAccess,
     RunnerRegistration,
     RunnerShared,

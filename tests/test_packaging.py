@@ -55,7 +55,7 @@ def schema() -> dict[str, Any]:
 
 def test_the_provider_hosts_every_component_of_the_package() -> None:
     assert set(PROVIDER["COMPONENTS"]) == defined_components()
-    assert len(PROVIDER["COMPONENTS"]) == 16
+    assert len(PROVIDER["COMPONENTS"]) == 17
 
 
 def component_name(component: object) -> str:

@@ -650,3 +650,58 @@ def test_jobs_of_each_build_mode_get_their_own_namespace_and_level() -> None:
         {"name": "ci-jobs-rootless", "pod_security_level": "baseline", "existing": False},
     ]
     assert settings.pod_security_version == "v1.34"
+
+
+@pytest.mark.parametrize(
+    ("raw", "secrets", "expected"),
+    [
+        (
+            {"registryMirror": {"storage": "s3"}, "cache": {"type": "gcs", "bucketName": "b"}},
+            {"cacheCredentials": RawSecret('{"credentialsJson": "{}"}', True)},
+            "registryMirror.storage: s3 keeps layers in the cache's bucket",
+        ),
+        (
+            {"registryMirror": {"prefix": "runner-cache/mirror"}},
+            {},
+            "registryMirror.prefix: must not overlap cache.prefix (runner-cache)",
+        ),
+        (
+            {"registryMirror": {"dockerHubUsername": "acme"}},
+            {},
+            "dockerHubToken: required with registryMirror.dockerHubUsername",
+        ),
+        (
+            {},
+            {"dockerHubToken": RawSecret("dckr_pat_x", True)},
+            "dockerHubToken: is only used with registryMirror.dockerHubUsername",
+        ),
+        (
+            {"registryMirror": {"dockerHubUsername": "acme"}},
+            {"dockerHubToken": RawSecret("dckr_pat_x", False)},
+            "dockerHubToken: is stored in plain text",
+        ),
+        (
+            {"registryMirror": {"clusterIp": "mirror.local"}},
+            {},
+            "registryMirror.clusterIp: must be an IP address, got 'mirror.local'",
+        ),
+    ],
+)
+def test_registry_mirror_problems(
+    raw: dict[str, Any], secrets: dict[str, RawSecret], expected: str
+) -> None:
+    problems = problems_of({**VALID, **raw}, secrets={**TOKEN, **secrets})
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_a_mirror_address_outside_the_static_band_is_refused() -> None:
+    settings = parse({**VALID, "registryMirror": {"clusterIp": "172.20.200.1"}})
+    with pytest.raises(SettingsError) as caught:
+        settings.mirror_cluster_ip("172.20.0.0/16")
+    assert str(caught.value.problems[0]).startswith(
+        "registryMirror.clusterIp: 172.20.200.1 is outside the range's static band"
+    )
+    assert parse(VALID).mirror_cluster_ip("172.20.0.0/16") == "172.20.0.50"
+    assert parse(VALID).mirror_cluster_ip(None) is None
+    disabled = parse({**VALID, "registryMirror": {"enabled": False}})
+    assert disabled.mirror_cluster_ip("172.20.0.0/16") is None

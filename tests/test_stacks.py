@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import tomllib
 from typing import Any
 
 import pytest
+import yaml
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 from components.settings import reference_table
@@ -37,6 +39,8 @@ IN_CLUSTER_EXPORTS = {
     "jobNamespaces",
     "pools",
     "runnerConfigChecksums",
+    "registryMirror",
+    "registryMirrorNodeUrl",
 }
 EXPORTS = {
     *IN_CLUSTER_EXPORTS,
@@ -209,6 +213,7 @@ def test_every_aws_resource_carries_the_allocation_tags(stack: str) -> None:
             "network",
             "cache-bucket",
             "cache-access",
+            "registry-mirror",
         }
         assert tags["cost-center"] == cost_center
 
@@ -395,6 +400,7 @@ def test_an_existing_autoscaler_can_be_kept() -> None:
     assert {r.name for r in run.of_type("aws:iam/role:Role")} == {
         *(f"build-nodes-{pool}-role" for pool in PROD_POOLS),
         "cache-access-irsa",
+        "registry-mirror-access-irsa",
     }
 
 
@@ -426,6 +432,7 @@ def test_prod_versions_and_logs_its_cache() -> None:
         "abort-incomplete-multipart-uploads",
         "expire-noncurrent-versions",
         "remove-expired-delete-markers",
+        "expire-registry-mirror",
     }
 
 
@@ -657,3 +664,94 @@ def test_dev_rotates_its_runner_token_new_before_old() -> None:
     )
     assert secret.urn in release.dependencies
     assert runner.urn in secret.dependencies
+
+
+def user_data_of(template: Registered) -> str:
+    return base64.b64decode(template.inputs["userData"]).decode()
+
+
+@pytest.mark.parametrize(("stack", "address"), [("prod", "172.20.0.50"), ("dev", "10.100.0.50")])
+def test_build_nodes_pull_docker_hub_through_the_mirror_at_its_fixed_address(
+    stack: str, address: str
+) -> None:
+    run = run_stack(stack)
+    service = next(
+        s for s in run.of_type("kubernetes:core/v1:Service") if s.name == "registry-mirror"
+    )
+    assert service.inputs["spec"]["clusterIP"] == address
+    for template in run.of_type("aws:ec2/launchTemplate:LaunchTemplate"):
+        user_data = user_data_of(template)
+        # containerd reads /etc/containerd/certs.d (amazon-eks-ami nodeadm containerd config
+        # template) and falls back to `server` after every [host] (containerd docs/hosts.md).
+        assert "/etc/containerd/certs.d/docker.io/hosts.toml" in user_data
+        assert f'[host."http://{address}:5000"]' in user_data
+        assert 'server = "https://registry-1.docker.io"' in user_data
+    assert run.outputs["registryMirrorNodeUrl"] == f"http://{address}:5000"
+
+
+def test_a_created_cluster_gets_the_service_range_the_mirror_address_is_taken_from() -> None:
+    cluster = run_stack("dev").one("eks:index:Cluster")
+    assert cluster.inputs["kubernetesServiceIpAddressRange"] == "10.100.0.0/16"
+
+
+def test_dind_jobs_get_the_mirror_in_their_daemon_json() -> None:
+    run = run_stack("prod")
+    daemon_config = next(
+        c
+        for c in run.of_type("kubernetes:core/v1:ConfigMap")
+        if c.inputs["metadata"]["name"] == "docker-daemon-config"
+    )
+    assert daemon_config.inputs["metadata"]["namespace"] == "gitlab-runner-jobs-dind"
+    assert json.loads(daemon_config.inputs["data"]["daemon.json"]) == {
+        "registry-mirrors": ["http://172.20.0.50:5000"]
+    }
+    config = tomllib.loads(runner_values(run)["runners"]["config"])["runners"][0]
+    (volume,) = config["kubernetes"]["volumes"]["config_map"]
+    assert volume["name"] == "docker-daemon-config"
+    assert volume["mount_path"] == "/etc/docker/daemon.json"
+
+
+def test_prods_mirror_keeps_layers_under_its_own_prefix_with_irsa() -> None:
+    run = run_stack("prod")
+    mirror_config = next(
+        c for c in run.of_type("kubernetes:core/v1:ConfigMap") if c.name == "registry-mirror-config"
+    )
+    storage = yaml.safe_load(mirror_config.inputs["data"]["config.yml"])["storage"]["s3"]
+    assert storage == {
+        "bucket": f"gitlab-runner-fleet-prod-cache-{ACCOUNT_ID}",
+        "region": "eu-west-1",
+        # The S3 driver prefixes every key with rootdirectory (distribution's s3-aws driver);
+        # no keys: the AWS SDK's default chain takes the IRSA web identity.
+        "rootdirectory": "/registry-mirror",
+    }
+    policy = next(
+        p for p in run.of_type("aws:iam/policy:Policy") if p.name == "registry-mirror-access-policy"
+    )
+    document = json.loads(policy.inputs["policy"])
+    resources = json.dumps(document)
+    assert f"gitlab-runner-fleet-prod-cache-{ACCOUNT_ID}/registry-mirror/*" in resources
+    assert "runner-cache" not in resources
+    role = next(
+        r for r in run.of_type("aws:iam/role:Role") if r.name == "registry-mirror-access-irsa"
+    )
+    assert (
+        "system:serviceaccount:registry-mirror:registry-mirror" in role.inputs["assumeRolePolicy"]
+    )
+
+
+def test_onprem_gets_the_same_mirror_on_its_minio_with_secret_keys() -> None:
+    run = run_stack("onprem")
+    mirror_config = next(
+        c for c in run.of_type("kubernetes:core/v1:ConfigMap") if c.name == "registry-mirror-config"
+    )
+    text = mirror_config.inputs["data"]["config.yml"]
+    assert "minio.office.example.com" in text
+    assert "offline-placeholder" not in text
+    secret = next(
+        s
+        for s in run.of_type("kubernetes:core/v1:Secret")
+        if s.inputs["metadata"]["name"] == "registry-mirror-credentials"
+    )
+    assert is_rpc_secret(secret.inputs["stringData"])
+    # No node pulls through it on a cluster whose Service range the stack cannot know.
+    assert run.outputs["registryMirrorNodeUrl"] is None

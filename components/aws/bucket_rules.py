@@ -6,6 +6,7 @@ Pure functions returning the `*ArgsDict` shapes of `aws.s3.BucketLifecycleConfig
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 Rule = dict[str, Any]
@@ -17,8 +18,17 @@ ABORT_INCOMPLETE_UPLOAD_DAYS = 1
 NONCURRENT_VERSION_DAYS = 1
 
 
-def lifecycle_rules(cache_prefix: str, expiration_days: int, versioning: bool) -> list[Rule]:
-    """Expire cache objects after `expiration_days`, clean up uploads and old versions."""
+def lifecycle_rules(
+    cache_prefix: str,
+    expiration_days: int,
+    versioning: bool,
+    other_prefixes: Mapping[str, int] | None = None,
+) -> list[Rule]:
+    """Expire cache objects after `expiration_days`, clean up uploads and old versions.
+
+    `other_prefixes` are further prefixes sharing the bucket (the registry mirror's layers),
+    each with its own expiry.
+    """
     rules: list[Rule] = [
         {
             "id": "expire-cache-objects",
@@ -26,6 +36,15 @@ def lifecycle_rules(cache_prefix: str, expiration_days: int, versioning: bool) -
             "filter": {"prefix": f"{cache_prefix}/"},
             "expiration": {"days": expiration_days},
         },
+        *(
+            {
+                "id": f"expire-{prefix.replace('/', '-')}",
+                "status": "Enabled",
+                "filter": {"prefix": f"{prefix}/"},
+                "expiration": {"days": days},
+            }
+            for prefix, days in (other_prefixes or {}).items()
+        ),
         {
             "id": "abort-incomplete-multipart-uploads",
             "status": "Enabled",

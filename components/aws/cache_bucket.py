@@ -19,6 +19,9 @@ class CacheBucketArgs(TypedDict):
     """Key prefix of the cache objects; the lifecycle expiry applies under it."""
     expiration_days: int
     """Days after which cache objects expire."""
+    other_prefixes: NotRequired[dict[str, int]]
+    """Further key prefixes sharing the bucket (e.g. the registry mirror's) and their expiry
+    in days."""
     versioning: NotRequired[bool]
     """Enable versioning (noncurrent versions then expire after 1 day). Default false."""
     kms_key_arn: NotRequired[Optional[pulumi.Input[str]]]
@@ -65,13 +68,7 @@ class CacheBucket(pulumi.ComponentResource):
         bucket = self._create_bucket(name, args["bucket_name"], protect, force_destroy, tags)
         public_access_block = self._create_access_controls(name, bucket)
         self._create_encryption(name, bucket, args.get("kms_key_arn"))
-        self._create_lifecycle(
-            name,
-            bucket,
-            args["cache_prefix"],
-            args["expiration_days"],
-            args.get("versioning", False),
-        )
+        self._create_lifecycle(name, bucket, args)
         self._create_tls_only_policy(name, bucket, public_access_block)
         if log_bucket := args.get("access_log_bucket"):
             self._create_access_logging(
@@ -136,14 +133,8 @@ class CacheBucket(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _create_lifecycle(
-        self,
-        name: str,
-        bucket: s3.Bucket,
-        cache_prefix: str,
-        expiration_days: int,
-        versioning: bool,
-    ) -> None:
+    def _create_lifecycle(self, name: str, bucket: s3.Bucket, args: CacheBucketArgs) -> None:
+        versioning = args.get("versioning", False)
         versioning_resource = None
         if versioning:
             versioning_resource = s3.BucketVersioning(
@@ -155,7 +146,12 @@ class CacheBucket(pulumi.ComponentResource):
         s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket.id,
-            rules=lifecycle_rules(cache_prefix, expiration_days, versioning),
+            rules=lifecycle_rules(
+                args["cache_prefix"],
+                args["expiration_days"],
+                versioning,
+                args.get("other_prefixes"),
+            ),
             # AWS rejects noncurrent-version rules racing the versioning change.
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[versioning_resource] if versioning_resource else []

@@ -1,6 +1,7 @@
 """EksCluster: the EKS cluster the fleet runs on, and a Kubernetes provider built from it."""
 
 import json
+from dataclasses import dataclass
 from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
@@ -20,6 +21,8 @@ SYSTEM_NODE_LABELS = {"gitlab-runner-fleet/node-role": "system"}
 DEFAULT_SYSTEM_INSTANCE_TYPES = ("m6i.large", "m5.large")
 DEFAULT_SYSTEM_NODE_COUNT = 2
 ADMIN_ACCESS_POLICY = "AmazonEKSClusterAdminPolicy"
+CREATED_SERVICE_CIDR = "10.100.0.0/16"
+"""The Service range a created cluster gets, set explicitly so fixed ClusterIPs are known."""
 """Labels of the on-demand system nodes a created cluster gets."""
 
 
@@ -168,6 +171,7 @@ class EksCluster(pulumi.ComponentResource):
             private_subnet_ids=private_subnet_ids,
             public_subnet_ids=args.get("public_subnet_ids") or None,
             authentication_mode=eks.AuthenticationMode.API,
+            kubernetes_service_ip_address_range=CREATED_SERVICE_CIDR,
             provider_credential_opts=(
                 {"profile_name": args["aws_profile"]} if args.get("aws_profile") else None
             ),
@@ -288,10 +292,22 @@ def _warn_on_version_mismatch(args: EksClusterArgs, actual: str) -> None:
         )
 
 
-def existing_cluster_vpc_id(cluster_name: str) -> str:
-    """The VPC of an existing EKS cluster, looked up while the program runs.
+@dataclass(frozen=True)
+class ClusterNetwork:
+    """Where a cluster's nodes and Services live."""
 
-    Synchronous, because what the stack declares in that VPC (the S3 gateway endpoint) depends
-    on what is already there.
+    vpc_id: str
+    service_cidr: str
+
+
+def existing_cluster_network(cluster_name: str) -> ClusterNetwork:
+    """The VPC and Service range of an existing EKS cluster, looked up while the program runs.
+
+    Synchronous, because what the stack declares depends on them: the S3 gateway endpoint on
+    what the VPC already has, the registry mirror's fixed ClusterIP on the Service range.
     """
-    return str(aws_eks.get_cluster(name=cluster_name).vpc_config.vpc_id)
+    cluster = aws_eks.get_cluster(name=cluster_name)
+    return ClusterNetwork(
+        vpc_id=str(cluster.vpc_config.vpc_id),
+        service_cidr=str(cluster.kubernetes_network_configs[0].service_ipv4_cidr),
+    )

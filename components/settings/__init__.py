@@ -3,6 +3,7 @@
 from .base import Problem, RawSecret, Secret, SettingsError
 from .cluster import EKS_MODES, KUBECONFIG_MODE
 from .gitlab import GITLAB_API_TOKEN_KEY
+from .mirror import default_cluster_ip
 from .model import (
     CACHE_CREDENTIAL_KEYS,
     CACHE_CREDENTIALS_KEY,
@@ -35,6 +36,7 @@ __all__ = [
     "RawSecret",
     "Secret",
     "SettingsError",
+    "default_cluster_ip",
     "load_settings",
     "parse_settings",
     "reference_table",

@@ -32,6 +32,7 @@ from ..workloads.isolation import (
     pod_security_version,
 )
 from ..workloads.job_namespaces import JobNamespaceSpec
+from ..workloads.mirror_config import cluster_ip_problems, daemon_json_volume
 from ..workloads.runner_config import (
     AzureCacheSpec,
     CacheSpec,
@@ -45,6 +46,7 @@ from .cache import CacheAccessSettings, CacheSettings
 from .cluster import EKS_MODES, KUBECONFIG_MODE, ClusterSettings
 from .gitlab import GITLAB_API_TOKEN_KEY, GitlabSettings
 from .isolation import IsolationSettings
+from .mirror import DOCKER_HUB_TOKEN_KEY, RegistryMirrorSettings, default_cluster_ip
 from .network import NetworkSettings
 from .pools import POOLS_KEY, PoolSettings, parse_pools
 from .runner import RunnerSettings
@@ -65,13 +67,20 @@ _SECTIONS: tuple[type[Section], ...] = (
     RunnerSettings,
     GitlabSettings,
     IsolationSettings,
+    RegistryMirrorSettings,
 )
 TAGS_KEY = "tags"
 RUNNER_TOKENS_KEY = "runnerTokens"
 CACHE_CREDENTIALS_KEY = "cacheCredentials"
 KUBECONFIG_KEY = "kubeconfig"
 CONFIG_KEYS = (*(section.config_key for section in _SECTIONS), POOLS_KEY, TAGS_KEY)
-SECRET_KEYS = (RUNNER_TOKENS_KEY, CACHE_CREDENTIALS_KEY, KUBECONFIG_KEY, GITLAB_API_TOKEN_KEY)
+SECRET_KEYS = (
+    RUNNER_TOKENS_KEY,
+    CACHE_CREDENTIALS_KEY,
+    KUBECONFIG_KEY,
+    GITLAB_API_TOKEN_KEY,
+    DOCKER_HUB_TOKEN_KEY,
+)
 # Keys of the single-pool settings, and where their values live now.
 MOVED_KEYS = {
     "buildNodes": "moved into a pool: put its keys into an entry of `pools` (see README, "
@@ -105,10 +114,12 @@ class FleetSettings:
     runner: RunnerSettings
     gitlab: GitlabSettings
     isolation: IsolationSettings
+    registry_mirror: RegistryMirrorSettings
     pools: tuple[PoolSettings, ...]
     runner_tokens: Mapping[str, Secret]
     """Each pool's hand-made runner token; empty when `gitlab.createRunners` creates them."""
     gitlab_api_token: Secret | None = None
+    docker_hub_token: Secret | None = None
     cache_credentials: Mapping[str, Secret] = field(default_factory=dict)
     kubeconfig: Secret | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -163,6 +174,28 @@ class FleetSettings:
         """The Pod Security policy version the namespaces pin."""
         return self.isolation.pod_security_version or pod_security_version(self.cluster.version)
 
+    def mirror_cluster_ip(self, service_cidr: str | None) -> str | None:
+        """The mirror's fixed ClusterIP for containerd on the nodes, or None (dind only).
+
+        Raises `SettingsError` when an explicit address cannot serve as one.
+        """
+        mirror = self.registry_mirror
+        if not mirror.enabled:
+            return None
+        address = mirror.cluster_ip or (default_cluster_ip(service_cidr) if service_cidr else None)
+        if address and service_cidr and (problems := cluster_ip_problems(address, service_cidr)):
+            raise SettingsError(
+                self.stack, [Problem("registryMirror.clusterIp", "; ".join(problems))]
+            )
+        return address
+
+    @property
+    def mirror_storage_kind(self) -> str:
+        """Where the mirror keeps layers: the cache's S3(-compatible) bucket, or local disk."""
+        if self.registry_mirror.storage:
+            return self.registry_mirror.storage
+        return "s3" if self.cache.type in ("s3", "s3Compatible") else "filesystem"
+
     @property
     def warms_capacity(self) -> bool:
         """Whether any pool keeps pause pods."""
@@ -205,6 +238,10 @@ class FleetSettings:
             spec["allowed_pull_policies"] = list(runner.allowed_pull_policies)
         if warm := self._warm_capacity(pool):
             spec["warm_capacity"] = warm
+        if self.registry_mirror.enabled and spec["build_mode"] == "dind":
+            # dind's daemon.json names the mirror; the runner mounts config-map volumes into
+            # every container of the job, services included (executors/kubernetes/kubernetes.go).
+            spec["config_map_volumes"] = [dict(daemon_json_volume())]  # type: ignore[list-item]
         return spec
 
     def _warm_capacity(self, pool: PoolSettings) -> WarmCapacity | None:
@@ -335,6 +372,10 @@ def parse_settings(
             cache_type, secrets.get(CACHE_CREDENTIALS_KEY)
         )
         problems.extend(credential_problems)
+    docker_hub_token, hub_token_problems = _parse_docker_hub_token(
+        sections, secrets.get(DOCKER_HUB_TOKEN_KEY)
+    )
+    problems.extend(hub_token_problems)
     kubeconfig, kubeconfig_problems = _parse_kubeconfig(sections, secrets.get(KUBECONFIG_KEY))
     problems.extend(kubeconfig_problems)
     if len(sections) == len(_SECTIONS) and not pool_problems:
@@ -356,6 +397,8 @@ def parse_settings(
         pools=tuple(pools),
         runner_tokens=runner_tokens,
         gitlab_api_token=gitlab_api_token,
+        docker_hub_token=docker_hub_token,
+        registry_mirror=_section(sections, RegistryMirrorSettings),
         cache_credentials=cache_credentials,
         kubeconfig=kubeconfig,
         tags=tags,
@@ -476,6 +519,7 @@ def _cross_section_problems(
     if cluster.mode == KUBECONFIG_MODE:
         problems.extend(_kubeconfig_mode_problems(sections, pools))
     problems.extend(_gitlab_problems(sections, pools))
+    problems.extend(_mirror_problems(sections))
     problems.extend(_isolation_problems(sections, pools))
     if network.route_table_ids and network.s3_gateway_endpoint is False:
         problems.append(
@@ -516,6 +560,53 @@ def _gitlab_problems(sections: Mapping[str, Section], pools: list[PoolSettings])
             if problem not in problems:
                 problems.append(problem)
     return problems
+
+
+def _mirror_problems(sections: Mapping[str, Section]) -> list[Problem]:
+    mirror = _section(sections, RegistryMirrorSettings)
+    cache = _section(sections, CacheSettings)
+    problems = []
+    if mirror.storage == "s3" and cache.type not in ("s3", "s3Compatible"):
+        problems.append(
+            Problem(
+                "registryMirror.storage",
+                "s3 keeps layers in the cache's bucket, which needs cache.type s3 or "
+                f"s3Compatible (got {cache.type}); use filesystem",
+            )
+        )
+    overlap = (
+        mirror.prefix == cache.prefix
+        or mirror.prefix.startswith(f"{cache.prefix}/")
+        or cache.prefix.startswith(f"{mirror.prefix}/")
+    )
+    if overlap:
+        problems.append(
+            Problem(
+                "registryMirror.prefix",
+                f"must not overlap cache.prefix ({cache.prefix}): the cache's lifecycle rule and "
+                f"access policy would cover the mirror's layers, got {mirror.prefix!r}",
+            )
+        )
+    return problems
+
+
+def _parse_docker_hub_token(
+    sections: Mapping[str, Section], raw: RawSecret | None
+) -> tuple[Secret | None, list[Problem]]:
+    mirror = sections.get(RegistryMirrorSettings.config_key)
+    username = mirror.docker_hub_username if isinstance(mirror, RegistryMirrorSettings) else None
+    set_it = f"`pulumi config set --secret {DOCKER_HUB_TOKEN_KEY} <read-only access token>`"
+    if raw is None:
+        if username is None:
+            return None, []
+        message = f"required with registryMirror.dockerHubUsername; set it with {set_it}"
+    elif username is None:
+        message = "is only used with registryMirror.dockerHubUsername; set both or neither"
+    elif not raw.stored_as_secret:
+        message = f"is stored in plain text; set it with {set_it}"
+    else:
+        return Secret(raw.value), []
+    return None, [Problem(DOCKER_HUB_TOKEN_KEY, message)]
 
 
 def _isolation_problems(
