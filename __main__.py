@@ -16,6 +16,7 @@ from components.aws.cluster import (
     existing_cluster_network,
 )
 from components.aws.cluster_autoscaler import ClusterAutoscaler
+from components.aws.edge_access import EdgeAccess
 from components.aws.mirror_access import RegistryMirrorAccess
 from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
 from components.aws.spot_node_group import SpotNodeGroup
@@ -27,6 +28,8 @@ from components.gitlab.runner_registration import (
 )
 from components.naming import resource_tags
 from components.settings import PAUSE_POD_PRIORITY_CLASS, PoolSettings, load_settings
+from components.workloads.edge_cache import EdgeCache, EdgeCacheArgs, EdgeHub
+from components.workloads.edge_cache import runner_cache_spec as edge_runner_cache_spec
 from components.workloads.gitlab_runner import GitlabRunner, cache_secret_data
 from components.workloads.isolation import MANAGER_POD_LABELS
 from components.workloads.job_namespaces import JobNamespaces, JobNamespacesArgs
@@ -48,6 +51,9 @@ from components.workloads.registry_mirror import (
 )
 from components.workloads.runner_config import CacheSpec
 from components.workloads.runner_shared import RunnerShared
+
+HUB_OUTPUT = "siteHub"
+EDGE_CREDENTIALS_OUTPUT = "siteEdgeCredentials"
 
 settings = load_settings()
 for warning in settings.warnings:
@@ -180,8 +186,8 @@ def build_pool_nodes(
 # Known while the program runs: the registry mirror's config file names the bucket.
 cache_bucket_name = (
     settings.cache_bucket_name(aws.get_caller_identity().account_id)
-    if settings.cache.type == "s3"
-    else str(settings.cache.bucket_name)
+    if settings.creates_cache_bucket
+    else settings.cache_bucket
 )
 
 CacheForRunner = tuple[
@@ -189,8 +195,112 @@ CacheForRunner = tuple[
 ]
 
 
+def site_cache(
+    hub: EdgeHub | None, bucket: pulumi.Input[str], prefix: pulumi.Input[str]
+) -> CacheForRunner:
+    """A cache in the cluster (rclone): an edge reading through from the hub, or a local one."""
+    if hub is None:
+        size, storage_class, expire_after = (
+            settings.cache.size,
+            settings.cache.storage_class_name,
+            settings.cache.expire_after,
+        )
+    else:
+        size, storage_class, expire_after = (
+            settings.site.edge_cache_size,
+            settings.site.storage_class_name,
+            settings.site.expire_after,
+        )
+    args: EdgeCacheArgs = {
+        "bucket": bucket,
+        "prefix": prefix,
+        "size": size,
+        "storage_class_name": storage_class,
+        "expire_after": expire_after,
+        "build_node_labels": [pool.node_labels for pool in settings.pools],
+    }
+    if hub is not None:
+        args["hub"] = hub
+    cache = EdgeCache("site-cache", args, opts=in_cluster)
+    pulumi.export("siteCacheEndpoint", cache.endpoint)
+    spec = pulumi.Output.all(cache.endpoint, cache.bucket, cache.path).apply(
+        lambda resolved: edge_runner_cache_spec(resolved[0], resolved[1], resolved[2])
+    )
+    credentials: dict[str, pulumi.Input[str]] = {
+        "accessKey": cache.access_key_id,
+        "secretKey": cache.secret_access_key,
+    }
+    return spec, credentials, None
+
+
+def edge_cache() -> CacheForRunner:
+    """An edge site's cache: writes stay local, misses read through from the hub's bucket."""
+    hub_stack = pulumi.StackReference(str(settings.site.hub_stack))
+    hub = hub_stack.require_output(HUB_OUTPUT)
+    credentials = hub_stack.require_output(EDGE_CREDENTIALS_OUTPUT).apply(
+        lambda by_edge: by_edge[settings.site.name]
+    )
+    return site_cache(
+        {
+            "region": hub.apply(lambda h: str(h["region"])),
+            "endpoint": hub.apply(lambda h: str(h["endpoint"])),
+            "path_style": hub.apply(lambda h: bool(h["pathStyle"])),
+            "replicate": hub.apply(lambda h: list(h["replicate"])),
+            "access_key_id": pulumi.Output.secret(
+                credentials.apply(lambda c: str(c["accessKeyId"]))
+            ),
+            "secret_access_key": pulumi.Output.secret(
+                credentials.apply(lambda c: str(c["secretAccessKey"]))
+            ),
+            "uplink_mbps": float(settings.site.uplink_mbps or 0),
+        },
+        hub.apply(lambda h: str(h["bucket"])),
+        hub.apply(lambda h: str(h["prefix"])),
+    )
+
+
+def export_hub_for_edges(bucket_name: pulumi.Output[str], bucket_arn: pulumi.Output[str]) -> None:
+    """What edge stacks read through their StackReference: the cache's coordinates, and per
+    edge a credential that reads the cache and writes only the replicated keys (secret)."""
+    site = settings.site
+    credentials = {}
+    for edge in site.edges:
+        access = EdgeAccess(
+            f"edge-access-{edge}",
+            {
+                "edge_name": edge,
+                "bucket_arn": bucket_arn,
+                "cache_prefix": settings.cache.prefix,
+                "replicate": site.replicate,
+                "kms_key_arn": settings.cache.kms_key_arn,
+                "tags": tags("edge-access"),
+            },
+        )
+        credentials[edge] = {
+            "accessKeyId": access.access_key_id,
+            "secretAccessKey": access.secret_access_key,
+        }
+    pulumi.export(
+        HUB_OUTPUT,
+        {
+            "name": site.name,
+            "bucket": bucket_name,
+            "region": settings.aws_region,
+            "prefix": settings.cache.prefix,
+            "endpoint": "",
+            "pathStyle": False,
+            "replicate": site.replicate,
+        },
+    )
+    pulumi.export(EDGE_CREDENTIALS_OUTPUT, pulumi.Output.secret(credentials))
+
+
 def cache_for_runner(oidc_provider_arn: pulumi.Input[str] | None) -> CacheForRunner:
     """The runner's cache section, its credentials and the IRSA role for the managers."""
+    if settings.site.is_edge:
+        return edge_cache()
+    if settings.cache.type == "inCluster":
+        return site_cache(None, settings.cache_bucket, settings.cache.prefix)
     if settings.cache.type != "s3":
         external: dict[str, pulumi.Input[str]] = {
             name: secret.output() for name, secret in settings.cache_credentials.items()
@@ -238,6 +348,8 @@ def cache_for_runner(oidc_provider_arn: pulumi.Input[str] | None) -> CacheForRun
     pulumi.export("cacheUserName", cache_access.user_name)
     pulumi.export("cacheAccessKeyId", cache_access.access_key_id)
     pulumi.export("cacheSecretAccessKey", cache_access.secret_access_key)
+    if settings.site.is_hub:
+        export_hub_for_edges(cache.bucket_name, cache.bucket_arn)
 
     spec = pulumi.Output.all(cache.bucket_name, cache.bucket_region).apply(
         lambda bucket: settings.runner_cache_spec(bucket[0], bucket[1])
@@ -308,7 +420,7 @@ def runner_tokens() -> dict[str, pulumi.Input[str]]:
         args: RunnerRegistrationArgs = {
             "pool_name": pool.name,
             "runner_type": gitlab.runner_type,
-            "tags": pool.tags,
+            "tags": settings.runner_tags(pool),
             "run_untagged": pool.run_untagged,
             "locked": gitlab.locked,
             "access_level": gitlab.access_level,
@@ -443,7 +555,7 @@ pulumi.export(
     {
         pool.name: {
             "labels": pool.node_labels,
-            "tags": pool.tags,
+            "tags": settings.runner_tags(pool),
             "architecture": pool.architecture,
         }
         for pool in settings.pools

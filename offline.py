@@ -145,6 +145,7 @@ class FleetMocks(pulumi.runtime.Mocks):
             "gitlab:index/userRunner:UserRunner": self._user_runner,
             "time:index/rotating:Rotating": self._rotating,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "pulumi:pulumi:StackReference": self._hub_stack_reference,
         }.get(args.typ)
         resource_id = computed(args, state) if computed else None
         return resource_id or f"{args.name}-id", state
@@ -204,6 +205,31 @@ class FleetMocks(pulumi.runtime.Mocks):
         # time_rotating's ID is its base timestamp (terraform-provider-time).
         state["rfc3339"] = "2026-11-23T08:00:00Z"
         return "2026-11-23T08:00:00Z"
+
+    def _hub_stack_reference(
+        self, args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]
+    ) -> str:
+        """A hub stack's outputs as an edge reads them (placeholder credentials, secret)."""
+        state["outputs"] = {
+            "siteHub": {
+                "name": "cloud",
+                "bucket": f"gitlab-runner-fleet-prod-cache-{ACCOUNT_ID}",
+                "region": self.region,
+                "prefix": "runner-cache",
+                "endpoint": "",
+                "pathStyle": False,
+                "replicate": ["deps-*"],
+            },
+            "siteEdgeCredentials": {
+                edge: {
+                    "accessKeyId": f"offline-placeholder-edge-key-{edge}",
+                    "secretAccessKey": f"offline-placeholder-edge-secret-{edge}",
+                }
+                for edge in ("basement",)
+            },
+        }
+        state["secretOutputNames"] = ["siteEdgeCredentials"]
+        return str(args.inputs.get("name", args.name))
 
     @staticmethod
     def _random_password(args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:

@@ -91,13 +91,14 @@ def test_a_read_only_edge_writes_nothing_and_only_decrypts() -> None:
     assert actions == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}
 
 
-def test_listing_is_limited_to_below_the_prefix() -> None:
+def test_listing_covers_the_bucket_so_a_miss_at_the_hub_is_a_404() -> None:
     (listing,) = [s for s in policy(REPLICATE)["Statement"] if s["Action"] == "s3:ListBucket"]
-
-    # The edge's rclone lists `<prefix>/` and deeper only (the combine chain in
-    # rclone.remote_config; tests/integration/test_edge_cache.py checks its requests).
+    # S3 answers a missing key with 404 only to callers allowed s3:ListBucket on the bucket,
+    # else 403; it decides without an s3:prefix in the context, so no condition can scope it.
+    # The edge's rclone still lists `<prefix>/` and deeper only
+    # (tests/integration/test_edge_cache.py checks its requests).
     assert listing["Resource"] == BUCKET_ARN
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{PREFIX}/*"]}}
+    assert "Condition" not in listing
 
 
 def declare(replicate: list[str], kms: bool = False) -> ProgramRun:

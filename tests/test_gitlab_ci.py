@@ -107,7 +107,8 @@ def test_aws_access_comes_from_gitlab_oidc_not_static_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    ("stack", "manual"), [("dev", False), ("staging", False), ("prod", True), ("onprem", True)]
+    ("stack", "manual"),
+    [("dev", False), ("staging", False), ("prod", True), ("onprem", True), ("basement", True)],
 )
 def test_default_branch_deploys_each_stack_one_update_at_a_time(stack: str, manual: bool) -> None:
     deploy = job(f"deploy-{stack}")

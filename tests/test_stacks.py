@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -72,7 +73,7 @@ TAGGABLE = {
 
 
 def test_every_environment_has_a_stack_file() -> None:
-    assert set(STACKS) == {"dev", "staging", "prod", "onprem"}
+    assert set(STACKS) == {"dev", "staging", "prod", "onprem", "basement"}
     assert EKS_STACKS == ["dev", "prod", "staging"]
 
 
@@ -169,7 +170,13 @@ def test_onprem_with_an_s3_bucket_and_access_keys_needs_a_region() -> None:
 @pytest.mark.parametrize("stack", EKS_STACKS)
 def test_stack_evaluates_and_exports_what_reviewers_need(stack: str) -> None:
     run = run_stack(stack)
-    optional = {"s3GatewayEndpointId", "s3GatewayEndpointStatus", "gitlabRunnerId-default"}
+    optional = {
+        "s3GatewayEndpointId",
+        "s3GatewayEndpointStatus",
+        "gitlabRunnerId-default",
+        "siteHub",
+        "siteEdgeCredentials",
+    }
     assert EXPORTS <= set(run.outputs) <= EXPORTS | optional
     config = config_from_stack_file(stack)
     assert run.outputs["clusterName"] == config[f"{PROJECT}:cluster"]["name"]
@@ -188,7 +195,8 @@ def test_stack_evaluates_and_exports_what_reviewers_need(stack: str) -> None:
     assert run.outputs["cachePolicyArn"] == cache_policy.state["arn"]
     cache_role = next(r for r in run.of_type("aws:iam/role:Role") if r.name == "cache-access-irsa")
     assert run.outputs["cacheRoleArn"] == cache_role.state["arn"]
-    assert run.secret_outputs == set()
+    # Only the hub's per-edge credentials are secret outputs.
+    assert run.secret_outputs <= {"siteEdgeCredentials"}
 
 
 @pytest.mark.parametrize("stack", EKS_STACKS)
@@ -214,6 +222,7 @@ def test_every_aws_resource_carries_the_allocation_tags(stack: str) -> None:
             "cache-bucket",
             "cache-access",
             "registry-mirror",
+            "edge-access",
         }
         assert tags["cost-center"] == cost_center
 
@@ -755,3 +764,153 @@ def test_onprem_gets_the_same_mirror_on_its_minio_with_secret_keys() -> None:
     assert is_rpc_secret(secret.inputs["stringData"])
     # No node pulls through it on a cluster whose Service range the stack cannot know.
     assert run.outputs["registryMirrorNodeUrl"] is None
+
+
+def manifest(resource: Registered, api_version: str, kind: str) -> dict[str, Any]:
+    inputs = {key: unwrap_rpc_secret(value) for key, value in resource.inputs.items()}
+    return {"apiVersion": api_version, "kind": kind, **inputs}
+
+
+def test_prod_is_the_hub_and_exports_what_its_edges_need(lint_policy: Any) -> None:
+    run = run_stack("prod")
+    assert run.outputs["siteHub"] == {
+        "name": "cloud",
+        "bucket": run.outputs["cacheBucketName"],
+        "region": "eu-west-1",
+        "prefix": "runner-cache",
+        "endpoint": "",
+        "pathStyle": False,
+        "replicate": ["deps-*"],
+    }
+    assert "siteEdgeCredentials" in run.secret_outputs
+    assert set(run.outputs["siteEdgeCredentials"]) == {"basement"}
+    policy = next(
+        p for p in run.of_type("aws:iam/policy:Policy") if p.name.startswith("edge-access-basement")
+    )
+    document = json.loads(policy.inputs["policy"])
+    assert lint_policy(document) == []
+    (write,) = [s for s in document["Statement"] if "s3:PutObject" in s["Action"]]
+    # The runner names objects <Path>/project/<id>/<key> with Shared = true (cache/cache.go).
+    assert write["Resource"] == [
+        f"arn:aws:s3:::{run.outputs['cacheBucketName']}/runner-cache/project/*/deps-*"
+    ]
+    # Runners of the hub carry its site tag and variable too.
+    tags = run.outputs["pools"]["default"]["tags"]
+    assert {"site-cloud", "fleet"} <= set(tags)
+
+
+def test_basement_is_an_edge_reading_through_from_the_hub(
+    validate_manifest: Callable[[dict[str, Any]], None],
+) -> None:
+    run = run_stack("basement")
+    assert not [r for r in run.resources if r.type.startswith(("aws:", "eks:"))]
+    config = tomllib.loads(runner_values(run, "basement")["runners"]["config"])["runners"][0]
+    # Same bucket name, Path and Shared as the hub: a key maps to <Path>/project/<id>/<key> only
+    # with Shared = true (cache/cache.go), so both sites find the same objects.
+    assert config["cache"] == {
+        "Type": "s3",
+        "Path": "runner-cache",
+        "Shared": True,
+        "s3": {
+            "ServerAddress": "s3.runner-cache.svc:8080",
+            "BucketName": f"gitlab-runner-fleet-prod-cache-{ACCOUNT_ID}",
+            "BucketLocation": "us-east-1",
+            "AuthenticationType": "access-key",
+            "Insecure": True,
+            "PathStyle": True,
+        },
+    }
+    assert "RUNNER_SITE=basement" in config["environment"]
+    assert {"site-basement", "fleet"} <= set(run.outputs["pools"]["basement"]["tags"])
+    cache_secret = next(
+        s
+        for s in run.of_type("kubernetes:core/v1:Secret")
+        if s.inputs["metadata"]["name"] == "gitlab-runner-basement-cache"
+    )
+    assert is_rpc_secret(cache_secret.inputs["stringData"])
+    kinds = {
+        "kubernetes:apps/v1:Deployment": ("apps/v1", "Deployment"),
+        "kubernetes:core/v1:Service": ("v1", "Service"),
+        "kubernetes:core/v1:PersistentVolumeClaim": ("v1", "PersistentVolumeClaim"),
+        "kubernetes:batch/v1:CronJob": ("batch/v1", "CronJob"),
+        "kubernetes:core/v1:Secret": ("v1", "Secret"),
+        "kubernetes:core/v1:ConfigMap": ("v1", "ConfigMap"),
+    }
+    edge_objects = [r for r in run.resources if r.type in kinds and "site-cache" in r.name]
+    assert {r.type for r in edge_objects} == set(kinds)
+    for resource in edge_objects:
+        validate_manifest(manifest(resource, *kinds[resource.type]))
+    push = next(
+        r for r in run.of_type("kubernetes:batch/v1:CronJob") if "push" in json.dumps(r.inputs)
+    )
+    (container,) = push.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    # 80% of the 50 Mbit/s uplink, in bytes per second; only the hub's replicate globs.
+    assert command[command.index("--bwlimit") + 1] == "5000000B"
+    assert "+ /project/*/deps-*" in command
+    for resource in run.resources:
+        assert "offline-placeholder-edge-secret" not in plain_inputs(resource.inputs), resource.name
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            {"cache": {"expirationDays": 3}},
+            "cache: is not used on an edge site",
+        ),
+        (
+            {"site": {"name": "basement", "role": "edge", "uplinkMbps": 50}},
+            "site.hubStack: required for an edge",
+        ),
+        (
+            {
+                "site": {
+                    "name": "basement",
+                    "role": "edge",
+                    "hubStack": "org/gitlab-runner-fleet/prod",
+                    "uplinkMbps": 50,
+                    "replicate": ["deps-*"],
+                }
+            },
+            "site.replicate: is only used when site.role is hub",
+        ),
+    ],
+)
+def test_edge_site_problems(override: dict[str, Any], expected: str) -> None:
+    run = run_stack("basement", settings_config(**override), return_error=True)
+    assert expected in str(run.error)
+    assert run.resources == []
+
+
+def test_replicate_globs_must_match_real_keys_and_hashed_keys_refuse_them() -> None:
+    run = run_stack(
+        "prod",
+        settings_config(
+            site={"name": "cloud", "role": "hub", "edges": ["basement"], "replicate": ["deps"]},
+            runner={
+                "gitlabUrl": "https://gitlab.example.com/",
+                "featureFlags": {"FF_HASH_CACHE_KEYS": True},
+            },
+        ),
+        return_error=True,
+    )
+    message = str(run.error)
+    assert "site.replicate:" in message
+    assert "FF_HASH_CACHE_KEYS" in message
+    assert run.resources == []
+
+
+def test_an_in_cluster_cache_serves_a_cluster_without_one() -> None:
+    run = run_stack("onprem", settings_config(cache={"type": "inCluster", "size": "50Gi"}))
+    assert run.of_type("kubernetes:batch/v1:CronJob")
+    claim = run.one("kubernetes:core/v1:PersistentVolumeClaim")
+    assert claim.inputs["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    config = tomllib.loads(runner_values(run, "office")["runners"]["config"])["runners"][0]
+    assert config["cache"]["s3"]["ServerAddress"] == "s3.runner-cache.svc:8080"
+    assert config["cache"]["s3"]["BucketName"] == "runner-cache"
+    # No push job: there is no hub; the keys are generated and stay secrets.
+    assert not any("push" in r.name for r in run.of_type("kubernetes:batch/v1:CronJob"))
+    for password in run.of_type("random:index/randomPassword:RandomPassword"):
+        for resource in run.resources:
+            assert password.state["result"] not in plain_inputs(resource.inputs), resource.name

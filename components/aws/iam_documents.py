@@ -222,8 +222,6 @@ def edge_cache_policy(
     write only objects matching `writable_key_patterns` (keys below the bucket, IAM wildcards;
     see `workloads.rclone.replicate_object_patterns`). No pattern: a read-only edge.
 
-    The edge never lists above `<prefix>/` (its rclone config maps exactly that prefix), so the
-    listing condition needs no bare-prefix or empty-prefix entry.
     """
     statements: list[dict[str, Any]] = [
         {
@@ -233,11 +231,14 @@ def edge_cache_policy(
             "Resource": cache_objects_arn(bucket_arn, cache_prefix),
         },
         {
-            "Sid": "ListBelowCachePrefix",
+            # As for the runners (cache_access_policy): without ListBucket on the bucket a key
+            # missing at the hub answers 403, which the edge's rclone takes for an error rather
+            # than a miss to report as 404. A prefix condition would not help, S3 decides
+            # 404-or-403 without one; the bucket holds only the cache.
+            "Sid": "ListCacheBucket",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": [f"{cache_prefix}/*"]}},
         },
     ]
     if writable_key_patterns:

@@ -8,7 +8,9 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from ..aws.bucket_rules import DEFAULT_ACCESS_LOG_PREFIX
+from ..kubernetes_names import Quantity
 from ..naming import bucket_name_problems
+from ..workloads.rclone import DEFAULT_EXPIRE_AFTER
 from .base import BucketName, Problem, Section
 
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
@@ -20,16 +22,19 @@ class CacheSettings(Section):
 
     config_key: ClassVar[str] = "cache"
 
-    type: Literal["s3", "s3Compatible", "gcs", "azure"] = Field(
+    type: Literal["s3", "s3Compatible", "gcs", "azure", "inCluster"] = Field(
         "s3",
         description="`s3`: an S3 bucket this stack creates. `s3Compatible`: an existing "
         "S3-compatible store (MinIO and similar). `gcs`, `azure`: an existing bucket or "
-        "container. Credentials of the last three come from the secret `cacheCredentials`.",
+        "container. Credentials of these three come from the secret `cacheCredentials`. "
+        "`inCluster`: an S3-compatible store the stack runs in the cluster (rclone, generated "
+        "keys), for clusters that have none.",
     )
     bucket_name: str | None = Field(
         None,
         description="`s3`: explicit name of the bucket to create (default "
-        "`<project>-<stack>-cache-<account id>`). `s3Compatible`, `gcs`: the existing bucket.",
+        "`<project>-<stack>-cache-<account id>`). `s3Compatible`, `gcs`: the existing bucket. "
+        "`inCluster`: the bucket to serve (default `runner-cache`).",
     )
     prefix: str = Field(
         "runner-cache",
@@ -94,6 +99,16 @@ class CacheSettings(Section):
         False,
         description="`s3` only: let `pulumi destroy` empty and delete a non-empty bucket.",
     )
+    size: Quantity = Field(
+        "100Gi", description="`inCluster` only: the cache volume (a PVC) of the in-cluster store."
+    )
+    storage_class_name: str | None = Field(
+        None, description="`inCluster` only: storage class of the cache volume."
+    )
+    expire_after: str = Field(
+        DEFAULT_EXPIRE_AFTER,
+        description="`inCluster` only: cache objects older than this are removed (e.g. 7d).",
+    )
     dual_stack: bool = Field(
         False,
         description="`s3` only: `[runners.cache.s3] DualStack`. Off, so presigned URLs use the "
@@ -130,6 +145,7 @@ class CacheSettings(Section):
             "server_address": "s3Compatible", "bucket_location": "s3Compatible",
             "insecure": "s3Compatible", "path_style": "s3Compatible",
             "container_name": "azure", "storage_domain": "azure",
+            "size": "inCluster", "storage_class_name": "inCluster", "expire_after": "inCluster",
         }  # fmt: skip
         for field_name in sorted(self.model_fields_set):
             owner = "s3" if field_name in s3_only else owned_by.get(field_name)

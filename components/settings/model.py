@@ -33,6 +33,7 @@ from ..workloads.isolation import (
 )
 from ..workloads.job_namespaces import JobNamespaceSpec
 from ..workloads.mirror_config import cluster_ip_problems, daemon_json_volume
+from ..workloads.rclone import replicate_problems
 from ..workloads.runner_config import (
     AzureCacheSpec,
     CacheSpec,
@@ -50,10 +51,12 @@ from .mirror import DOCKER_HUB_TOKEN_KEY, RegistryMirrorSettings, default_cluste
 from .network import NetworkSettings
 from .pools import POOLS_KEY, PoolSettings, parse_pools
 from .runner import RunnerSettings
+from .site import ANY_SITE_TAG, SiteSettings, site_tag
 
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 RUNNER_TOKEN_PREFIX = "glrt-"
 PAUSE_POD_PRIORITY_CLASS = "gitlab-runner-fleet-pause-pods"
+IN_CLUSTER_BUCKET = "runner-cache"
 """The PriorityClass the stack creates for every pool's pause pods."""
 
 SectionT = TypeVar("SectionT", bound=Section)
@@ -68,6 +71,7 @@ _SECTIONS: tuple[type[Section], ...] = (
     GitlabSettings,
     IsolationSettings,
     RegistryMirrorSettings,
+    SiteSettings,
 )
 TAGS_KEY = "tags"
 RUNNER_TOKENS_KEY = "runnerTokens"
@@ -96,6 +100,7 @@ CACHE_CREDENTIAL_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "s3Compatible": (("accessKey", "secretKey"),),
     "gcs": (("credentialsJson",), ("accessId", "privateKey")),
     "azure": (("accountName", "accountKey"),),
+    "inCluster": (),
 }
 
 
@@ -115,6 +120,7 @@ class FleetSettings:
     gitlab: GitlabSettings
     isolation: IsolationSettings
     registry_mirror: RegistryMirrorSettings
+    site: SiteSettings
     pools: tuple[PoolSettings, ...]
     runner_tokens: Mapping[str, Secret]
     """Each pool's hand-made runner token; empty when `gitlab.createRunners` creates them."""
@@ -146,6 +152,20 @@ class FleetSettings:
         `.../<cluster>`; discovering by those would scale other teams' groups on a shared cluster.
         """
         return "gitlab-runner-fleet/autoscaler", f"{self.project}-{self.stack}"
+
+    def runner_tags(self, pool: PoolSettings) -> list[str]:
+        """The GitLab runner tags of a pool's runner: its own, and its site's."""
+        if self.site.name is None:
+            return list(pool.tags)
+        extra = [site_tag(self.site.name), ANY_SITE_TAG]
+        return [*pool.tags, *(tag for tag in extra if tag not in pool.tags)]
+
+    @property
+    def cache_bucket(self) -> str:
+        """The bucket the runners' cache objects live in, for cache types that name one here."""
+        if self.cache.type == "inCluster":
+            return self.cache.bucket_name or IN_CLUSTER_BUCKET
+        return str(self.cache.bucket_name)
 
     def build_mode(self, pool: PoolSettings) -> BuildMode:
         """The pool's build mode, or the stack's default."""
@@ -194,7 +214,13 @@ class FleetSettings:
         """Where the mirror keeps layers: the cache's S3(-compatible) bucket, or local disk."""
         if self.registry_mirror.storage:
             return self.registry_mirror.storage
-        return "s3" if self.cache.type in ("s3", "s3Compatible") else "filesystem"
+        own_bucket = self.cache.type in ("s3", "s3Compatible") and not self.site.is_edge
+        return "s3" if own_bucket else "filesystem"
+
+    @property
+    def creates_cache_bucket(self) -> bool:
+        """Whether this stack creates the S3 cache bucket (an edge uses its hub's)."""
+        return self.cache.type == "s3" and not self.site.is_edge
 
     @property
     def warms_capacity(self) -> bool:
@@ -224,7 +250,11 @@ class FleetSettings:
             "pod_labels": dict(pool.node_labels),
             # Its token is never mounted and it has no IAM role (JobNamespaces creates it).
             "service_account": JOB_SERVICE_ACCOUNT,
-            "environment": runner.job_environment(),
+            "environment": [
+                *runner.job_environment(),
+                # The site-affinity CI template pins a pipeline to the site its first job ran on.
+                *([f"RUNNER_SITE={self.site.name}"] if self.site.name else []),
+            ],
             "feature_flags": runner.job_feature_flags(),
             "output_limit": runner.output_limit_kib,
         }
@@ -379,7 +409,7 @@ def parse_settings(
     kubeconfig, kubeconfig_problems = _parse_kubeconfig(sections, secrets.get(KUBECONFIG_KEY))
     problems.extend(kubeconfig_problems)
     if len(sections) == len(_SECTIONS) and not pool_problems:
-        problems.extend(_cross_section_problems(sections, pools))
+        problems.extend(_cross_section_problems(sections, pools, raw.get(CacheSettings.config_key)))
     if problems:
         raise SettingsError(stack, problems)
     return FleetSettings(
@@ -399,6 +429,7 @@ def parse_settings(
         gitlab_api_token=gitlab_api_token,
         docker_hub_token=docker_hub_token,
         registry_mirror=_section(sections, RegistryMirrorSettings),
+        site=_section(sections, SiteSettings),
         cache_credentials=cache_credentials,
         kubeconfig=kubeconfig,
         tags=tags,
@@ -448,7 +479,17 @@ def _uses_aws(sections: Mapping[str, Section]) -> bool:
     cluster = sections.get(ClusterSettings.config_key)
     cache = sections.get(CacheSettings.config_key)
     on_eks = not isinstance(cluster, ClusterSettings) or cluster.mode in EKS_MODES
-    return on_eks or not isinstance(cache, CacheSettings) or cache.type == "s3"
+    return on_eks or (_stack_owns_cache(sections) and cache_type_of(cache) == "s3")
+
+
+def cache_type_of(cache: Section | None) -> str | None:
+    return cache.type if isinstance(cache, CacheSettings) else None
+
+
+def _stack_owns_cache(sections: Mapping[str, Section]) -> bool:
+    """An edge site's runners use the edge cache; its own cache section is not used."""
+    site = sections.get(SiteSettings.config_key)
+    return not (isinstance(site, SiteSettings) and site.is_edge)
 
 
 def _parse_kubeconfig(
@@ -491,7 +532,7 @@ def _kubeconfig_mode_problems(
         problems.append(Problem("clusterAutoscaler.enabled", eks_only))
     if network.s3_gateway_endpoint:
         problems.append(Problem("network.s3GatewayEndpoint", eks_only))
-    if cache.type == "s3" and access.mode == "irsa":
+    if cache.type == "s3" and access.mode == "irsa" and _stack_owns_cache(sections):
         problems.append(
             Problem(
                 "cacheAccess.mode",
@@ -511,7 +552,7 @@ _POOL_KEYS_OFF_EKS = {
 
 
 def _cross_section_problems(
-    sections: Mapping[str, Section], pools: list[PoolSettings]
+    sections: Mapping[str, Section], pools: list[PoolSettings], raw_cache: Any
 ) -> list[Problem]:
     cluster = _section(sections, ClusterSettings)
     network = _section(sections, NetworkSettings)
@@ -520,6 +561,7 @@ def _cross_section_problems(
         problems.extend(_kubeconfig_mode_problems(sections, pools))
     problems.extend(_gitlab_problems(sections, pools))
     problems.extend(_mirror_problems(sections))
+    problems.extend(_site_problems(sections, raw_cache_set=bool(raw_cache)))
     problems.extend(_isolation_problems(sections, pools))
     if network.route_table_ids and network.s3_gateway_endpoint is False:
         problems.append(
@@ -559,6 +601,49 @@ def _gitlab_problems(sections: Mapping[str, Section], pools: list[PoolSettings])
             )
             if problem not in problems:
                 problems.append(problem)
+    return problems
+
+
+def _site_problems(sections: Mapping[str, Section], *, raw_cache_set: bool) -> list[Problem]:
+    site = _section(sections, SiteSettings)
+    cache = _section(sections, CacheSettings)
+    runner = _section(sections, RunnerSettings)
+    if site.name is None:
+        return []
+    problems = []
+    if site.is_edge and raw_cache_set:
+        problems.append(
+            Problem(
+                "cache",
+                "is not used on an edge site: its runners use the edge cache, and bucket and "
+                "prefix come from the hub (site.hubStack); remove the cache section",
+            )
+        )
+    if site.is_hub and cache.type != "s3":
+        problems.append(
+            Problem("site.role", f"a hub needs cache.type s3, got {cache.type}: edges read it")
+        )
+    if not cache.shared:
+        problems.append(
+            Problem(
+                "cache.shared",
+                "must be true on a site: without Shared objects live under runner/<token>/ "
+                "(cache/cache.go) and no other site finds them",
+            )
+        )
+    hashed = runner.feature_flags.get("FF_HASH_CACHE_KEYS", False)
+    problems += [
+        Problem("site.replicate", problem)
+        for problem in replicate_problems(site.replicate, hash_cache_keys=hashed)
+    ]
+    if site.is_edge and hashed:
+        problems.append(
+            Problem(
+                "runner.featureFlags",
+                "FF_HASH_CACHE_KEYS hashes the keys an edge pushes, so they match none of the "
+                "hub's replicate globs; leave it off on sites",
+            )
+        )
     return problems
 
 
