@@ -39,6 +39,7 @@ from components.workloads.mirror_config import (
     mirror_url,
     node_user_data,
 )
+from components.workloads.monitoring import FleetMonitoring
 from components.workloads.registry_mirror import (
     DEFAULT_NAMESPACE as MIRROR_NAMESPACE,
 )
@@ -121,6 +122,9 @@ def eks_cluster_with_capacity(network: ClusterNetwork) -> EksCluster:
                 "pool_labels": [pool.node_labels for pool in settings.pools],
                 "expander": settings.cluster_autoscaler.expander,
                 "scale_down_unneeded_time": settings.cluster_autoscaler.scale_down_unneeded_time,
+                "service_monitor_labels": (
+                    settings.monitoring.selector_labels if settings.monitoring.enabled else None
+                ),
                 "tags": tags("cluster-autoscaler"),
             },
             opts=pulumi.ResourceOptions(providers=[cluster.kubernetes_provider]),
@@ -538,7 +542,9 @@ runners = {
             "concurrent": pool.concurrent,
             "check_interval": settings.runner.check_interval,
             "termination_grace_period_seconds": settings.runner.termination_grace_period_seconds,
-            "pod_monitor": settings.runner.pod_monitor,
+            "pod_monitor_labels": (
+                settings.monitoring.selector_labels if settings.monitoring.enabled else None
+            ),
         },
         # The chart's Role goes into the job namespace, which must exist first.
         opts=pulumi.ResourceOptions(
@@ -547,6 +553,28 @@ runners = {
     )
     for pool in settings.pools
 }
+if settings.monitoring.enabled:
+    monitoring = settings.monitoring
+    fleet_monitoring = FleetMonitoring(
+        "monitoring",
+        {
+            "pools": [pool.name for pool in settings.pools],
+            "namespace": monitoring.namespace,
+            "rule_labels": monitoring.selector_labels,
+            "dashboard_labels": monitoring.dashboard_labels,
+            "thresholds": monitoring.snake_thresholds(monitoring.thresholds),  # type: ignore[typeddict-item]
+            # EKS names a managed node group's Auto Scaling group eks-<node group>-<id>.
+            "node_group_regex": "eks-build-nodes-.*",
+            "runbook_url": monitoring.runbook_url,
+            "create_rule": monitoring.alerts,
+            "create_dashboard": monitoring.dashboard,
+        },
+        opts=pulumi.ResourceOptions(
+            providers=[kubernetes_provider], depends_on=list(runners.values())
+        ),
+    )
+    pulumi.export("alerts", fleet_monitoring.alerts)
+    pulumi.export("dashboardConfigMap", fleet_monitoring.dashboard_config_map)
 pulumi.export("cachePrefix", settings.cache.prefix)
 pulumi.export("runnerNamespace", shared.namespace)
 pulumi.export("jobNamespaces", job_namespaces.namespaces)

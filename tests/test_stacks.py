@@ -176,6 +176,8 @@ def test_stack_evaluates_and_exports_what_reviewers_need(stack: str) -> None:
         "gitlabRunnerId-default",
         "siteHub",
         "siteEdgeCredentials",
+        "alerts",
+        "dashboardConfigMap",
     }
     assert EXPORTS <= set(run.outputs) <= EXPORTS | optional
     config = config_from_stack_file(stack)
@@ -566,7 +568,8 @@ def test_prod_warm_capacity_and_metrics() -> None:
     priority_class = run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass")
     assert priority_class.inputs["value"] == -1
     values = runner_values(run)
-    assert values["metrics"]["podMonitor"] == {"enabled": True}
+    assert values["metrics"]["podMonitor"]["enabled"] is True
+    assert values["metrics"]["podMonitor"]["labels"] == {"release": "kube-prometheus-stack"}
     assert any(rule["resources"] == ["deployments"] for rule in values["rbac"]["rules"])
     arm = runner_values(run, "arm64")
     assert not any(rule["resources"] == ["deployments"] for rule in arm["rbac"]["rules"])
@@ -914,3 +917,42 @@ def test_an_in_cluster_cache_serves_a_cluster_without_one() -> None:
     for password in run.of_type("random:index/randomPassword:RandomPassword"):
         for resource in run.resources:
             assert password.state["result"] not in plain_inputs(resource.inputs), resource.name
+
+
+def test_prod_is_watched_with_alerts_a_dashboard_and_pool_labels(
+    validate_manifest: Callable[[dict[str, Any]], None],
+) -> None:
+    run = run_stack("prod")
+    rule = run.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    assert rule.inputs["metadata"]["namespace"] == "monitoring"
+    assert rule.inputs["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = {r["alert"] for g in rule.inputs["spec"]["groups"] for r in g["rules"]}
+    assert set(run.outputs["alerts"]) == alerts
+    assert len(alerts) == 12
+    absent = next(
+        r
+        for g in rule.inputs["spec"]["groups"]
+        for r in g["rules"]
+        if r["alert"] == "GitlabRunnerManagerAbsent"
+    )
+    for pool in PROD_POOLS:
+        assert f'pool="{pool}"' in absent["expr"]
+    dashboard = next(
+        c
+        for c in run.of_type("kubernetes:core/v1:ConfigMap")
+        if c.inputs["metadata"]["name"] == "gitlab-runner-fleet-dashboard"
+    )
+    assert dashboard.inputs["metadata"]["labels"] == {"grafana_dashboard": "1"}
+    validate_manifest(manifest(dashboard, "v1", "ConfigMap"))
+    autoscaler = next(
+        r
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["chart"] == "cluster-autoscaler"
+    )
+    values = autoscaler.inputs["values"]
+    assert values["serviceMonitor"]["selector"] == {"release": "kube-prometheus-stack"}
+    assert values["extraArgs"]["emit-per-nodegroup-metrics"] is True
+    # Job pods carry their pool for cost tools (OpenCost aggregate=label:...).
+    for pool in PROD_POOLS:
+        config = tomllib.loads(runner_values(run, pool)["runners"]["config"])["runners"][0]
+        assert config["kubernetes"]["pod_labels"]["gitlab-runner-fleet/pool"] == pool

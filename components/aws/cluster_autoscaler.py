@@ -16,6 +16,7 @@ from ..versions import (
     CLUSTER_AUTOSCALER_CHART_VERSION,
     CLUSTER_AUTOSCALER_IMAGE_TAGS,
 )
+from ..workloads.monitoring import autoscaler_monitoring_values
 from .iam_documents import cluster_autoscaler_policy
 from .irsa_role import IRSA_ROLE_ANNOTATION, IrsaRole
 
@@ -53,10 +54,11 @@ def autoscaler_values(
     scale_down_unneeded_time: str,
     pool_labels: Sequence[Mapping[str, str]],
     discovery_tag: tuple[str, str],
+    service_monitor_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Helm values of the cluster-autoscaler chart (keys of its 9.59.0 values.yaml)."""
     name = instance_name(discovery_tag[1])
-    return {
+    values: dict[str, Any] = {
         "fullnameOverride": name,
         "cloudProvider": "aws",
         "awsRegion": region,
@@ -94,6 +96,11 @@ def autoscaler_values(
             "limits": {"memory": "600Mi"},
         },
     }
+    if service_monitor_labels is not None:
+        monitoring = autoscaler_monitoring_values(NAMESPACE, service_monitor_labels)
+        values["extraArgs"] = {**values["extraArgs"], **monitoring["extraArgs"]}
+        values["serviceMonitor"] = monitoring["serviceMonitor"]
+    return values
 
 
 class ClusterAutoscalerArgs(TypedDict):
@@ -116,6 +123,8 @@ class ClusterAutoscalerArgs(TypedDict):
     """Expander strategy. Default `least-waste`."""
     scale_down_unneeded_time: NotRequired[str]
     """How long a node stays unneeded before removal. Default `10m`."""
+    service_monitor_labels: NotRequired[Optional[dict[str, str]]]
+    """Create a ServiceMonitor with these labels, and per-node-group metrics. Default: none."""
     tags: NotRequired[dict[str, str]]
     """Tags applied to the IAM resources."""
 
@@ -183,6 +192,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 ),
                 pool_labels=args["pool_labels"],
                 discovery_tag=discovery,
+                service_monitor_labels=args.get("service_monitor_labels"),
             )
         )
         release = helm.Release(

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_jsonable_python
 
+from ..build_nodes import POOL_LABEL
 from ..gitlab.runner_spec import registration_problems
 from ..naming import ALLOCATION_TAG_KEYS, derived_bucket_name
 from ..workloads.isolation import (
@@ -48,6 +49,7 @@ from .cluster import EKS_MODES, KUBECONFIG_MODE, ClusterSettings
 from .gitlab import GITLAB_API_TOKEN_KEY, GitlabSettings
 from .isolation import IsolationSettings
 from .mirror import DOCKER_HUB_TOKEN_KEY, RegistryMirrorSettings, default_cluster_ip
+from .monitoring import MonitoringSettings
 from .network import NetworkSettings
 from .pools import POOLS_KEY, PoolSettings, parse_pools
 from .runner import RunnerSettings
@@ -72,6 +74,7 @@ _SECTIONS: tuple[type[Section], ...] = (
     IsolationSettings,
     RegistryMirrorSettings,
     SiteSettings,
+    MonitoringSettings,
 )
 TAGS_KEY = "tags"
 RUNNER_TOKENS_KEY = "runnerTokens"
@@ -121,6 +124,7 @@ class FleetSettings:
     isolation: IsolationSettings
     registry_mirror: RegistryMirrorSettings
     site: SiteSettings
+    monitoring: MonitoringSettings
     pools: tuple[PoolSettings, ...]
     runner_tokens: Mapping[str, Secret]
     """Each pool's hand-made runner token; empty when `gitlab.createRunners` creates them."""
@@ -247,7 +251,8 @@ class FleetSettings:
                 {"key": taint.key, "value": taint.value, "effect": taint.effect}
                 for taint in pool.node_taints
             ],
-            "pod_labels": dict(pool.node_labels),
+            # Cost tools split job pods' cost by these (docs/observability.md).
+            "pod_labels": {**pool.node_labels, POOL_LABEL: pool.name},
             # Its token is never mounted and it has no IAM role (JobNamespaces creates it).
             "service_account": JOB_SERVICE_ACCOUNT,
             "environment": [
@@ -430,6 +435,7 @@ def parse_settings(
         docker_hub_token=docker_hub_token,
         registry_mirror=_section(sections, RegistryMirrorSettings),
         site=_section(sections, SiteSettings),
+        monitoring=_section(sections, MonitoringSettings),
         cache_credentials=cache_credentials,
         kubeconfig=kubeconfig,
         tags=tags,

@@ -70,10 +70,6 @@ class RunnerSettings(Section):
         le=86400,
         description="How long a stopping manager pod waits for running jobs to finish.",
     )
-    pod_monitor: bool = Field(
-        False,
-        description="Create a PodMonitor for the runners' metrics (needs the Prometheus operator).",
-    )
     fast_zip: bool = Field(
         True, description="`FF_USE_FASTZIP`: the faster archiver for cache and artifacts."
     )
