@@ -84,6 +84,18 @@ def label_value_problems(value: str) -> list[str]:
     ]
 
 
+def checked_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The labels themselves, or a ValueError naming every invalid key and value."""
+    problems = [
+        f"{key!r}: {problem}"
+        for key, value in labels.items()
+        for problem in label_key_problems(key) + label_value_problems(value)
+    ]
+    if problems:
+        raise ValueError(f"invalid Kubernetes labels: {'; '.join(problems)}")
+    return labels
+
+
 def quantity_problems(quantity: str) -> list[str]:
     """Why `quantity` is not a Kubernetes resource quantity such as `100Gi`."""
     return [] if _QUANTITY.match(quantity) else ["must be a Kubernetes quantity such as 100Gi"]

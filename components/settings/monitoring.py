@@ -7,21 +7,10 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 from pydantic.alias_generators import to_snake
 
-from ..kubernetes_names import NamespaceName, label_key_problems, label_value_problems
+from ..kubernetes_names import NamespaceName, checked_labels
 from ..workloads.alert_rules import DEFAULT_RUNBOOK_URL, threshold_problems
 from ..workloads.monitoring import DEFAULT_DASHBOARD_LABELS, DEFAULT_PROMETHEUS_SELECTOR_LABELS
 from .base import Section
-
-
-def _label_problems(labels: dict[str, str]) -> dict[str, str]:
-    problems = [
-        f"{key!r}: {problem}"
-        for key, value in labels.items()
-        for problem in label_key_problems(key) + label_value_problems(value)
-    ]
-    if problems:
-        raise ValueError(f"invalid Kubernetes labels: {'; '.join(problems)}")
-    return labels
 
 
 class MonitoringSettings(Section):
@@ -62,7 +51,7 @@ class MonitoringSettings(Section):
     @field_validator("selector_labels", "dashboard_labels")
     @classmethod
     def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        return _label_problems(labels)
+        return checked_labels(labels)
 
     @field_validator("thresholds")
     @classmethod

@@ -29,7 +29,7 @@ from ..build_nodes import (
     node_selector,
     unknown_shapes,
 )
-from ..kubernetes_names import Quantity, label_key_problems, label_value_problems, quantity_value
+from ..kubernetes_names import Quantity, checked_labels, quantity_value
 from ..workloads.isolation import BuildMode
 from ..workloads.runner_config import ContainerResources
 from .base import (
@@ -219,14 +219,7 @@ class PoolSettings(ConfigModel):
             return None
         if not labels:
             raise ValueError("must hold at least one label, or be left out for the default")
-        problems = [
-            f"{key!r}: {problem}"
-            for key, value in labels.items()
-            for problem in label_key_problems(key) + label_value_problems(value)
-        ]
-        if problems:
-            raise ValueError(f"invalid Kubernetes labels: {'; '.join(problems)}")
-        return labels
+        return checked_labels(labels)
 
     @field_validator("taints")
     @classmethod

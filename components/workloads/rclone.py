@@ -23,6 +23,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..kubernetes_names import quantity_value
+
 RCLONE_IMAGE = "rclone/rclone:1.75.2"
 """The official image, the same release as the rclone the integration tests run."""
 RCLONE_UID = 1009
@@ -72,21 +74,6 @@ PROTECTION_SUFFIXES = ("-protected", "-non_protected")
 # escapes (rclone docs/content/filtering.md).
 _RCLONE_ONLY_SYNTAX = re.compile(r"[\[\]{}\\]")
 _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
-# Kubernetes quantity suffixes (binary and decimal).
-_QUANTITY_FACTORS = {
-    "Ki": 1024,
-    "Mi": 1024**2,
-    "Gi": 1024**3,
-    "Ti": 1024**4,
-    "Pi": 1024**5,
-    "k": 1000,
-    "M": 1000**2,
-    "G": 1000**3,
-    "T": 1000**4,
-    "P": 1000**5,
-    "": 1,
-}
-_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P|)$")
 
 
 @dataclass(frozen=True)
@@ -177,11 +164,8 @@ def push_bytes_per_second(uplink_mbps: float, headroom: float = DEFAULT_UPLINK_H
 
 
 def quantity_bytes(quantity: str) -> int:
-    """Bytes in a Kubernetes storage quantity such as `200Gi` or `500G`."""
-    match = _QUANTITY.match(quantity)
-    if not match:
-        raise ValueError(f"not a storage quantity such as 200Gi: {quantity!r}")
-    return int(float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)])
+    """A Kubernetes storage quantity (`100Gi`, `500M`) in whole bytes."""
+    return int(quantity_value(quantity))
 
 
 def bucket_dir(bucket: str, objects_dir: str = OBJECTS_DIR) -> str:
