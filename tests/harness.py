@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -16,11 +17,11 @@ from offline import (
     ProgramRun,
     Registered,
     config_from_stack_file,
+    evaluate_stack,
     mock_issuer,
     run_program,
     stack_names,
 )
-from offline import evaluate_stack as run_stack
 
 RUNNER_TOKEN = PLACEHOLDER_RUNNER_TOKEN
 """The runner token every stack run gets, as `pulumi config set --secret` would store it."""
@@ -36,6 +37,7 @@ __all__ = [
     "ProgramRun",
     "Registered",
     "config_from_stack_file",
+    "evaluate_stack",
     "mock_issuer",
     "policy_document",
     "run_program",
@@ -43,6 +45,19 @@ __all__ = [
     "settings_config",
     "stack_names",
 ]
+
+
+@functools.cache
+def _stack_as_filed(stack: str) -> ProgramRun:
+    return evaluate_stack(stack)
+
+
+def run_stack(stack: str, overrides: dict[str, Any] | None = None, **options: Any) -> ProgramRun:
+    """`evaluate_stack`; a stack file as it is is evaluated once per test session (the tests
+    only read what it declared)."""
+    if overrides or options:
+        return evaluate_stack(stack, overrides, **options)
+    return _stack_as_filed(stack)
 
 
 def settings_config(**sections: Any) -> dict[str, Any]:

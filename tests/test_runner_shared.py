@@ -59,3 +59,14 @@ def test_pause_pods_sit_below_jobs_but_above_the_expendable_cutoff(
 def test_no_priority_class_without_warm_capacity() -> None:
     run = declare(pause_pod_priority_class=None)
     assert run.of_type("kubernetes:scheduling.k8s.io/v1:PriorityClass") == []
+
+
+def test_the_managers_namespace_enforces_restricted(
+    validate_manifest: Callable[[dict[str, Any]], None],
+) -> None:
+    namespace = declare(pod_security_version="v1.34").one("kubernetes:core/v1:Namespace")
+    labels = namespace.inputs["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+        assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.34"
+    validate_manifest({"apiVersion": "v1", "kind": "Namespace", **namespace.inputs})

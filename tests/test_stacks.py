@@ -23,6 +23,7 @@ from tests.harness import (
     ProgramRun,
     Registered,
     config_from_stack_file,
+    evaluate_stack,
     mock_issuer,
     run_stack,
     settings_config,
@@ -473,11 +474,11 @@ def test_kms_stack_encrypts_with_the_key_and_grants_only_it() -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_evaluation_stays_well_under_a_second(stack: str) -> None:
-    run_stack(stack)  # the first run pays the SDK imports
+    evaluate_stack(stack)  # the first run pays the SDK imports
     timings = []
     for _ in range(3):  # the best of three, so a busy machine does not decide
         started = time.perf_counter()
-        run_stack(stack)
+        evaluate_stack(stack)
         timings.append(time.perf_counter() - started)
     assert min(timings) < 0.5
 
