@@ -168,3 +168,21 @@ def test_an_unpinned_kubernetes_minor_is_refused() -> None:
         return_error=True,
     )
     assert "no pinned image for Kubernetes 1.20" in str(run.error)
+
+
+def test_the_renamed_lease_and_status_configmap_are_within_the_release_rbac() -> None:
+    values = declare().one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    lease = values["extraArgs"]["leader-elect-resource-name"]
+    status = values["extraArgs"]["status-config-map-name"]
+    # The chart's own rules name only `cluster-autoscaler` (leases) and
+    # `cluster-autoscaler-status` (configmaps) (cluster-autoscaler/charts/cluster-autoscaler
+    # templates/role.yaml and clusterrole.yaml); leader election starts with a Get of the lease,
+    # and a Forbidden answer means it never becomes leader and never scales anything.
+    rules = values["rbac"]["additionalRules"]
+    lease_rule = next(r for r in rules if r["resources"] == ["leases"])
+    assert lease_rule["apiGroups"] == ["coordination.k8s.io"]
+    assert lease_rule["resourceNames"] == [lease]
+    assert {"get", "update"} <= set(lease_rule["verbs"])
+    status_rule = next(r for r in rules if r["resources"] == ["configmaps"])
+    assert status_rule["resourceNames"] == [status]
+    assert {"get", "update"} <= set(status_rule["verbs"])

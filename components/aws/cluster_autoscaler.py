@@ -34,6 +34,24 @@ def instance_name(discovery_tag_value: str) -> str:
     return (_NAME_PREFIX + discovery_tag_value)[:53].rstrip("-")
 
 
+def instance_rbac_rules(name: str) -> list[dict[str, list[str]]]:
+    """Rights on this instance's own leader-election lease and status ConfigMap."""
+    return [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [name],
+            "verbs": ["get", "update"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [f"{name}-status"],
+            "verbs": ["delete", "get", "update"],
+        },
+    ]
+
+
 def discovery_spec(key: str, value: str) -> str:
     """The chart's `autoDiscovery.tags` entry: `key=value` matches the tag's value too.
 
@@ -77,6 +95,11 @@ def autoscaler_values(
                 "name": name,
                 "annotations": {IRSA_ROLE_ANNOTATION: role_arn},
             },
+            # The chart grants get/update on the lease and the status ConfigMap only by their
+            # default names (templates/role.yaml, clusterrole.yaml `resourceNames`); renamed
+            # below, they need rules of their own, or leader election is forbidden and the
+            # autoscaler never runs a scaling loop. The chart appends these to both roles.
+            "additionalRules": instance_rbac_rules(name),
         },
         "extraArgs": {
             "expander": expander,
