@@ -8,6 +8,7 @@ from pulumi_aws import iam
 
 from ..workloads.runner_config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT
 from .iam_documents import cache_access_policy
+from .iam_user import create_user_with_key
 from .irsa_role import IrsaRole
 
 IRSA_MODE = "irsa"
@@ -96,7 +97,7 @@ class CacheAccess(pulumi.ComponentResource):
             )
             self.role_arn = role.role_arn
         else:
-            user, key = self._create_user_with_key(name, policy, tags)
+            user, key = create_user_with_key(self, name, policy.arn, tags)
             self.user_name = user.name
             self.access_key_id = pulumi.Output.secret(key.id)
             self.secret_access_key = pulumi.Output.secret(key.secret)
@@ -129,16 +130,3 @@ class CacheAccess(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-
-    def _create_user_with_key(
-        self, name: str, policy: iam.Policy, tags: dict[str, str]
-    ) -> tuple[iam.User, iam.AccessKey]:
-        user = iam.User(f"{name}-user", tags=tags, opts=pulumi.ResourceOptions(parent=self))
-        iam.UserPolicyAttachment(
-            f"{name}-user-policy",
-            user=user.name,
-            policy_arn=policy.arn,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        key = iam.AccessKey(f"{name}-key", user=user.name, opts=pulumi.ResourceOptions(parent=self))
-        return user, key

@@ -8,6 +8,7 @@ from pulumi_aws import iam
 
 from ..workloads.rclone import replicate_object_patterns, replicate_problems
 from .iam_documents import edge_cache_policy
+from .iam_user import create_user_with_key
 
 
 class EdgeAccessArgs(TypedDict):
@@ -66,14 +67,7 @@ class EdgeAccess(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        user = iam.User(f"{name}-user", tags=tags, opts=pulumi.ResourceOptions(parent=self))
-        iam.UserPolicyAttachment(
-            f"{name}-user-policy",
-            user=user.name,
-            policy_arn=policy.arn,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        key = iam.AccessKey(f"{name}-key", user=user.name, opts=pulumi.ResourceOptions(parent=self))
+        user, key = create_user_with_key(self, name, policy.arn, tags)
 
         self.user_name = user.name
         self.policy_arn = policy.arn
