@@ -53,6 +53,8 @@ from components.workloads.registry_mirror import (
 from components.workloads.runner_config import CacheSpec
 from components.workloads.runner_shared import RunnerShared
 
+BUILD_NODES = "build-nodes"
+"""Name prefix of every pool's node group (and so of its Auto Scaling group)."""
 HUB_OUTPUT = "siteHub"
 EDGE_CREDENTIALS_OUTPUT = "siteEdgeCredentials"
 
@@ -119,7 +121,7 @@ def eks_cluster_with_capacity(network: ClusterNetwork) -> EksCluster:
                 "kubernetes_version": version,
                 "oidc_provider_arn": cluster.oidc_provider_arn,
                 "discovery_tag": {"key": discovery_key, "value": discovery_value},
-                "pool_labels": [pool.node_labels for pool in settings.pools],
+                "pool_labels": settings.pool_node_labels,
                 "expander": settings.cluster_autoscaler.expander,
                 "scale_down_unneeded_time": settings.cluster_autoscaler.scale_down_unneeded_time,
                 "service_monitor_labels": (
@@ -155,7 +157,7 @@ def build_pool_nodes(
 ) -> SpotNodeGroup:
     """One pool's spot node group; its labels, taints and architecture come from the pool."""
     return SpotNodeGroup(
-        f"build-nodes-{pool.name}",
+        f"{BUILD_NODES}-{pool.name}",
         {
             "cluster_name": cluster.cluster_name,
             "kubernetes_version": str(settings.cluster.version),
@@ -221,7 +223,7 @@ def site_cache(
         "size": size,
         "storage_class_name": storage_class,
         "expire_after": expire_after,
-        "build_node_labels": [pool.node_labels for pool in settings.pools],
+        "build_node_labels": settings.pool_node_labels,
     }
     if hub is not None:
         args["hub"] = hub
@@ -462,7 +464,7 @@ def registry_mirror() -> RegistryMirror:
         ],
         "replicas": mirror.replicas,
         "image": mirror.image,
-        "affinity": keep_off_build_nodes([pool.node_labels for pool in settings.pools]),
+        "affinity": keep_off_build_nodes(settings.pool_node_labels),
     }
     if mirror_cluster_ip:
         args["cluster_ip"] = mirror_cluster_ip
@@ -537,7 +539,7 @@ runners = {
             "job": settings.pool_job_spec(pool),
             "cache": runner_cache,
             "service_account_name": settings.runner.service_account_name,
-            "all_pool_labels": [p.node_labels for p in settings.pools],
+            "all_pool_labels": settings.pool_node_labels,
             "cache_secret": cache_secret_data(cache_credentials),
             "concurrent": pool.concurrent,
             "check_interval": settings.runner.check_interval,
@@ -564,7 +566,7 @@ if settings.monitoring.enabled:
             "dashboard_labels": monitoring.dashboard_labels,
             "thresholds": monitoring.snake_thresholds(monitoring.thresholds),  # type: ignore[typeddict-item]
             # EKS names a managed node group's Auto Scaling group eks-<node group>-<id>.
-            "node_group_regex": "eks-build-nodes-.*",
+            "node_group_regex": f"eks-{BUILD_NODES}-.*",
             "runbook_url": monitoring.runbook_url,
             "create_rule": monitoring.alerts,
             "create_dashboard": monitoring.dashboard,

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from components.settings.site import ANY_SITE_TAG
 from components.workloads.runner_config import DIND_ENVIRONMENT
 from offline import REPO
 
@@ -93,3 +94,9 @@ def test_spot_interruptions_are_retried() -> None:
         "when": ["runner_system_failure", "unknown_failure"],
         "exit_codes": [137, 143],
     }
+
+
+def test_the_site_affinity_template_uses_the_tag_every_sites_runners_carry() -> None:
+    # The stack gives every site's runners ANY_SITE_TAG; the template's first job asks for it.
+    template = yaml.safe_load((TEMPLATES / "site-affinity.yml").read_text())
+    assert template["variables"]["SITE_ANY_TAG"] == ANY_SITE_TAG

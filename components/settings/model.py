@@ -157,6 +157,11 @@ class FleetSettings:
         """
         return "gitlab-runner-fleet/autoscaler", f"{self.project}-{self.stack}"
 
+    @property
+    def pool_node_labels(self) -> list[dict[str, str]]:
+        """Every pool's node labels: what system pods keep off and autoscaled groups carry."""
+        return [pool.node_labels for pool in self.pools]
+
     def runner_tags(self, pool: PoolSettings) -> list[str]:
         """The GitLab runner tags of a pool's runner: its own, and its site's."""
         if self.site.name is None:

@@ -56,7 +56,13 @@ DEFAULT_OUTPUT_LIMIT_KIB = 4096
 TMP_HEADROOM_MIB = 64
 
 
-def job_namespace_name(build_mode: BuildMode, manager_namespace: str = "gitlab-runner") -> str:
+DEFAULT_MANAGER_NAMESPACE = "gitlab-runner"
+"""The runner managers' namespace unless a stack names another (`runner.namespace`)."""
+
+
+def job_namespace_name(
+    build_mode: BuildMode, manager_namespace: str = DEFAULT_MANAGER_NAMESPACE
+) -> str:
     """The namespace every pool of one build mode runs its jobs in: pools of different build
     modes never share one, so each namespace's Pod Security level fits all its pools."""
     return f"{manager_namespace}-jobs-{build_mode}"

@@ -15,6 +15,7 @@ from typing import Any, NotRequired, TypedDict
 import tomli_w
 
 from ..build_nodes import CAPACITY_TYPE_LABEL, SPOT
+from .isolation import DEFAULT_MANAGER_NAMESPACE
 
 # Docker-in-Docker over TLS: the job talks to the `docker` service on 2376 with client certs
 # that dind writes to /certs/client, a volume shared by the build and service containers.
@@ -31,7 +32,7 @@ DIND_SERVICES = ("docker:dind", "docker:*-dind")
 # cluster-autoscaler would otherwise drain a node (and kill the job) to consolidate capacity.
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 METRICS_PORT = 9252
-DEFAULT_NAMESPACE = "gitlab-runner"
+DEFAULT_NAMESPACE = DEFAULT_MANAGER_NAMESPACE
 DEFAULT_SERVICE_ACCOUNT = "gitlab-runner"
 DEFAULT_CONCURRENT = 10
 DEFAULT_CHECK_INTERVAL = 3
