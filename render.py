@@ -66,10 +66,14 @@ _ReviewDumper.add_representer(str, _represent_str)
 
 
 def resource_list(run: ProgramRun) -> list[dict[str, Any]]:
-    """The resources of a run, with what a reviewer needs to judge each one."""
+    """The resources of a run, with what a reviewer needs to judge each one.
+
+    Sorted by URN: resources register in whatever order their inputs resolve, and two renders
+    of one stack must diff only where the stack changed.
+    """
     types_by_urn = {resource.urn: resource.type for resource in run.resources}
     listed = []
-    for resource in run.resources:
+    for resource in sorted(run.resources, key=lambda resource: resource.urn):
         entry: dict[str, Any] = {"type": resource.type, "name": resource.name}
         if resource.parent in types_by_urn:
             entry["parent"] = types_by_urn[resource.parent]
@@ -125,7 +129,7 @@ def write_render(run: ProgramRun, out: Path) -> dict[str, int]:
     for release in releases:
         values = redacted(release.inputs.get("values", {}))
         (out / "values" / f"{release.name}.yaml").write_text(
-            yaml.dump(values, Dumper=_ReviewDumper, sort_keys=False, width=100)
+            yaml.dump(values, Dumper=_ReviewDumper, sort_keys=True, width=100)
         )
 
     documents = policy_documents(run.resources)

@@ -123,3 +123,14 @@ def test_invalid_config_is_a_clear_error(
     assert "pools[0].minSize: must be <= pools[0].maxSize (2), got 5" in error
     assert "Traceback" not in error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_renders_of_a_stack_are_identical(tmp_path: Path) -> None:
+    # Resources register in the order their inputs resolve; reviewers diff renders.
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert render.main(["prod", "--out", str(first)]) == 0
+    assert render.main(["prod", "--out", str(second)]) == 0
+    files = sorted(path.relative_to(first) for path in first.rglob("*") if path.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for name in files:
+        assert (first / name).read_text() == (second / name).read_text(), name
