@@ -25,15 +25,15 @@ from pulumi.runtime.settings import ROOT
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.fleet.sites import EDGE_CREDENTIALS_OUTPUT, stand_in_hub_outputs
 from components.settings import (
-    CACHE_CREDENTIAL_KEYS,
-    CACHE_CREDENTIALS_KEY,
-    GITLAB_API_TOKEN_KEY,
-    KUBECONFIG_KEY,
-    KUBECONFIG_MODE,
-    RUNNER_TOKENS_KEY,
+    ENCRYPTED,
+    SECRET_KEYS,
+    RawSecret,
+    SettingsError,
+    parse_settings,
 )
-from components.settings.pools import DEFAULT_POOL_NAME
+from components.settings.secrets import stand_in
 
 REPO = Path(__file__).resolve().parent
 PROJECT = "gitlab-runner-fleet"
@@ -56,6 +56,8 @@ class Registered:
     dependencies: list[str]
     provider: str
     ignore_changes: list[str]
+    aliases: list[dict[str, Any]] = field(default_factory=list)
+    """Alias specs (`{"spec": {...}}`) or URNs (`{"urn": ...}`) as the engine receives them."""
 
 
 @dataclass
@@ -209,26 +211,17 @@ class FleetMocks(pulumi.runtime.Mocks):
     def _hub_stack_reference(
         self, args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]
     ) -> str:
-        """A hub stack's outputs as an edge reads them (placeholder credentials, secret)."""
-        state["outputs"] = {
-            "siteHub": {
-                "name": "cloud",
-                "bucket": f"gitlab-runner-fleet-prod-cache-{ACCOUNT_ID}",
-                "region": self.region,
-                "prefix": "runner-cache",
-                "endpoint": "",
-                "pathStyle": False,
-                "replicate": ["deps-*"],
-            },
-            "siteEdgeCredentials": {
-                edge: {
-                    "accessKeyId": f"offline-placeholder-edge-key-{edge}",
-                    "secretAccessKey": f"offline-placeholder-edge-secret-{edge}",
-                }
-                for edge in ("basement",)
-            },
-        }
-        state["secretOutputNames"] = ["siteEdgeCredentials"]
+        """A hub stack's outputs as an edge reads them (placeholder credentials, secret): the
+        shipped hub, prod (site `cloud`, edge `basement`)."""
+        state["outputs"] = stand_in_hub_outputs(
+            name="cloud",
+            bucket=f"gitlab-runner-fleet-prod-cache-{ACCOUNT_ID}",
+            region=self.region,
+            prefix="runner-cache",
+            replicate=["deps-*"],
+            edges=["basement"],
+        )
+        state["secretOutputNames"] = [EDGE_CREDENTIALS_OUTPUT]
         return str(args.inputs.get("name", args.name))
 
     @staticmethod
@@ -347,9 +340,26 @@ class RecordingMonitor(MockMonitor):
                     dependencies=list(request.dependencies),
                     provider=request.provider,
                     ignore_changes=list(request.ignoreChanges),
+                    aliases=[_alias(alias) for alias in request.aliases],
                 )
             )
         return response
+
+
+def _alias(alias: Any) -> dict[str, Any]:
+    if alias.HasField("urn"):
+        return {"urn": alias.urn}
+    spec = alias.spec
+    return {
+        "spec": {
+            "name": spec.name,
+            "type": spec.type,
+            "stack": spec.stack,
+            "project": spec.project,
+            "parentUrn": spec.parentUrn,
+            "noParent": spec.noParent,
+        }
+    }
 
 
 def stack_names() -> list[str]:
@@ -447,41 +457,76 @@ def _run_on_current_loop(
     return run
 
 
-PLACEHOLDER_RUNNER_TOKEN = "glrt-offline-placeholder-token"
-"""Offline evaluation stands in for the secret runner token with this."""
-PLACEHOLDER_GITLAB_API_TOKEN = "glpat-offline-placeholder-token"
-"""...and for the GitLab API token that creates runners by code with this."""
-PLACEHOLDER_KUBECONFIG = json.dumps(
-    {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "offline", "cluster": {"server": "https://offline.invalid"}}],
-        "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
-        "current-context": "offline",
-        "users": [{"name": "offline", "user": {}}],
+def split_config(
+    config: Mapping[str, Any], secret_keys: Sequence[str] = ()
+) -> tuple[dict[str, Any], dict[str, RawSecret]]:
+    """The project's config values as the settings parser takes them: plain ones, and secrets.
+
+    A secret key's value is stored as a secret when its key is in `secret_keys` or it holds an
+    encrypted value (`secure:`) anywhere; encrypted leaves become `ENCRYPTED`, which the parser
+    stands in for.
+    """
+    prefix = f"{PROJECT}:"
+    plain: dict[str, Any] = {}
+    secrets: dict[str, RawSecret] = {}
+    for full_key, value in config.items():
+        if not full_key.startswith(prefix):
+            continue
+        key = full_key.removeprefix(prefix)
+        if key in SECRET_KEYS:
+            secret = full_key in secret_keys or _has_encrypted(value)
+            secrets[key] = RawSecret(_encrypted_leaves(value), stored_as_secret=secret)
+        else:
+            plain[key] = value
+    return plain, secrets
+
+
+def _has_encrypted(value: Any) -> bool:
+    if isinstance(value, dict):
+        return set(value) == {"secure"} or any(_has_encrypted(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_encrypted(item) for item in value)
+    return False
+
+
+def _encrypted_leaves(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return ENCRYPTED
+        return {key: _encrypted_leaves(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_encrypted_leaves(item) for item in value]
+    return value
+
+
+def stand_in_config(
+    config: Mapping[str, Any], *, stack: str, secret_keys: Sequence[str] = ()
+) -> dict[str, str]:
+    """Config values for the secrets a stack needs but its file holds encrypted or not at all.
+
+    The settings parser decides which secrets the configuration needs and stands in for them
+    (`parse_settings(stand_in_secrets=True)`); raises its `SettingsError` for a bad file.
+    """
+    plain, secrets = split_config(config, secret_keys)
+    settings = parse_settings(
+        plain,
+        project=PROJECT,
+        stack=stack,
+        aws_region=config.get("aws:region"),
+        secrets=secrets,
+        stand_in_secrets=True,
+    )
+    values: dict[str, Any] = {}
+    for key in settings.stand_ins:
+        top, _, leaf = key.partition(".")
+        if leaf:
+            values.setdefault(top, {})[leaf] = stand_in(key)
+        else:
+            values[top] = stand_in(key)
+    return {
+        f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
+        for key, value in values.items()
     }
-)
-
-
-def placeholder_secrets(config: Mapping[str, Any]) -> dict[str, str]:
-    """Placeholders for the secret config values a stack needs and its stack file cannot hold."""
-    pools = config.get(f"{PROJECT}:pools") or [{"name": DEFAULT_POOL_NAME}]
-    if (config.get(f"{PROJECT}:gitlab") or {}).get("createRunners"):
-        secrets = {f"{PROJECT}:{GITLAB_API_TOKEN_KEY}": PLACEHOLDER_GITLAB_API_TOKEN}
-    else:
-        secrets = {
-            f"{PROJECT}:{RUNNER_TOKENS_KEY}": json.dumps(
-                {pool["name"]: PLACEHOLDER_RUNNER_TOKEN for pool in pools}
-            )
-        }
-    if (config.get(f"{PROJECT}:cluster") or {}).get("mode") == KUBECONFIG_MODE:
-        secrets[f"{PROJECT}:{KUBECONFIG_KEY}"] = PLACEHOLDER_KUBECONFIG
-    cache_type = (config.get(f"{PROJECT}:cache") or {}).get("type", "s3")
-    if alternatives := CACHE_CREDENTIAL_KEYS.get(cache_type):
-        secrets[f"{PROJECT}:{CACHE_CREDENTIALS_KEY}"] = json.dumps(
-            {key: f"offline-placeholder-{key}" for key in alternatives[0]}
-        )
-    return secrets
 
 
 def evaluate_stack(
@@ -495,21 +540,23 @@ def evaluate_stack(
     """Evaluate `__main__.py` end to end with `stacks/Pulumi.<stack>.yaml` (plus overrides).
 
     Secret values the stack needs but cannot show (encrypted `secure:` values, and secrets that
-    are set with `pulumi config set --secret` only) become secret placeholders; keys in
-    `secret_keys` are marked secret too.
+    are set with `pulumi config set --secret` only) get stand-ins from the settings parser;
+    keys in `secret_keys` are marked secret too.
     """
-    config = {
-        key: value
-        for key, value in {**config_from_stack_file(stack), **(overrides or {})}.items()
-        if not (isinstance(value, dict) and set(value) == {"secure"})
-    }
-    placeholders = {k: v for k, v in placeholder_secrets(config).items() if k not in config}
+    config = {**config_from_stack_file(stack), **(overrides or {})}
+    try:
+        stand_ins = stand_in_config(config, stack=stack, secret_keys=secret_keys)
+    except SettingsError as error:
+        if not return_error:
+            raise
+        return ProgramRun(resources=[], error=error)
+    readable = {key: value for key, value in config.items() if key not in stand_ins}
     return run_program(
         lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"),
-        config={**config, **placeholders},
+        config={**readable, **stand_ins},
         stack=stack,
         region=config.get("aws:region"),
         return_error=return_error,
-        secret_keys=[*placeholders, *secret_keys],
+        secret_keys=[*stand_ins, *secret_keys],
         mocks=mocks,
     )

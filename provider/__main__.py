@@ -1,4 +1,11 @@
-"""Serves the components to every Pulumi language as the `gitlab-runner-fleet` package."""
+"""Serves the components to every Pulumi language as the `gitlab-runner-fleet` package.
+
+All but RunnerFleet: it takes the validated settings model (pydantic sections with
+cross-field rules, secrets that may be the caller's Outputs), which the schema inferred from
+type annotations cannot express (TypedDicts of plain types, no unions besides Optional, no
+classes with validators). Other languages compose the fleet from these parts, as RunnerFleet
+does in Python.
+"""
 
 import sys
 from pathlib import Path

@@ -6,12 +6,12 @@ import functools
 import json
 from typing import Any
 
+from components.settings.secrets import STAND_IN_RUNNER_TOKEN
 from offline import (
     ACCOUNT_ID,
     DEFAULT_REGION,
     MOCK_CLUSTER_SUBNETS,
     MOCK_ROUTE_TABLES,
-    PLACEHOLDER_RUNNER_TOKEN,
     PROJECT,
     REPO,
     ProgramRun,
@@ -23,7 +23,7 @@ from offline import (
     stack_names,
 )
 
-RUNNER_TOKEN = PLACEHOLDER_RUNNER_TOKEN
+RUNNER_TOKEN = STAND_IN_RUNNER_TOKEN
 """The runner token every stack run gets, as `pulumi config set --secret` would store it."""
 
 __all__ = [
@@ -69,3 +69,82 @@ def policy_document(resource: Registered, key: str = "policy") -> dict[str, Any]
     """A JSON policy input of a registered resource, parsed."""
     document: dict[str, Any] = json.loads(resource.inputs[key])
     return document
+
+
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def engine_urn(urn: str) -> str:
+    """A URN as the engine makes it: the mock monitor puts the root stack's type into the type
+    chain of its children, the engine leaves it out (pulumi/pulumi sdk/go/common/resource
+    urn.go NewURN, called with an empty parent type for the root stack's children)."""
+    parts = urn.split("::")
+    parts[2] = parts[2].removeprefix(f"{ROOT_STACK_TYPE}$")
+    return "::".join(parts)
+
+
+def _qualified_type(urn: str) -> str:
+    """The type chain of a URN (`parent$child`), empty for the root stack."""
+    qualified = engine_urn(urn).split("::")[2] if urn else ""
+    return "" if qualified == ROOT_STACK_TYPE else qualified
+
+
+def _urn(stack: str, parent_type: str, type_: str, name: str) -> str:
+    qualified = f"{parent_type}${type_}" if parent_type else type_
+    return f"urn:pulumi:{stack}::{PROJECT}::{qualified}::{name}"
+
+
+def previous_urns(run: ProgramRun, stack: str, old_urns: set[str]) -> dict[str, str | None]:
+    """The URN each resource of `run` takes over from a state holding `old_urns`, or None.
+
+    What the engine does on update (pulumi/pulumi pkg/resource/deploy/step_generator.go,
+    generateAliases and inheritedChildAlias): a resource keeps the old resource of its own URN,
+    else of the first of its aliases found in the state; its alias specs default to its own
+    name, type and parent (`noParent`: none); a resource whose parent took over an old URN by
+    alias also gets that URN's type chain as an alias, its name's parent prefix renamed.
+    """
+    by_urn = {resource.urn: resource for resource in run.resources}
+    taken: dict[str, str | None] = {}
+    aliased_parent: dict[str, str] = {}
+    for resource in run.resources:
+        parent = by_urn.get(resource.parent)
+        own_parent_type = _qualified_type(resource.parent)
+        candidates = []
+        for alias in resource.aliases:
+            if "urn" in alias:
+                candidates.append(alias["urn"])
+                continue
+            spec = alias["spec"]
+            parent_type = (
+                ""
+                if spec["noParent"]
+                else _qualified_type(spec["parentUrn"])
+                if spec["parentUrn"]
+                else own_parent_type
+            )
+            candidates.append(
+                _urn(
+                    stack, parent_type, spec["type"] or resource.type, spec["name"] or resource.name
+                )
+            )
+        if parent is not None and parent.urn in aliased_parent:
+            parent_alias = aliased_parent[parent.urn]
+            parent_alias_name = parent_alias.split("::")[-1]
+            for type_, name in [
+                (resource.type, resource.name),
+                *((c.split("::")[2].split("$")[-1], c.split("::")[-1]) for c in list(candidates)),
+            ]:
+                renamed = (
+                    parent_alias_name + name.removeprefix(parent.name)
+                    if name.startswith(parent.name)
+                    else name
+                )
+                candidates.append(_urn(stack, _qualified_type(parent_alias), type_, renamed))
+        if engine_urn(resource.urn) in old_urns:
+            taken[resource.urn] = engine_urn(resource.urn)
+            continue
+        found = next((candidate for candidate in candidates if candidate in old_urns), None)
+        taken[resource.urn] = found
+        if found is not None:
+            aliased_parent[resource.urn] = found
+    return taken

@@ -17,6 +17,7 @@ from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.provider.experimental.schema import generate_schema
 
 import components
+from components.fleet import RunnerFleet
 from tests.harness import REPO, run_program
 
 PROVIDER = runpy.run_path(str(REPO / "provider" / "__main__.py"), run_name="provider")
@@ -53,8 +54,10 @@ def schema() -> dict[str, Any]:
     return document
 
 
-def test_the_provider_hosts_every_component_of_the_package() -> None:
-    assert set(PROVIDER["COMPONENTS"]) == defined_components()
+def test_the_provider_hosts_every_component_but_the_python_only_fleet() -> None:
+    # RunnerFleet takes the validated settings model, which the schema cannot express (see
+    # provider/__main__.py); every other component is served to every language.
+    assert set(PROVIDER["COMPONENTS"]) == defined_components() - {RunnerFleet}
     assert len(PROVIDER["COMPONENTS"]) == 17
 
 
@@ -63,7 +66,7 @@ def component_name(component: object) -> str:
 
 
 @pytest.mark.parametrize(
-    "component", sorted(defined_components(), key=component_name), ids=component_name
+    "component", sorted(PROVIDER["COMPONENTS"], key=component_name), ids=component_name
 )
 def test_schema_is_inferred_for_the_component(
     schema: dict[str, Any], component: type[pulumi.ComponentResource]

@@ -10,7 +10,8 @@ import yaml
 
 import offline
 import render
-from offline import PLACEHOLDER_RUNNER_TOKEN, evaluate_stack, stack_names
+from components.settings.secrets import STAND_IN_RUNNER_TOKEN
+from offline import evaluate_stack, stack_names
 
 
 @pytest.fixture(scope="module", params=stack_names())
@@ -43,7 +44,7 @@ def test_no_secret_value_is_written(rendered: tuple[str, Path]) -> None:
     for path in out.rglob("*"):
         if path.is_file():
             text = path.read_text()
-            assert PLACEHOLDER_RUNNER_TOKEN not in text, path
+            assert STAND_IN_RUNNER_TOKEN not in text, path
             assert "offline-placeholder" not in text, path
             assert "mock-secret-access-key" not in text, path
     listed = json.loads((out / "resources.json").read_text())

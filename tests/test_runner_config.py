@@ -11,6 +11,7 @@ import pytest
 
 from components.kubernetes_names import quantity_value
 from components.settings import FleetSettings, PoolSettings, RawSecret, parse_settings
+from components.settings.cache_plan import runner_cache_spec
 from components.workloads.runner_config import effective_config, template_toml
 from tests.harness import PROJECT, config_from_stack_file
 
@@ -52,7 +53,7 @@ def stack_settings(stack: str) -> FleetSettings:
 
 def rendered(settings: FleetSettings, pool_name: str | None = None) -> dict[str, Any]:
     pool = pool_of(settings, pool_name)
-    cache = settings.runner_cache_spec("cache-bucket", "eu-west-1")
+    cache = runner_cache_spec(settings.cache, settings.cache_access, "cache-bucket", "eu-west-1")
     document = tomllib.loads(template_toml(settings.pool_job_spec(pool), cache))
     (runner,) = document["runners"]
     assert set(document) == {"runners"}
@@ -454,7 +455,7 @@ def test_effective_config_adds_the_global_keys() -> None:
             concurrent=pool.concurrent,
             check_interval=settings.runner.check_interval,
             job=settings.pool_job_spec(pool),
-            cache=settings.runner_cache_spec("b", "eu-west-1"),
+            cache=runner_cache_spec(settings.cache, settings.cache_access, "b", "eu-west-1"),
         )
     )
     assert full["concurrent"] == 40

@@ -56,14 +56,6 @@ def test_defaults_are_the_safe_ones() -> None:
     assert settings.cache_access.mode == "irsa"
     assert settings.runner.namespace == "gitlab-runner"
     assert settings.runner.service_account_name == "gitlab-runner"
-    assert (
-        settings.cache_bucket_name("123456789012") == "gitlab-runner-fleet-dev-cache-123456789012"
-    )
-
-
-def test_explicit_bucket_name_wins() -> None:
-    settings = parse({**VALID, "cache": {"bucketName": "acme-ci-cache"}})
-    assert settings.cache_bucket_name("123456789012") == "acme-ci-cache"
 
 
 def test_a_created_cluster_puts_nodes_in_its_private_subnets() -> None:
@@ -692,16 +684,3 @@ def test_registry_mirror_problems(
 ) -> None:
     problems = problems_of({**VALID, **raw}, secrets={**TOKEN, **secrets})
     assert any(problem.startswith(expected) for problem in problems), problems
-
-
-def test_a_mirror_address_outside_the_static_band_is_refused() -> None:
-    settings = parse({**VALID, "registryMirror": {"clusterIp": "172.20.200.1"}})
-    with pytest.raises(SettingsError) as caught:
-        settings.mirror_cluster_ip("172.20.0.0/16")
-    assert str(caught.value.problems[0]).startswith(
-        "registryMirror.clusterIp: 172.20.200.1 is outside the range's static band"
-    )
-    assert parse(VALID).mirror_cluster_ip("172.20.0.0/16") == "172.20.0.50"
-    assert parse(VALID).mirror_cluster_ip(None) is None
-    disabled = parse({**VALID, "registryMirror": {"enabled": False}})
-    assert disabled.mirror_cluster_ip("172.20.0.0/16") is None

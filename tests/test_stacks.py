@@ -12,12 +12,10 @@ import pytest
 import yaml
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
-from components.settings import reference_table
 from tests.harness import (
     ACCOUNT_ID,
     MOCK_ROUTE_TABLES,
     PROJECT,
-    REPO,
     RUNNER_TOKEN,
     ProgramRun,
     Registered,
@@ -608,10 +606,6 @@ def test_an_s3_compatible_cache_creates_no_bucket_and_keeps_its_keys_secret() ->
         "Insecure": False,
         "PathStyle": True,
     }
-
-
-def test_readme_config_reference_matches_the_settings_model() -> None:
-    assert reference_table() in (REPO / "README.md").read_text()
 
 
 def test_dev_creates_its_runner_by_code_and_the_token_flows_as_a_secret() -> None:

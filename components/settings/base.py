@@ -78,11 +78,12 @@ class Section(ConfigModel):
 
 
 class Secret:
-    """A secret config value. Never printed; handed to Pulumi only as a secret Output."""
+    """A secret value (from config, or an importing program's Output). Never printed; handed
+    to Pulumi only as a secret Output."""
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: pulumi.Input[str]) -> None:
         self._value = value
 
     def __repr__(self) -> str:
@@ -90,14 +91,6 @@ class Secret:
 
     def output(self) -> pulumi.Output[str]:
         return pulumi.Output.secret(self._value)
-
-
-@dataclass(frozen=True)
-class RawSecret:
-    """A secret-looking config value as read, and whether Pulumi holds it encrypted."""
-
-    value: str
-    stored_as_secret: bool
 
 
 def unique_instance_types(instance_types: list[str]) -> list[str]:

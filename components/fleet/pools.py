@@ -1,0 +1,126 @@
+"""The pool wiring: what each pool of a stack gets, as the arguments of its components.
+
+A pool is one kind of build capacity: a spot node group (EKS), optionally its runner created in
+GitLab, and a runner manager (the gitlab-runner release). Plain functions from the settings to
+component arguments, so a pool's wiring is tested without declaring anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from ..aws.spot_node_group import SpotNodeGroupArgs
+from ..gitlab.runner_registration import RunnerRegistrationArgs
+from ..settings import FleetSettings, PoolSettings
+from ..workloads.gitlab_runner import GitlabRunnerArgs
+from ..workloads.runner_config import CacheSpec
+
+BUILD_NODES = "build-nodes"
+"""Name prefix of every pool's node group (and so, on EKS, of its Auto Scaling group)."""
+BUILD_NODE_GROUP_REGEX = f"eks-{BUILD_NODES}-.*"
+"""The Auto Scaling groups of the stack's pools: EKS names a managed node group's group
+`eks-<node group>-<id>`."""
+
+
+def node_group_name(pool: PoolSettings) -> str:
+    """The resource name of a pool's spot node group."""
+    return f"{BUILD_NODES}-{pool.name}"
+
+
+def spot_node_group_args(
+    settings: FleetSettings,
+    pool: PoolSettings,
+    *,
+    cluster_name: pulumi.Input[str],
+    subnet_ids: pulumi.Input[list[str]],
+    user_data: pulumi.Input[str] | None,
+) -> SpotNodeGroupArgs:
+    """One pool's spot node group; its labels, taints and architecture come from the pool."""
+    discovery_key, discovery_value = settings.autoscaler_discovery_tag
+    return {
+        "cluster_name": cluster_name,
+        "kubernetes_version": str(settings.cluster.version),
+        "subnet_ids": subnet_ids,
+        "instance_types": pool.instance_types,
+        "min_size": pool.min_size,
+        "max_size": pool.max_size,
+        "disk_size_gib": pool.disk_size_gib,
+        "labels": pool.node_labels,
+        "taints": [
+            {"key": taint.key, "value": taint.value, "effect": taint.effect}
+            for taint in pool.node_taints
+        ],
+        "node_role_arn": pool.node_role_arn,
+        "scale_from_zero_ephemeral_storage": pool.advertised_ephemeral_storage,
+        "autoscaler_discovery_tag": {"key": discovery_key, "value": discovery_value},
+        "instance_tags": {**settings.tags_for("build-nodes"), "pool": pool.name},
+        "user_data": user_data,
+        "tags": settings.tags_for("build-nodes"),
+    }
+
+
+def runner_registration_args(settings: FleetSettings, pool: PoolSettings) -> RunnerRegistrationArgs:
+    """A pool's runner as the stack creates it in GitLab (`gitlab.createRunners`)."""
+    gitlab = settings.gitlab
+    args: RunnerRegistrationArgs = {
+        "pool_name": pool.name,
+        "runner_type": gitlab.runner_type,
+        "tags": settings.runner_tags(pool),
+        "run_untagged": pool.run_untagged,
+        "locked": gitlab.locked,
+        "access_level": gitlab.access_level,
+        "maximum_timeout": gitlab.maximum_timeout,
+        "description": settings.runner_name(pool),
+    }
+    if gitlab.group_id:
+        args["group_id"] = gitlab.group_id
+    if gitlab.project_id:
+        args["project_id"] = gitlab.project_id
+    if gitlab.rotate_token_days:
+        args["rotate_token_days"] = gitlab.rotate_token_days
+    return args
+
+
+def gitlab_runner_args(
+    settings: FleetSettings,
+    pool: PoolSettings,
+    *,
+    namespace: pulumi.Input[str],
+    runner_token: pulumi.Input[str],
+    cache: pulumi.Input[CacheSpec],
+    cache_secret: dict[str, pulumi.Input[str]],
+) -> GitlabRunnerArgs:
+    """A pool's runner manager: its job pods, its cache, and how it is scraped."""
+    runner = settings.runner
+    return {
+        "pool": pool.name,
+        "namespace": namespace,
+        "gitlab_url": runner.gitlab_url,
+        "runner_token": runner_token,
+        "runner_name": settings.runner_name(pool),
+        "job": settings.pool_job_spec(pool),
+        "cache": cache,
+        "service_account_name": runner.service_account_name,
+        "all_pool_labels": settings.pool_node_labels,
+        "cache_secret": cache_secret,
+        "concurrent": pool.concurrent,
+        "check_interval": runner.check_interval,
+        "termination_grace_period_seconds": runner.termination_grace_period_seconds,
+        "pod_monitor_labels": (
+            settings.monitoring.selector_labels if settings.monitoring.enabled else None
+        ),
+    }
+
+
+def pool_summary(settings: FleetSettings) -> dict[str, dict[str, Any]]:
+    """Each pool's node labels, runner tags and architecture (the stack output `pools`)."""
+    return {
+        pool.name: {
+            "labels": pool.node_labels,
+            "tags": settings.runner_tags(pool),
+            "architecture": pool.architecture,
+        }
+        for pool in settings.pools
+    }

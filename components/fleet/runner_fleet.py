@@ -1,0 +1,707 @@
+"""RunnerFleet: a whole GitLab Runner fleet from one validated settings model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NotRequired, Optional, TypedDict, cast
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from ..aws.cache_access import CacheAccess
+from ..aws.cache_bucket import CacheBucket
+from ..aws.cluster import ClusterNetwork, EksCluster
+from ..aws.cluster_autoscaler import ClusterAutoscaler
+from ..aws.edge_access import EdgeAccess
+from ..aws.mirror_access import RegistryMirrorAccess
+from ..aws.s3_gateway_endpoint import S3GatewayEndpoint
+from ..aws.spot_node_group import SpotNodeGroup
+from ..build_nodes import keep_off_build_nodes
+from ..gitlab.runner_registration import RunnerRegistration, gitlab_provider
+from ..settings import PAUSE_POD_PRIORITY_CLASS, FleetSettings
+from ..settings.cache_plan import (
+    cache_bucket_name,
+    in_cluster_bucket,
+    mirror_storage,
+    runner_cache_spec,
+)
+from ..workloads.edge_cache import EdgeCache, EdgeCacheArgs, EdgeHub
+from ..workloads.edge_cache import runner_cache_spec as site_cache_spec
+from ..workloads.gitlab_runner import GitlabRunner, cache_secret_data
+from ..workloads.isolation import MANAGER_POD_LABELS
+from ..workloads.job_namespaces import JobNamespaces, JobNamespacesArgs
+from ..workloads.mirror_config import containerd_hosts_toml, mirror_url, node_user_data
+from ..workloads.monitoring import FleetMonitoring
+from ..workloads.registry_mirror import DEFAULT_NAMESPACE as MIRROR_NAMESPACE
+from ..workloads.registry_mirror import SERVICE_NAME as MIRROR_SERVICE_ACCOUNT
+from ..workloads.registry_mirror import RegistryMirror, RegistryMirrorArgs
+from ..workloads.runner_config import CacheSpec
+from ..workloads.runner_shared import RunnerShared
+from .network import cluster_network, mirror_cluster_ip, s3_gateway_endpoint_wanted
+from .pools import (
+    BUILD_NODE_GROUP_REGEX,
+    gitlab_runner_args,
+    node_group_name,
+    pool_summary,
+    runner_registration_args,
+    spot_node_group_args,
+)
+from .sites import HubView, site_hub
+
+TYPE = "gitlab-runner-fleet:index:RunnerFleet"
+
+
+class FleetCluster(TypedDict):
+    """A cluster the caller's own program manages (e.g. a pulumi-eks `Cluster`), used instead
+    of creating or looking one up. `cluster.mode` must be `existing` (EKS) or `kubeconfig`."""
+
+    cluster_name: pulumi.Input[str]
+    """The cluster's name (EKS: node groups join it, cluster-autoscaler discovers in it)."""
+    kubernetes_provider: k8s.Provider
+    """The provider every in-cluster resource of the fleet uses."""
+    oidc_provider_arn: NotRequired[pulumi.Input[str]]
+    """EKS: the cluster's IAM OIDC provider, trusted by the fleet's IRSA roles."""
+    vpc_id: NotRequired[str]
+    """EKS: the cluster's VPC (the S3 gateway endpoint's)."""
+    service_cidr: NotRequired[str]
+    """EKS: the cluster's Service range (the registry mirror's fixed address)."""
+    node_subnet_ids: NotRequired[pulumi.Input[list[str]]]
+    """EKS: subnets of the build nodes. Default `cluster.nodeSubnetIds` of the settings."""
+
+
+class RunnerFleetArgs(TypedDict):
+    """Inputs of RunnerFleet."""
+
+    settings: FleetSettings
+    """The validated settings (`components.settings.parse_settings` or `load_settings`)."""
+    cluster: NotRequired[FleetCluster]
+    """A cluster from the caller's own program. Default: the settings' `cluster` (created,
+    looked up by name, or reached through the secret `kubeconfig`)."""
+
+
+# Declared with 0.1.0's __main__.py as their parent; the alias keeps their URNs (and those of
+# everything below them) so existing stacks update in place.
+_FORMERLY_TOP_LEVEL = pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)
+_CacheForRunner = tuple[
+    pulumi.Output[CacheSpec], dict[str, pulumi.Input[str]], pulumi.Input[str | None]
+]
+
+
+class RunnerFleet(pulumi.ComponentResource):
+    """A GitLab Runner fleet: its cluster (created, looked up or given), a spot node group and a
+    runner manager per pool, cluster-autoscaler, the cache the settings choose (an S3 bucket
+    with its IAM identity, an existing store, an in-cluster store, or a site's edge cache),
+    job isolation, the registry mirror, and monitoring. Every decision comes from the settings
+    model; `stack_outputs` gives what a stack exports.
+    """
+
+    cluster_name: pulumi.Output[str]
+    """Name of the cluster the fleet runs on."""
+    cache_prefix: pulumi.Output[str]
+    """Key prefix of the runners' cache objects."""
+    runner_namespace: pulumi.Output[str]
+    """Namespace of the runner managers and their Secrets."""
+    job_namespaces: pulumi.Output[list[str]]
+    """Namespaces the jobs run in, one per build mode."""
+    pools: pulumi.Output[dict[str, Any]]
+    """Each pool's node labels, runner tags and architecture."""
+    runner_config_checksums: pulumi.Output[dict[str, str]]
+    """SHA-256 of each pool's effective config.toml."""
+    build_node_groups: Optional[pulumi.Output[dict[str, str]]]
+    """EKS: each pool's node group name."""
+    build_autoscaling_groups: Optional[pulumi.Output[dict[str, str]]]
+    """EKS: each pool's Auto Scaling group name."""
+    build_node_role_arns: Optional[pulumi.Output[dict[str, str]]]
+    """EKS: each pool's node role."""
+    build_scale_from_zero_tags: Optional[pulumi.Output[dict[str, dict[str, str]]]]
+    """EKS: each pool's node-template tags on its Auto Scaling group."""
+    cluster_autoscaler_discovery_tag: Optional[pulumi.Output[str]]
+    """EKS: the Auto Scaling group tag (`key=value`) that marks the stack's pools."""
+    cluster_autoscaler_role_arn: Optional[pulumi.Output[str]]
+    """The IRSA role of the stack's cluster-autoscaler, when it installs one."""
+    s3_gateway_endpoint_id: Optional[pulumi.Output[Optional[str]]]
+    """The stack's S3 gateway endpoint, when it adds one."""
+    s3_gateway_endpoint_status: Optional[pulumi.Output[str]]
+    """What became of the S3 gateway endpoint (created, or left to an existing one)."""
+    cache_bucket_name: Optional[pulumi.Output[str]]
+    """The created cache bucket."""
+    cache_bucket_arn: Optional[pulumi.Output[str]]
+    """Its ARN."""
+    cache_bucket_region: Optional[pulumi.Output[str]]
+    """Its region."""
+    cache_policy_arn: Optional[pulumi.Output[str]]
+    """The managers' cache policy."""
+    cache_role_arn: Optional[pulumi.Output[Optional[str]]]
+    """The managers' IRSA role (`cacheAccess.mode: irsa`)."""
+    cache_user_name: Optional[pulumi.Output[Optional[str]]]
+    """The managers' IAM user (`cacheAccess.mode: accessKey`)."""
+    cache_access_key_id: Optional[pulumi.Output[Optional[str]]]
+    """Its access key id; secret."""
+    cache_secret_access_key: Optional[pulumi.Output[Optional[str]]]
+    """Its secret access key; secret."""
+    site_cache_endpoint: Optional[pulumi.Output[str]]
+    """The in-cluster or edge cache's S3 endpoint."""
+    site_hub: Optional[pulumi.Output[dict[str, Any]]]
+    """A hub's `siteHub` output for its edges."""
+    site_edge_credentials: Optional[pulumi.Output[dict[str, Any]]]
+    """A hub's per-edge credentials; secret."""
+    gitlab_runner_ids: Optional[pulumi.Output[dict[str, str]]]
+    """Each pool's runner id in GitLab (`gitlab.createRunners`)."""
+    registry_mirror_status: Optional[pulumi.Output[str]]
+    """One line describing the registry mirror."""
+    registry_mirror_node_url: Optional[pulumi.Output[Optional[str]]]
+    """The mirror's URL for containerd on the nodes."""
+    alerts: Optional[pulumi.Output[list[str]]]
+    """The alerts of the fleet's PrometheusRule."""
+    dashboard_config_map: Optional[pulumi.Output[Optional[str]]]
+    """`<namespace>/<name>` of the dashboard ConfigMap."""
+
+    def __init__(
+        self, name: str, args: RunnerFleetArgs, opts: Optional[pulumi.ResourceOptions] = None
+    ) -> None:
+        settings = args["settings"]
+        given = args.get("cluster")
+        # Looked up and checked before anything is declared: a bad mirror address or a missing
+        # cluster fails the program before a half-declared stack.
+        network = _given_network(given) if given else cluster_network(settings)
+        self._mirror_ip = mirror_cluster_ip(settings, network.service_cidr if network else None)
+        super().__init__(TYPE, name, None, opts)
+        self._settings = settings
+        self._plan = settings.cache_plan
+        for warning in settings.warnings:
+            pulumi.log.warn(warning, resource=self)
+        for output in _OPTIONAL_OUTPUTS:
+            setattr(self, output, None)
+
+        oidc_provider_arn: Optional[pulumi.Input[str]] = None
+        if given is not None:
+            provider = given["kubernetes_provider"]
+            oidc_provider_arn = given.get("oidc_provider_arn")
+            self.cluster_name = pulumi.Output.from_input(given["cluster_name"])
+            if settings.on_eks:
+                self._create_pools(
+                    given["cluster_name"],
+                    given.get("node_subnet_ids", settings.cluster.default_node_subnet_ids),
+                    oidc_provider_arn,
+                    network,
+                    provider,
+                )
+        elif settings.on_eks:
+            assert network is not None
+            cluster = self._create_cluster()
+            provider = cluster.kubernetes_provider
+            oidc_provider_arn = cluster.oidc_provider_arn
+            self.cluster_name = cluster.cluster_name
+            self._create_pools(
+                cluster.cluster_name, cluster.node_subnet_ids, oidc_provider_arn, network, provider
+            )
+        else:
+            assert settings.kubeconfig is not None
+            provider = k8s.Provider(
+                "cluster-kubernetes",
+                kubeconfig=settings.kubeconfig.output(),
+                cluster_identifier=settings.cluster.name,
+                opts=self._top_level(),
+            )
+            self.cluster_name = pulumi.Output.from_input(settings.cluster.name)
+
+        self._in_cluster = self._top_level(providers=[provider])
+        self._bucket_name = (
+            cache_bucket_name(
+                settings.cache,
+                settings.project,
+                settings.stack,
+                aws.get_caller_identity().account_id,
+            )
+            if self._plan.creates_bucket
+            else None
+        )
+        runner_cache, cache_credentials, cache_role_arn = self._create_cache(oidc_provider_arn)
+        shared = RunnerShared(
+            "runner-shared",
+            {
+                "namespace": settings.runner.namespace,
+                "pod_security_version": settings.pod_security_version,
+                "service_account_name": settings.runner.service_account_name,
+                "service_account_role_arn": cache_role_arn,
+                "pause_pod_priority_class": (
+                    PAUSE_POD_PRIORITY_CLASS if settings.warms_capacity else None
+                ),
+            },
+            opts=self._in_cluster,
+        )
+        job_namespaces = self._create_job_namespaces(shared)
+        if settings.registry_mirror.enabled:
+            self._create_registry_mirror(job_namespaces, oidc_provider_arn)
+        runners = self._create_runners(
+            provider, shared, job_namespaces, runner_cache, cache_credentials
+        )
+        if settings.monitoring.enabled:
+            self._create_monitoring(provider, runners)
+
+        self.cache_prefix = pulumi.Output.from_input(settings.cache.prefix)
+        self.runner_namespace = shared.namespace
+        self.job_namespaces = job_namespaces.namespaces
+        self.pools = pulumi.Output.from_input(pool_summary(settings))
+        self.runner_config_checksums = _by_name(
+            {pool: runner.config_checksum for pool, runner in runners.items()}
+        )
+        self.register_outputs(
+            {
+                output: value
+                for output in (*_ALWAYS_OUTPUTS, *_OPTIONAL_OUTPUTS)
+                if (value := getattr(self, output)) is not None
+            }
+        )
+
+    def _top_level(self, **options: Any) -> pulumi.ResourceOptions:
+        """Options of a resource that 0.1.0 declared at the top of the stack."""
+        return pulumi.ResourceOptions(parent=self, aliases=[_FORMERLY_TOP_LEVEL], **options)
+
+    def _create_cluster(self) -> EksCluster:
+        settings = self._settings
+        cluster_settings = settings.cluster
+        return EksCluster(
+            "cluster",
+            {
+                "mode": cluster_settings.mode,
+                "name": cluster_settings.name,
+                "version": str(cluster_settings.version),
+                "region": settings.aws_region,
+                "aws_profile": pulumi.Config("aws").get("profile"),
+                "vpc_id": cluster_settings.vpc_id,
+                "private_subnet_ids": cluster_settings.private_subnet_ids,
+                "public_subnet_ids": cluster_settings.public_subnet_ids,
+                "node_subnet_ids": cluster_settings.default_node_subnet_ids,
+                "system_instance_types": cluster_settings.system_instance_types,
+                "system_node_count": cluster_settings.system_node_count,
+                "create_oidc_provider": cluster_settings.create_oidc_provider,
+                "admin_principal_arns": cluster_settings.admin_principal_arns,
+                "tags": settings.tags_for("cluster"),
+            },
+            opts=self._top_level(),
+        )
+
+    def _create_pools(
+        self,
+        cluster_name: pulumi.Input[str],
+        subnet_ids: pulumi.Input[list[str]],
+        oidc_provider_arn: Optional[pulumi.Input[str]],
+        network: Optional[ClusterNetwork],
+        provider: k8s.Provider,
+    ) -> None:
+        """A spot node group per pool, cluster-autoscaler and the S3 gateway endpoint (EKS)."""
+        settings = self._settings
+        # containerd pulls Docker Hub images through the in-cluster mirror, Hub as fallback.
+        user_data = (
+            node_user_data(containerd_hosts_toml(mirror_url(self._mirror_ip)))
+            if self._mirror_ip
+            else None
+        )
+        node_groups = {
+            pool.name: SpotNodeGroup(
+                node_group_name(pool),
+                spot_node_group_args(
+                    settings,
+                    pool,
+                    cluster_name=cluster_name,
+                    subnet_ids=subnet_ids,
+                    user_data=user_data,
+                ),
+                opts=self._top_level(),
+            )
+            for pool in settings.pools
+        }
+        self.build_node_groups = _by_pool(node_groups, lambda g: g.node_group_name)
+        self.build_autoscaling_groups = _by_pool(node_groups, lambda g: g.autoscaling_group_name)
+        self.build_node_role_arns = _by_pool(node_groups, lambda g: g.node_role_arn)
+        self.build_scale_from_zero_tags = _by_pool(node_groups, lambda g: g.scale_from_zero_tags)
+
+        discovery_key, discovery_value = settings.autoscaler_discovery_tag
+        self.cluster_autoscaler_discovery_tag = pulumi.Output.from_input(
+            f"{discovery_key}={discovery_value}"
+        )
+        if settings.cluster_autoscaler.enabled:
+            if oidc_provider_arn is None:
+                raise ValueError(
+                    "RunnerFleet: cluster-autoscaler needs the cluster's oidc_provider_arn "
+                    "(argument cluster.oidc_provider_arn), or clusterAutoscaler.enabled: false"
+                )
+            autoscaler = settings.cluster_autoscaler
+            self.cluster_autoscaler_role_arn = ClusterAutoscaler(
+                "cluster-autoscaler",
+                {
+                    "cluster_name": cluster_name,
+                    "region": settings.aws_region,
+                    "kubernetes_version": str(settings.cluster.version),
+                    "oidc_provider_arn": oidc_provider_arn,
+                    "discovery_tag": {"key": discovery_key, "value": discovery_value},
+                    "pool_labels": settings.pool_node_labels,
+                    "expander": autoscaler.expander,
+                    "scale_down_unneeded_time": autoscaler.scale_down_unneeded_time,
+                    "service_monitor_labels": (
+                        settings.monitoring.selector_labels if settings.monitoring.enabled else None
+                    ),
+                    "tags": settings.tags_for("cluster-autoscaler"),
+                },
+                opts=self._top_level(providers=[provider]),
+            ).role_arn
+        if s3_gateway_endpoint_wanted(settings):
+            if network is None:
+                raise ValueError(
+                    "RunnerFleet: the S3 gateway endpoint needs the cluster's VPC (argument "
+                    "cluster.vpc_id), or network.s3GatewayEndpoint: false"
+                )
+            endpoint = S3GatewayEndpoint(
+                "s3-gateway-endpoint",
+                {
+                    "vpc_id": network.vpc_id,
+                    "route_table_ids": settings.network.route_table_ids,
+                    "subnet_ids": settings.cluster.default_node_subnet_ids,
+                    "tags": settings.tags_for("network"),
+                },
+                opts=self._top_level(),
+            )
+            self.s3_gateway_endpoint_id = endpoint.endpoint_id
+            self.s3_gateway_endpoint_status = endpoint.status
+
+    def _create_cache(self, oidc_provider_arn: Optional[pulumi.Input[str]]) -> _CacheForRunner:
+        """The runner's cache section, its credentials and the IRSA role for the managers."""
+        settings, plan = self._settings, self._plan
+        if plan.kind == "edge":
+            return self._create_edge_cache()
+        if plan.kind == "inCluster":
+            return self._create_site_cache(
+                None, in_cluster_bucket(settings.cache), settings.cache.prefix
+            )
+        if plan.kind == "externalStore":
+            external: dict[str, pulumi.Input[str]] = {
+                name: secret.output() for name, secret in settings.cache_credentials.items()
+            }
+            spec = runner_cache_spec(settings.cache, settings.cache_access)
+            return pulumi.Output.from_input(spec), external, None
+        return self._create_cache_bucket(oidc_provider_arn)
+
+    def _create_cache_bucket(
+        self, oidc_provider_arn: Optional[pulumi.Input[str]]
+    ) -> _CacheForRunner:
+        settings, plan = self._settings, self._plan
+        cache, mirror = settings.cache, settings.registry_mirror
+        assert self._bucket_name is not None
+        bucket = CacheBucket(
+            "cache",
+            {
+                "bucket_name": self._bucket_name,
+                "cache_prefix": cache.prefix,
+                "expiration_days": cache.expiration_days,
+                "versioning": cache.versioning,
+                "kms_key_arn": cache.kms_key_arn,
+                "access_log_bucket": cache.access_log_bucket,
+                "access_log_prefix": cache.access_log_prefix,
+                "protect": cache.protect,
+                "force_destroy": cache.force_destroy,
+                "other_prefixes": (
+                    {mirror.prefix: mirror.expiration_days}
+                    if mirror.enabled and plan.mirror_storage == "s3"
+                    else {}
+                ),
+                "tags": settings.tags_for("cache-bucket"),
+            },
+            opts=self._top_level(),
+        )
+        access = CacheAccess(
+            "cache-access",
+            {
+                "bucket_arn": bucket.bucket_arn,
+                "cache_prefix": cache.prefix,
+                "mode": settings.cache_access.mode,
+                "kms_key_arn": cache.kms_key_arn,
+                "oidc_provider_arn": oidc_provider_arn,
+                "service_account_namespace": settings.runner.namespace,
+                "service_account_name": settings.runner.service_account_name,
+                "tags": settings.tags_for("cache-access"),
+            },
+            opts=self._top_level(),
+        )
+        self.cache_bucket_name = bucket.bucket_name
+        self.cache_bucket_arn = bucket.bucket_arn
+        self.cache_bucket_region = bucket.bucket_region
+        self.cache_policy_arn = access.policy_arn
+        self.cache_role_arn = access.role_arn
+        self.cache_user_name = access.user_name
+        self.cache_access_key_id = access.access_key_id
+        self.cache_secret_access_key = access.secret_access_key
+        if settings.site.is_hub:
+            self._create_hub_exports(bucket)
+
+        spec = pulumi.Output.all(bucket.bucket_name, bucket.bucket_region).apply(
+            lambda resolved: runner_cache_spec(
+                settings.cache, settings.cache_access, resolved[0], resolved[1]
+            )
+        )
+        if plan.manager_identity == "irsa":
+            # The managers sign the presigned cache URLs, so the role goes on their service
+            # account; a cache Secret would export keys that shadow IRSA.
+            return spec, {}, access.role_arn
+        credentials: dict[str, pulumi.Input[str]] = {
+            "accessKey": cast(pulumi.Output[str], access.access_key_id),
+            "secretKey": cast(pulumi.Output[str], access.secret_access_key),
+        }
+        return spec, credentials, None
+
+    def _create_hub_exports(self, bucket: CacheBucket) -> None:
+        """What edge stacks read through their StackReference: the cache's coordinates, and per
+        edge a credential that reads the cache and writes only the replicated keys (secret)."""
+        settings = self._settings
+        site = settings.site
+        credentials = {}
+        for edge in site.edges:
+            access = EdgeAccess(
+                f"edge-access-{edge}",
+                {
+                    "edge_name": edge,
+                    "bucket_arn": bucket.bucket_arn,
+                    "cache_prefix": settings.cache.prefix,
+                    "replicate": site.replicate,
+                    "kms_key_arn": settings.cache.kms_key_arn,
+                    "tags": settings.tags_for("edge-access"),
+                },
+                opts=self._top_level(),
+            )
+            credentials[edge] = {
+                "accessKeyId": access.access_key_id,
+                "secretAccessKey": access.secret_access_key,
+            }
+        self.site_hub = pulumi.Output.from_input(
+            cast(
+                dict[str, Any],
+                site_hub(
+                    name=str(site.name),
+                    bucket=bucket.bucket_name,
+                    region=settings.aws_region,
+                    prefix=settings.cache.prefix,
+                    replicate=site.replicate,
+                ),
+            )
+        )
+        self.site_edge_credentials = pulumi.Output.secret(credentials)
+
+    def _create_edge_cache(self) -> _CacheForRunner:
+        """An edge site's cache: writes stay local, misses read through from the hub's bucket."""
+        site = self._settings.site
+        hub_stack = pulumi.StackReference(str(site.hub_stack), opts=self._top_level())
+        view = HubView(hub_stack, str(site.name), float(site.uplink_mbps or 0))
+        return self._create_site_cache(view.hub, view.bucket, view.prefix)
+
+    def _create_site_cache(
+        self, hub: Optional[EdgeHub], bucket: pulumi.Input[str], prefix: pulumi.Input[str]
+    ) -> _CacheForRunner:
+        """A cache in the cluster (rclone): an edge reading through from the hub, or a local one."""
+        settings = self._settings
+        if hub is None:
+            size, storage_class = settings.cache.size, settings.cache.storage_class_name
+            expire_after = settings.cache.expire_after
+        else:
+            size, storage_class = settings.site.edge_cache_size, settings.site.storage_class_name
+            expire_after = settings.site.expire_after
+        args: EdgeCacheArgs = {
+            "bucket": bucket,
+            "prefix": prefix,
+            "size": size,
+            "storage_class_name": storage_class,
+            "expire_after": expire_after,
+            "build_node_labels": settings.pool_node_labels,
+        }
+        if hub is not None:
+            args["hub"] = hub
+        cache = EdgeCache("site-cache", args, opts=self._in_cluster)
+        self.site_cache_endpoint = cache.endpoint
+        spec = pulumi.Output.all(cache.endpoint, cache.bucket, cache.path).apply(
+            lambda resolved: site_cache_spec(resolved[0], resolved[1], resolved[2])
+        )
+        credentials: dict[str, pulumi.Input[str]] = {
+            "accessKey": cache.access_key_id,
+            "secretKey": cache.secret_access_key,
+        }
+        return spec, credentials, None
+
+    def _create_job_namespaces(self, shared: RunnerShared) -> JobNamespaces:
+        settings = self._settings
+        args: JobNamespacesArgs = {
+            "manager_namespace": shared.namespace,
+            "job_namespaces": settings.job_namespace_specs,
+            "pod_security_version": settings.pod_security_version,
+            "network_policies": settings.isolation.network_policies,
+            "manager_pod_labels": MANAGER_POD_LABELS,
+        }
+        if (scrapers := settings.isolation.metrics_scraper_namespaces) is not None:
+            args["metrics_scraper_namespaces"] = scrapers
+        return JobNamespaces("job-namespaces", args, opts=self._in_cluster)
+
+    def _create_registry_mirror(
+        self, job_namespaces: JobNamespaces, oidc_provider_arn: Optional[pulumi.Input[str]]
+    ) -> None:
+        """The pull-through Docker Hub mirror, its storage and (on EKS) its IRSA role."""
+        settings, plan = self._settings, self._plan
+        mirror = settings.registry_mirror
+        args: RegistryMirrorArgs = {
+            "storage": mirror_storage(
+                plan,
+                settings.cache,
+                mirror,
+                bucket_name=self._bucket_name or "",
+                region=settings.aws_region,
+            ),
+            "job_namespaces": [
+                job_namespaces.namespaces.apply(_item(index))
+                for index in range(len(settings.job_namespace_specs))
+            ],
+            "replicas": mirror.replicas,
+            "image": mirror.image,
+            "affinity": keep_off_build_nodes(settings.pool_node_labels),
+        }
+        if self._mirror_ip:
+            args["cluster_ip"] = self._mirror_ip
+        if plan.mirror_uses_irsa:
+            if oidc_provider_arn is None:
+                raise ValueError(
+                    "RunnerFleet: the registry mirror's IRSA role needs the cluster's "
+                    "oidc_provider_arn (argument cluster.oidc_provider_arn), or "
+                    "registryMirror.storage: filesystem"
+                )
+            partition = aws.get_partition().partition
+            args["service_account_role_arn"] = RegistryMirrorAccess(
+                "registry-mirror-access",
+                {
+                    "bucket_arn": f"arn:{partition}:s3:::{self._bucket_name}",
+                    "prefix": mirror.prefix,
+                    "oidc_provider_arn": oidc_provider_arn,
+                    "namespace": MIRROR_NAMESPACE,
+                    "service_account": MIRROR_SERVICE_ACCOUNT,
+                    "kms_key_arn": settings.cache.kms_key_arn,
+                    "tags": settings.tags_for("registry-mirror"),
+                },
+                opts=self._top_level(),
+            ).role_arn
+        elif plan.mirror_storage == "s3":
+            args["storage_keys"] = {
+                "access_key_id": settings.cache_credentials["accessKey"].output(),
+                "secret_access_key": settings.cache_credentials["secretKey"].output(),
+            }
+        if mirror.docker_hub_username and settings.docker_hub_token:
+            args["upstream_credentials"] = {
+                "username": mirror.docker_hub_username,
+                "password": settings.docker_hub_token.output(),
+            }
+        registry = RegistryMirror("registry-mirror", args, opts=self._in_cluster)
+        self.registry_mirror_status = registry.status
+        self.registry_mirror_node_url = registry.node_url
+
+    def _runner_tokens(self) -> dict[str, pulumi.Input[str]]:
+        """Each pool's runner token: created in GitLab by the stack, or set by hand as a secret."""
+        settings = self._settings
+        if not settings.gitlab.create_runners:
+            return {name: secret.output() for name, secret in settings.runner_tokens.items()}
+        assert settings.gitlab_api_token is not None
+        provider = gitlab_provider(
+            "gitlab",
+            settings.runner.gitlab_url,
+            settings.gitlab_api_token.output(),
+            opts=self._top_level(),
+        )
+        registrations = {
+            pool.name: RunnerRegistration(
+                f"runner-registration-{pool.name}",
+                runner_registration_args(settings, pool),
+                opts=self._top_level(providers=[provider]),
+            )
+            for pool in settings.pools
+        }
+        self.gitlab_runner_ids = _by_name(
+            {pool: registration.runner_id for pool, registration in registrations.items()}
+        )
+        return {pool: registration.token for pool, registration in registrations.items()}
+
+    def _create_runners(
+        self,
+        provider: k8s.Provider,
+        shared: RunnerShared,
+        job_namespaces: JobNamespaces,
+        cache: pulumi.Output[CacheSpec],
+        cache_credentials: dict[str, pulumi.Input[str]],
+    ) -> dict[str, GitlabRunner]:
+        settings = self._settings
+        tokens = self._runner_tokens()
+        return {
+            pool.name: GitlabRunner(
+                f"gitlab-runner-{pool.name}",
+                gitlab_runner_args(
+                    settings,
+                    pool,
+                    namespace=shared.namespace,
+                    runner_token=tokens[pool.name],
+                    cache=cache,
+                    cache_secret=cache_secret_data(cache_credentials),
+                ),
+                # The chart's Role goes into the job namespace, which must exist first.
+                opts=self._top_level(providers=[provider], depends_on=[shared, job_namespaces]),
+            )
+            for pool in settings.pools
+        }
+
+    def _create_monitoring(self, provider: k8s.Provider, runners: dict[str, GitlabRunner]) -> None:
+        monitoring = self._settings.monitoring
+        fleet_monitoring = FleetMonitoring(
+            "monitoring",
+            {
+                "pools": [pool.name for pool in self._settings.pools],
+                "namespace": monitoring.namespace,
+                "rule_labels": monitoring.selector_labels,
+                "dashboard_labels": monitoring.dashboard_labels,
+                "thresholds": monitoring.snake_thresholds(monitoring.thresholds),  # type: ignore[typeddict-item]
+                "node_group_regex": BUILD_NODE_GROUP_REGEX,
+                "runbook_url": monitoring.runbook_url,
+                "create_rule": monitoring.alerts,
+                "create_dashboard": monitoring.dashboard,
+            },
+            opts=self._top_level(providers=[provider], depends_on=list(runners.values())),
+        )
+        self.alerts = fleet_monitoring.alerts
+        self.dashboard_config_map = fleet_monitoring.dashboard_config_map
+
+
+_ALWAYS_OUTPUTS = (
+    "cluster_name",
+    "cache_prefix",
+    "runner_namespace",
+    "job_namespaces",
+    "pools",
+    "runner_config_checksums",
+)
+_OPTIONAL_OUTPUTS = tuple(
+    name
+    for name in RunnerFleet.__annotations__
+    if not name.startswith("_") and name not in _ALWAYS_OUTPUTS
+)
+
+
+def _given_network(cluster: FleetCluster) -> Optional[ClusterNetwork]:
+    vpc_id, service_cidr = cluster.get("vpc_id"), cluster.get("service_cidr")
+    if vpc_id is None or service_cidr is None:
+        return None
+    return ClusterNetwork(vpc_id=vpc_id, service_cidr=service_cidr)
+
+
+def _by_name(outputs: dict[str, pulumi.Output[str]]) -> pulumi.Output[dict[str, str]]:
+    return pulumi.Output.all(**outputs).apply(dict)
+
+
+def _item(index: int) -> Callable[[list[str]], str]:
+    return lambda names: names[index]
+
+
+def _by_pool(
+    groups: dict[str, SpotNodeGroup], output: Callable[[SpotNodeGroup], pulumi.Output[Any]]
+) -> pulumi.Output[dict[str, Any]]:
+    return pulumi.Output.from_input({pool: output(group) for pool, group in groups.items()})

@@ -1,0 +1,260 @@
+"""Raw config values in, one `FleetSettings` or one `SettingsError` out.
+
+Stack files (`stacks/Pulumi.<stack>.yaml`) hold one object per section under the project's
+namespace, e.g. `gitlab-runner-fleet:cache: {expirationDays: 7}`, and the list `pools`.
+`parse_settings` turns those raw values into `FleetSettings` or raises ONE `SettingsError` that
+lists every problem with its config key path (the same path `pulumi config set --path` takes)
+and how to fix it. `load_settings` reads the raw values from Pulumi config at `pulumi up`;
+the offline render hands the values of a stack file to the same `parse_settings`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import pulumi
+from pydantic import ValidationError
+
+from .autoscaler import ClusterAutoscalerSettings
+from .base import Problem, Secret, Section, SettingsError, describe_errors
+from .cache import CacheAccessSettings, CacheSettings
+from .cache_plan import CACHE_CREDENTIAL_KEYS
+from .cluster import EKS_MODES, KUBECONFIG_MODE, ClusterSettings
+from .gitlab import GITLAB_API_TOKEN_KEY, GitlabSettings
+from .isolation import IsolationSettings
+from .mirror import DOCKER_HUB_TOKEN_KEY, RegistryMirrorSettings
+from .model import FleetSettings
+from .monitoring import MonitoringSettings
+from .network import NetworkSettings
+from .pools import POOLS_KEY, parse_pools
+from .rules import TAGS_KEY, Sections, cross_section_problems, parse_tags
+from .runner import RunnerSettings
+from .secrets import (
+    CACHE_CREDENTIALS_KEY,
+    KUBECONFIG_KEY,
+    RUNNER_TOKENS_KEY,
+    SECRET_KEYS,
+    RawSecret,
+    SecretReader,
+    parse_cache_credentials,
+    parse_docker_hub_token,
+    parse_gitlab_api_token,
+    parse_kubeconfig,
+    parse_runner_tokens,
+)
+from .site import SiteSettings
+
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+SectionT = TypeVar("SectionT", bound=Section)
+
+SECTIONS: tuple[type[Section], ...] = (
+    ClusterSettings,
+    ClusterAutoscalerSettings,
+    NetworkSettings,
+    CacheSettings,
+    CacheAccessSettings,
+    RunnerSettings,
+    GitlabSettings,
+    IsolationSettings,
+    RegistryMirrorSettings,
+    SiteSettings,
+    MonitoringSettings,
+)
+CONFIG_KEYS = (*(section.config_key for section in SECTIONS), POOLS_KEY, TAGS_KEY)
+# Keys of the single-pool settings, and where their values live now.
+MOVED_KEYS = {
+    "buildNodes": "moved into a pool: put its keys into an entry of `pools` (see README, "
+    "'Migrating to pools'); labels and taints default to ones derived from the pool name",
+    "warmCapacity": "moved into a pool as `pools[i].warmCapacity` with `idleJobs` (whole jobs) "
+    "instead of `idleCount` (see README, 'Migrating to pools')",
+    "runnerToken": "moved to one token per pool: `pulumi config rm runnerToken`, then "
+    "`pulumi config set --secret --path 'runnerTokens.<pool>' glrt-...`",
+}
+
+
+def parse_settings(
+    raw: Mapping[str, Any],
+    *,
+    project: str,
+    stack: str,
+    aws_region: str | None,
+    secrets: Mapping[str, RawSecret] | None = None,
+    stand_in_secrets: bool = False,
+) -> FleetSettings:
+    """Validate raw config values (keyed by config key) into `FleetSettings`.
+
+    `secrets` holds the secret config values (`runnerTokens`, `cacheCredentials`,
+    `kubeconfig`, ...; see `secrets.RawSecret`). With `stand_in_secrets` (offline renders) a
+    required secret the configuration lacks gets a stand-in instead of a problem. Raises
+    `SettingsError` listing every problem found, never a partial model; secret values never
+    appear in a message.
+    """
+    secrets = secrets or {}
+    reader = SecretReader(stand_in_absent=stand_in_secrets)
+    problems = [Problem(key, message) for key, message in MOVED_KEYS.items() if key in raw]
+    problems += [Problem(key, message) for key, message in MOVED_KEYS.items() if key in secrets]
+    sections: dict[str, Section] = {}
+    for section_type in SECTIONS:
+        key = section_type.config_key
+        try:
+            section = section_type.model_validate(raw.get(key) or {})
+        except ValidationError as error:
+            problems.extend(describe_errors(key, section_type, error))
+            continue
+        sections[key] = section
+        problems.extend(section.cross_field_problems())
+    pools, pool_problems = parse_pools(raw.get(POOLS_KEY))
+    problems.extend(pool_problems)
+
+    tags, tag_problems = parse_tags(raw.get(TAGS_KEY) or {})
+    problems.extend(tag_problems)
+    problems.extend(_region_problems(sections, aws_region))
+
+    runner_tokens: dict[str, Secret] = {}
+    gitlab_api_token: Secret | None = None
+    gitlab = _optional(sections, GitlabSettings)
+    if gitlab is not None and gitlab.create_runners:
+        gitlab_api_token, found = parse_gitlab_api_token(
+            secrets.get(GITLAB_API_TOKEN_KEY), secrets.get(RUNNER_TOKENS_KEY), reader
+        )
+        problems.extend(found)
+    elif not pool_problems:
+        runner_tokens, found = parse_runner_tokens(
+            [pool.name for pool in pools], secrets.get(RUNNER_TOKENS_KEY), reader
+        )
+        problems.extend(found)
+    cache_credentials: dict[str, Secret] = {}
+    if (cache := _optional(sections, CacheSettings)) is not None:
+        site = _optional(sections, SiteSettings)
+        alternatives = () if site and site.is_edge else CACHE_CREDENTIAL_KEYS[cache.type]
+        cache_credentials, found = parse_cache_credentials(
+            alternatives, cache.type, secrets.get(CACHE_CREDENTIALS_KEY), reader
+        )
+        problems.extend(found)
+    mirror = _optional(sections, RegistryMirrorSettings)
+    docker_hub_token, found = parse_docker_hub_token(
+        mirror.docker_hub_username if mirror else None, secrets.get(DOCKER_HUB_TOKEN_KEY), reader
+    )
+    problems.extend(found)
+    kubeconfig: Secret | None = None
+    if (cluster := _optional(sections, ClusterSettings)) is not None:
+        kubeconfig, found = parse_kubeconfig(
+            cluster.mode == KUBECONFIG_MODE, secrets.get(KUBECONFIG_KEY), reader
+        )
+        problems.extend(found)
+    if len(sections) == len(SECTIONS) and not pool_problems:
+        problems.extend(
+            cross_section_problems(
+                _complete(sections),
+                pools,
+                cache_section_set=bool(raw.get(CacheSettings.config_key)),
+            )
+        )
+    if problems:
+        raise SettingsError(stack, problems)
+    complete = _complete(sections)
+    return FleetSettings(
+        project=project,
+        stack=stack,
+        aws_region=aws_region or "",
+        cluster=complete.cluster,
+        cluster_autoscaler=complete.cluster_autoscaler,
+        network=complete.network,
+        cache=complete.cache,
+        cache_access=complete.cache_access,
+        runner=complete.runner,
+        gitlab=complete.gitlab,
+        isolation=complete.isolation,
+        registry_mirror=complete.registry_mirror,
+        site=complete.site,
+        monitoring=complete.monitoring,
+        pools=tuple(pools),
+        runner_tokens=runner_tokens,
+        gitlab_api_token=gitlab_api_token,
+        docker_hub_token=docker_hub_token,
+        cache_credentials=cache_credentials,
+        kubeconfig=kubeconfig,
+        tags=tags,
+        warnings=tuple(filter(None, (pool.unknown_shape_warning for pool in pools))),
+        stand_ins=tuple(reader.stood_in),
+    )
+
+
+def load_settings() -> FleetSettings:
+    """Read and validate the current stack's configuration from Pulumi config."""
+    config = pulumi.Config()
+    stack = pulumi.get_stack()
+    raw: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key in (*CONFIG_KEYS, *MOVED_KEYS):
+        text = config.get(key)
+        if text is None:
+            continue
+        try:
+            raw[key] = json.loads(text)
+        except json.JSONDecodeError:
+            shape = "a list of pools" if key == POOLS_KEY else "an object of keys"
+            problems.append(Problem(key, f"must be {shape}, got {text!r}"))
+    if problems:
+        raise SettingsError(stack, problems)
+    secrets = {}
+    for key in SECRET_KEYS:
+        full_key = f"{pulumi.get_project()}:{key}"
+        value = pulumi.runtime.get_config(full_key)
+        if value is not None:
+            secrets[key] = RawSecret(str(value), pulumi.runtime.is_config_secret(full_key))
+    return parse_settings(
+        raw,
+        project=pulumi.get_project(),
+        stack=stack,
+        aws_region=pulumi.Config("aws").get("region"),
+        secrets=secrets,
+    )
+
+
+def _region_problems(sections: Mapping[str, Section], aws_region: str | None) -> list[Problem]:
+    if aws_region is None and _uses_aws(sections):
+        return [
+            Problem("aws:region", "required; set it with `pulumi config set aws:region <region>`")
+        ]
+    if aws_region is not None and not _AWS_REGION.match(aws_region):
+        return [Problem("aws:region", f"must be an AWS region like eu-west-1, got {aws_region!r}")]
+    return []
+
+
+def _uses_aws(sections: Mapping[str, Section]) -> bool:
+    cluster = _optional(sections, ClusterSettings)
+    cache = _optional(sections, CacheSettings)
+    site = _optional(sections, SiteSettings)
+    on_eks = cluster is None or cluster.mode in EKS_MODES
+    owns_cache = not (site is not None and site.is_edge)
+    return on_eks or (owns_cache and cache is not None and cache.type == "s3")
+
+
+def _optional(sections: Mapping[str, Section], section_type: type[SectionT]) -> SectionT | None:
+    section = sections.get(section_type.config_key)
+    return section if isinstance(section, section_type) else None
+
+
+def _complete(sections: Mapping[str, Section]) -> Sections:
+    def get(section_type: type[SectionT]) -> SectionT:
+        section = _optional(sections, section_type)
+        assert section is not None
+        return section
+
+    return Sections(
+        cluster=get(ClusterSettings),
+        cluster_autoscaler=get(ClusterAutoscalerSettings),
+        network=get(NetworkSettings),
+        cache=get(CacheSettings),
+        cache_access=get(CacheAccessSettings),
+        runner=get(RunnerSettings),
+        gitlab=get(GitlabSettings),
+        isolation=get(IsolationSettings),
+        registry_mirror=get(RegistryMirrorSettings),
+        site=get(SiteSettings),
+        monitoring=get(MonitoringSettings),
+    )

@@ -1,0 +1,258 @@
+"""Rules that span several config sections. Each returns the problems it finds, keyed like
+`pulumi config set --path` keys; none of them needs Pulumi."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+
+from ..gitlab.runner_spec import registration_problems
+from ..naming import ALLOCATION_TAG_KEYS
+from ..workloads.isolation import job_namespace_name, job_namespace_problems, job_pod_security_level
+from ..workloads.rclone import replicate_problems
+from .autoscaler import ClusterAutoscalerSettings
+from .base import Problem
+from .cache import CacheAccessSettings, CacheSettings
+from .cluster import KUBECONFIG_MODE, ClusterSettings
+from .gitlab import GitlabSettings
+from .isolation import IsolationSettings
+from .mirror import RegistryMirrorSettings
+from .monitoring import MonitoringSettings
+from .network import NetworkSettings
+from .pools import POOLS_KEY, PoolSettings
+from .runner import RunnerSettings
+from .site import SiteSettings
+
+TAGS_KEY = "tags"
+
+
+@dataclass(frozen=True)
+class Sections:
+    """Every config section, each valid on its own."""
+
+    cluster: ClusterSettings
+    cluster_autoscaler: ClusterAutoscalerSettings
+    network: NetworkSettings
+    cache: CacheSettings
+    cache_access: CacheAccessSettings
+    runner: RunnerSettings
+    gitlab: GitlabSettings
+    isolation: IsolationSettings
+    registry_mirror: RegistryMirrorSettings
+    site: SiteSettings
+    monitoring: MonitoringSettings
+
+    @property
+    def owns_cache(self) -> bool:
+        """Whether the `cache` section is used: an edge site's runners use the edge cache."""
+        return not self.site.is_edge
+
+
+def cross_section_problems(
+    sections: Sections, pools: list[PoolSettings], *, cache_section_set: bool
+) -> list[Problem]:
+    """Every rule between sections; `cache_section_set`: the stack file has a `cache` key."""
+    problems = []
+    if sections.cluster.mode == KUBECONFIG_MODE:
+        problems.extend(_kubeconfig_mode_problems(sections, pools))
+    problems.extend(_gitlab_problems(sections, pools))
+    problems.extend(_mirror_problems(sections))
+    problems.extend(_site_problems(sections, cache_section_set=cache_section_set))
+    problems.extend(_isolation_problems(sections, pools))
+    network = sections.network
+    if network.route_table_ids and network.s3_gateway_endpoint is False:
+        problems.append(
+            Problem(
+                "network.routeTableIds",
+                "is only used with network.s3GatewayEndpoint; remove one of them",
+            )
+        )
+    return problems
+
+
+# What a pool means on any cluster; the rest shapes its EKS node group.
+_POOL_KEYS_OFF_EKS = {
+    "name", "labels", "taints", "tags", "run_untagged", "concurrent", "build_mode",
+    "build_resources", "helper_resources", "service_resources", "overwrite_max_allowed",
+    "ephemeral_storage_request", "warm_capacity",
+}  # fmt: skip
+
+
+def _kubeconfig_mode_problems(sections: Sections, pools: list[PoolSettings]) -> list[Problem]:
+    eks_only = "is only used on EKS (cluster.mode create or existing); remove it"
+    node_group_keys = set(PoolSettings.model_fields) - _POOL_KEYS_OFF_EKS
+    problems = [
+        Problem(f"{POOLS_KEY}[{index}].{to_camel(key)}", eks_only)
+        for index, pool in enumerate(pools)
+        for key in sorted(pool.model_fields_set & node_group_keys)
+    ]
+    autoscaler = sections.cluster_autoscaler
+    if autoscaler.enabled and "enabled" in autoscaler.model_fields_set:
+        problems.append(Problem("clusterAutoscaler.enabled", eks_only))
+    if sections.network.s3_gateway_endpoint:
+        problems.append(Problem("network.s3GatewayEndpoint", eks_only))
+    cache, access = sections.cache, sections.cache_access
+    if cache.type == "s3" and access.mode == "irsa" and sections.owns_cache:
+        problems.append(
+            Problem(
+                "cacheAccess.mode",
+                "irsa needs an EKS cluster; set cacheAccess.mode: accessKey for an S3 cache, or "
+                "use cache.type s3Compatible, gcs or azure",
+            )
+        )
+    return problems
+
+
+def _gitlab_problems(sections: Sections, pools: list[PoolSettings]) -> list[Problem]:
+    gitlab = sections.gitlab
+    if not gitlab.create_runners:
+        used = {"create_runners", "runner_type", "group_id", "project_id", "rotate_token_days"}
+        return [
+            Problem(f"gitlab.{to_camel(key)}", "is only used with gitlab.createRunners: true")
+            for key in sorted(gitlab.model_fields_set & used - {"create_runners"})
+        ]
+    grace = sections.runner.termination_grace_period_seconds
+    problems = []
+    for index, pool in enumerate(pools):
+        for key, message in registration_problems(
+            runner_type=gitlab.runner_type,
+            group_id=gitlab.group_id,
+            project_id=gitlab.project_id,
+            tags=pool.tags,
+            run_untagged=pool.run_untagged,
+            access_level=gitlab.access_level,
+            maximum_timeout=gitlab.maximum_timeout,
+            rotate_token_days=gitlab.rotate_token_days,
+            termination_grace_period_seconds=grace,
+        ):
+            pool_key = key in ("tags", "runUntagged")
+            problem = Problem(
+                f"{POOLS_KEY}[{index}].{key}" if pool_key else f"gitlab.{key}", message
+            )
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def _site_problems(sections: Sections, *, cache_section_set: bool) -> list[Problem]:
+    site, cache, runner = sections.site, sections.cache, sections.runner
+    if site.name is None:
+        return []
+    problems = []
+    if site.is_edge and cache_section_set:
+        problems.append(
+            Problem(
+                "cache",
+                "is not used on an edge site: its runners use the edge cache, and bucket and "
+                "prefix come from the hub (site.hubStack); remove the cache section",
+            )
+        )
+    if site.is_hub and cache.type != "s3":
+        problems.append(
+            Problem("site.role", f"a hub needs cache.type s3, got {cache.type}: edges read it")
+        )
+    if not cache.shared:
+        problems.append(
+            Problem(
+                "cache.shared",
+                "must be true on a site: without Shared objects live under runner/<token>/ "
+                "(cache/cache.go) and no other site finds them",
+            )
+        )
+    hashed = runner.feature_flags.get("FF_HASH_CACHE_KEYS", False)
+    problems += [
+        Problem("site.replicate", problem)
+        for problem in replicate_problems(site.replicate, hash_cache_keys=hashed)
+    ]
+    if site.is_edge and hashed:
+        problems.append(
+            Problem(
+                "runner.featureFlags",
+                "FF_HASH_CACHE_KEYS hashes the keys an edge pushes, so they match none of the "
+                "hub's replicate globs; leave it off on sites",
+            )
+        )
+    return problems
+
+
+def _mirror_problems(sections: Sections) -> list[Problem]:
+    mirror, cache = sections.registry_mirror, sections.cache
+    problems = []
+    if mirror.storage == "s3" and cache.type not in ("s3", "s3Compatible"):
+        problems.append(
+            Problem(
+                "registryMirror.storage",
+                "s3 keeps layers in the cache's bucket, which needs cache.type s3 or "
+                f"s3Compatible (got {cache.type}); use filesystem",
+            )
+        )
+    overlap = (
+        mirror.prefix == cache.prefix
+        or mirror.prefix.startswith(f"{cache.prefix}/")
+        or cache.prefix.startswith(f"{mirror.prefix}/")
+    )
+    if overlap:
+        problems.append(
+            Problem(
+                "registryMirror.prefix",
+                f"must not overlap cache.prefix ({cache.prefix}): the cache's lifecycle rule and "
+                f"access policy would cover the mirror's layers, got {mirror.prefix!r}",
+            )
+        )
+    return problems
+
+
+def _isolation_problems(sections: Sections, pools: list[PoolSettings]) -> list[Problem]:
+    isolation, runner = sections.isolation, sections.runner
+    modes = sorted({pool.build_mode or runner.build_mode for pool in pools})
+    job_namespaces = [job_namespace_name(mode, runner.namespace) for mode in modes]
+    problems = [
+        Problem("runner.namespace", problem)
+        for problem in job_namespace_problems(
+            [
+                {"name": name, "pod_security_level": job_pod_security_level(mode)}
+                for name, mode in zip(job_namespaces, modes, strict=True)
+            ],
+            runner.namespace,
+        )
+    ]
+    problems += [
+        Problem(
+            "isolation.existingNamespaces",
+            f"not a job namespace of this stack ({', '.join(job_namespaces)}): {name}",
+        )
+        for name in isolation.existing_namespaces
+        if name not in job_namespaces
+    ]
+    problems += [
+        Problem(
+            "isolation.metricsScraperNamespaces",
+            f"a job namespace cannot scrape the runner managers: {name}",
+        )
+        for name in isolation.metrics_scraper_namespaces or []
+        if name in job_namespaces
+    ]
+    return problems
+
+
+def parse_tags(raw: Any) -> tuple[dict[str, str], list[Problem]]:
+    """`tags`: extra cost-allocation tags on every AWS resource."""
+    if not isinstance(raw, Mapping):
+        return {}, [Problem(TAGS_KEY, f"must be an object of tag keys to values, got {raw!r}")]
+    problems = []
+    for key, value in raw.items():
+        path = f"{TAGS_KEY}.{key}"
+        if key in ALLOCATION_TAG_KEYS:
+            problems.append(Problem(path, "is set by the project itself; drop it or rename it"))
+        elif key.lower().startswith("aws:") or not 1 <= len(key) <= 128:
+            problems.append(
+                Problem(path, "tag keys must be 1-128 characters and not start with 'aws:'")
+            )
+        if not isinstance(value, str) or len(value) > 256:
+            problems.append(
+                Problem(path, f"must be a string of at most 256 characters, got {value!r}")
+            )
+    return {str(key): str(value) for key, value in raw.items()}, problems

@@ -1,0 +1,134 @@
+"""RunnerFleet as a component: the whole fleet from one settings model, in place of 0.1.0's
+top-level resources, from a stack file or from another program's own settings and cluster."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
+
+from components.fleet import RunnerFleet, stack_outputs
+from components.settings import RawSecret, SettingsError, parse_settings
+from tests.harness import (
+    PROJECT,
+    REPO,
+    ProgramRun,
+    previous_urns,
+    run_program,
+    run_stack,
+    stack_names,
+)
+
+URNS_0_1_0: dict[str, list[str]] = json.loads((REPO / "tests/data/urns-0.1.0.json").read_text())
+FLEET_TYPE = "gitlab-runner-fleet:index:RunnerFleet"
+
+
+@pytest.mark.parametrize("stack", sorted(URNS_0_1_0))
+def test_every_resource_of_0_1_0_is_taken_over_by_exactly_one_resource(stack: str) -> None:
+    run = run_stack(stack)
+    old = set(URNS_0_1_0[stack])
+    taken = previous_urns(run, stack, old)
+    by_old: dict[str, list[str]] = {}
+    for new, previous in taken.items():
+        if previous is not None:
+            by_old.setdefault(previous, []).append(new)
+    assert sorted(old - by_old.keys()) == []
+    assert {urn: news for urn, news in by_old.items() if len(news) > 1} == {}
+    # What 0.1.0 did not have: the fleet component itself, nothing else.
+    new_resources = [r.type for r in run.resources if taken[r.urn] is None]
+    assert new_resources == [FLEET_TYPE]
+
+
+def test_the_stacks_of_0_1_0_are_the_stacks_of_today() -> None:
+    assert sorted(URNS_0_1_0) == stack_names()
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_the_fleet_is_the_ancestor_of_everything_a_stack_declares(stack: str) -> None:
+    run = run_stack(stack)
+    fleet = run.one(FLEET_TYPE)
+    assert fleet.parent.endswith("::pulumi:pulumi:Stack::gitlab-runner-fleet-" + stack)
+    assert all(run.descends_from(r, fleet) for r in run.resources if r is not fleet)
+
+
+def settings(**raw: Any):
+    """Settings an importing program builds itself, without a stack file of ours."""
+    return parse_settings(
+        {"cluster": {"mode": "kubeconfig", "name": "k3s"}, **raw},
+        project="platform",
+        stack="ci",
+        aws_region=None,
+        secrets={
+            "runnerTokens": RawSecret({"default": pulumi.Output.secret("glrt-x")}, True),
+            "kubeconfig": RawSecret('{"clusters": []}', True),
+            "cacheCredentials": RawSecret({"accessKey": "a", "secretKey": "b"}, True),
+        },
+    )
+
+
+MINIO = {
+    "type": "s3Compatible",
+    "serverAddress": "https://minio.example.com",
+    "bucketName": "ci-cache",
+    "pathStyle": True,
+}
+
+
+def fleet_run(program: Any) -> ProgramRun:
+    return run_program(program, region=None)
+
+
+def test_an_importing_program_declares_the_fleet_from_its_own_settings() -> None:
+    def program() -> None:
+        fleet = RunnerFleet("ci", {"settings": settings(cache=MINIO)})
+        for name, value in stack_outputs(fleet, ["default"]).items():
+            pulumi.export(name, value)
+
+    run = fleet_run(program)
+    assert run.error is None
+    assert run.outputs["clusterName"] == "k3s"
+    assert run.outputs["runnerNamespace"] == "gitlab-runner"
+    assert run.one(FLEET_TYPE).name == "ci"
+    token = next(
+        s
+        for s in run.of_type("kubernetes:core/v1:Secret")
+        if s.inputs["metadata"]["name"] == "gitlab-runner-default-token"
+    )
+    # The program's own Output flows into the token Secret, still a secret.
+    assert is_rpc_secret(token.inputs["stringData"])
+    assert unwrap_rpc_secret(token.inputs["stringData"])["runner-token"] == "glrt-x"
+
+
+def test_a_given_cluster_and_provider_are_used_instead_of_a_kubeconfig_or_a_lookup() -> None:
+    def program() -> None:
+        provider = k8s.Provider("platform", kubeconfig="{}")
+        RunnerFleet(
+            "ci",
+            {
+                "settings": settings(cache=MINIO),
+                "cluster": {"cluster_name": "platform", "kubernetes_provider": provider},
+            },
+        )
+
+    run = fleet_run(program)
+    assert run.error is None
+    providers = run.of_type("pulumi:providers:kubernetes")
+    assert [p.name for p in providers] == ["platform"]
+    in_cluster = [r for r in run.resources if r.type.startswith("kubernetes:")]
+    assert in_cluster
+    assert all(r.provider.startswith(f"{providers[0].urn}::") for r in in_cluster)
+
+
+def test_a_bad_mirror_address_fails_before_anything_is_declared() -> None:
+    run = run_stack(
+        "prod",
+        {f"{PROJECT}:registryMirror": {"clusterIp": "172.20.200.1"}},
+        return_error=True,
+    )
+    assert isinstance(run.error, SettingsError)
+    assert str(run.error.problems[0]).startswith("registryMirror.clusterIp: 172.20.200.1")
+    assert run.resources == []
