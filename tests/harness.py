@@ -6,6 +6,7 @@ import functools
 import json
 from typing import Any
 
+from components.settings import FleetSettings, parse_settings
 from components.settings.secrets import STAND_IN_RUNNER_TOKEN
 from offline import (
     ACCOUNT_ID,
@@ -148,3 +149,20 @@ def previous_urns(run: ProgramRun, stack: str, old_urns: set[str]) -> dict[str, 
         if found is not None:
             aliased_parent[resource.urn] = found
     return taken
+
+
+EKS_CLUSTER = {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-p1"]}
+
+
+def settings_of(
+    raw: dict[str, Any], *, stack: str = "test", region: str | None = DEFAULT_REGION
+) -> FleetSettings:
+    """Validated settings of raw config values (EKS `existing` unless `cluster` is given), with
+    stand-ins for every secret they need."""
+    return parse_settings(
+        {"cluster": EKS_CLUSTER, **raw},
+        project=PROJECT,
+        stack=stack,
+        aws_region=region,
+        stand_in_secrets=True,
+    )

@@ -1,0 +1,75 @@
+"""The fleet's network decisions: lookups, the S3 endpoint default, the mirror's address."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.aws.cluster import CREATED_SERVICE_CIDR, ClusterNetwork
+from components.fleet.network import (
+    cluster_network,
+    mirror_cluster_ip,
+    s3_gateway_endpoint_wanted,
+)
+from components.settings import SettingsError
+from offline import MOCK_CLUSTER_VPC, MOCK_SERVICE_CIDR
+from tests.harness import run_program, settings_of
+
+CREATE = {
+    "mode": "create",
+    "name": "ci",
+    "version": "1.34",
+    "vpcId": "vpc-1",
+    "privateSubnetIds": ["subnet-a", "subnet-b"],
+}
+KUBECONFIG = {"mode": "kubeconfig", "name": "k3s"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "wanted"),
+    [
+        ({"cluster": CREATE}, True),
+        ({}, False),
+        ({"network": {"s3GatewayEndpoint": True}}, True),
+        ({"cluster": CREATE, "network": {"s3GatewayEndpoint": False}}, False),
+    ],
+)
+def test_the_s3_endpoint_is_added_by_default_only_to_a_created_clusters_vpc(
+    raw: dict[str, Any], wanted: bool
+) -> None:
+    assert s3_gateway_endpoint_wanted(settings_of(raw)) is wanted
+
+
+def test_a_created_cluster_gets_its_service_range_from_the_stack() -> None:
+    assert cluster_network(settings_of({"cluster": CREATE})) == ClusterNetwork(
+        "vpc-1", CREATED_SERVICE_CIDR
+    )
+
+
+def test_an_existing_clusters_network_is_looked_up() -> None:
+    found: list[Any] = []
+    run = run_program(lambda: found.append(cluster_network(settings_of({}))))
+    assert run.error is None
+    assert found == [ClusterNetwork(MOCK_CLUSTER_VPC, MOCK_SERVICE_CIDR)]
+
+
+def test_a_cluster_reached_by_kubeconfig_has_no_network_to_look_up() -> None:
+    settings = settings_of({"cluster": KUBECONFIG, "cache": {"type": "inCluster"}}, region=None)
+    assert cluster_network(settings) is None
+
+
+def test_the_mirror_sits_at_the_fixed_address_low_in_the_service_range() -> None:
+    assert mirror_cluster_ip(settings_of({}), "172.20.0.0/16") == "172.20.0.50"
+    assert mirror_cluster_ip(settings_of({}), None) is None
+    disabled = settings_of({"registryMirror": {"enabled": False}})
+    assert mirror_cluster_ip(disabled, "172.20.0.0/16") is None
+
+
+def test_a_mirror_address_outside_the_static_band_is_refused() -> None:
+    settings = settings_of({"registryMirror": {"clusterIp": "172.20.200.1"}})
+    with pytest.raises(SettingsError) as caught:
+        mirror_cluster_ip(settings, "172.20.0.0/16")
+    assert str(caught.value.problems[0]).startswith(
+        "registryMirror.clusterIp: 172.20.200.1 is outside the range's static band"
+    )
