@@ -389,6 +389,7 @@ def run_program(
     region: str | None = DEFAULT_REGION,
     return_error: bool = False,
     mocks: FleetMocks | None = None,
+    project: str = PROJECT,
 ) -> ProgramRun:
     """Run `program` as a Pulumi program under mocks and return what it declared and exported.
 
@@ -397,7 +398,8 @@ def run_program(
     (None: unset, as in a stack without AWS).
     With `return_error`, an exception from the program is returned in `ProgramRun.error`
     (with whatever was declared before it) instead of raised. `mocks` replaces the default
-    answers (e.g. a VPC that already has an S3 gateway endpoint).
+    answers (e.g. a VPC that already has an S3 gateway endpoint). `project` is the program's
+    Pulumi project (its config namespace).
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -410,6 +412,7 @@ def run_program(
             region=region,
             return_error=return_error,
             mocks=mocks or FleetMocks(region or DEFAULT_REGION),
+            project=project,
         )
     finally:
         loop.close()
@@ -424,10 +427,11 @@ def _run_on_current_loop(
     region: str | None,
     return_error: bool,
     mocks: FleetMocks,
+    project: str,
 ) -> ProgramRun:
     ROOT.set(None)
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(
         {
             key: value if isinstance(value, str) else json.dumps(value)

@@ -3,11 +3,6 @@
 import inspect
 import pkgutil
 import runpy
-import shutil
-import subprocess
-import sys
-import zipfile
-from pathlib import Path
 from typing import Any, get_type_hints, is_typeddict
 
 import pulumi
@@ -18,7 +13,7 @@ from pulumi.provider.experimental.schema import generate_schema
 
 import components
 from components.fleet import RunnerFleet
-from tests.harness import REPO, run_program
+from tests.harness import REPO
 
 PROVIDER = runpy.run_path(str(REPO / "provider" / "__main__.py"), run_name="provider")
 
@@ -86,85 +81,3 @@ def test_the_plugin_manifest_points_at_the_provider() -> None:
     manifest = yaml.safe_load((REPO / "PulumiPlugin.yaml").read_text())
     assert manifest["runtime"]["name"] == "python"
     assert (REPO / manifest["main"] / "__main__.py").is_file()
-
-
-def test_pip_installs_the_components_as_gitlab_runner_fleet(tmp_path: Path) -> None:
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    shutil.copytree(
-        REPO / "components", source / "components", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(tmp_path),
-            str(source),
-        ],
-        check=True,
-        cwd=tmp_path,
-    )
-    (wheel,) = tmp_path.glob("gitlab_runner_fleet-*.whl")
-    packages = {
-        name.split("/")[0]
-        for name in zipfile.ZipFile(wheel).namelist()
-        if not name.endswith(".dist-info/") and ".dist-info" not in name
-    }
-    assert packages == {"gitlab_runner_fleet"}
-    target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
-        check=True,
-    )
-    probe = (
-        "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from gitlab_runner_fleet.aws.cache_bucket import CacheBucket; "
-        "from gitlab_runner_fleet.workloads.gitlab_runner import GitlabRunner; "
-        "import gitlab_runner_fleet.settings; "
-        "print(CacheBucket.__module__, GitlabRunner.__module__)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe, str(target)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert result.stdout.split() == [
-        "gitlab_runner_fleet.aws.cache_bucket",
-        "gitlab_runner_fleet.workloads.gitlab_runner",
-    ]
-
-
-def test_the_import_example_runs_against_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The example imports the installed name; in the repository that package is `components`.
-    monkeypatch.setitem(sys.modules, "gitlab_runner_fleet", components)
-    run = run_program(
-        lambda: runpy.run_path(str(REPO / "examples" / "cache-only" / "__main__.py")),
-        config={
-            "gitlab-runner-fleet:bucketName": "acme-ci-cache",
-            "gitlab-runner-fleet:oidcProviderArn": (
-                "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/X"
-            ),
-        },
-    )
-    assert run.outputs["bucket"] == "acme-ci-cache"
-    assert run.outputs["roleArn"] == "arn:aws:iam::123456789012:role/ci-cache-access-irsa"

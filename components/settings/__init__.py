@@ -11,7 +11,7 @@ from .cluster import EKS_MODES, KUBECONFIG_MODE
 from .gitlab import GITLAB_API_TOKEN_KEY
 from .mirror import DOCKER_HUB_TOKEN_KEY, default_cluster_ip
 from .model import PAUSE_POD_PRIORITY_CLASS, FleetSettings
-from .parse import CONFIG_KEYS, load_settings, parse_settings
+from .parse import CONFIG_KEYS, fleet_settings, load_settings, parse_settings
 from .pools import PoolSettings
 from .secrets import (
     CACHE_CREDENTIALS_KEY,
@@ -43,6 +43,7 @@ __all__ = [
     "Secret",
     "SettingsError",
     "default_cluster_ip",
+    "fleet_settings",
     "load_settings",
     "parse_settings",
 ]

@@ -43,15 +43,20 @@ class Problem:
 
 
 class SettingsError(pulumi.RunError):
-    """Invalid stack configuration. A RunError, so Pulumi prints the message without a traceback."""
+    """Invalid stack configuration. A RunError, so Pulumi prints the message without a traceback.
 
-    def __init__(self, stack: str, problems: list[Problem]) -> None:
+    `where` says where the values come from and how to change them; by default the stack file.
+    """
+
+    def __init__(self, stack: str, problems: list[Problem], where: str | None = None) -> None:
         self.problems = problems
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         lines = "\n".join(f"  - {problem}" for problem in problems)
+        where = where or (
+            f"stacks/Pulumi.{stack}.yaml or with `pulumi config set --path <key> <value>`"
+        )
         super().__init__(
-            f"Invalid configuration for stack '{stack}' ({count}). Fix these in "
-            f"stacks/Pulumi.{stack}.yaml or with `pulumi config set --path <key> <value>`; "
+            f"Invalid configuration for stack '{stack}' ({count}). Fix these in {where}; "
             f"README.md lists every key.\n{lines}"
         )
 

@@ -83,6 +83,7 @@ def parse_settings(
     aws_region: str | None,
     secrets: Mapping[str, RawSecret] | None = None,
     stand_in_secrets: bool = False,
+    where: str | None = None,
 ) -> FleetSettings:
     """Validate raw config values (keyed by config key) into `FleetSettings`.
 
@@ -90,7 +91,7 @@ def parse_settings(
     `kubeconfig`, ...; see `secrets.RawSecret`). With `stand_in_secrets` (offline renders) a
     required secret the configuration lacks gets a stand-in instead of a problem. Raises
     `SettingsError` listing every problem found, never a partial model; secret values never
-    appear in a message.
+    appear in a message. `where` tells the user where to fix them (default: the stack file).
     """
     secrets = secrets or {}
     reader = SecretReader(stand_in_absent=stand_in_secrets)
@@ -154,7 +155,7 @@ def parse_settings(
             )
         )
     if problems:
-        raise SettingsError(stack, problems)
+        raise SettingsError(stack, problems, where)
     complete = _complete(sections)
     return FleetSettings(
         project=project,
@@ -180,6 +181,28 @@ def parse_settings(
         tags=tags,
         warnings=tuple(filter(None, (pool.unknown_shape_warning for pool in pools))),
         stand_ins=tuple(reader.stood_in),
+    )
+
+
+def fleet_settings(
+    values: Mapping[str, Any], *, secrets: Mapping[str, Any] | None = None
+) -> FleetSettings:
+    """Settings a Pulumi program builds in code, for `RunnerFleet` in another infra repo.
+
+    `values` holds the config sections as a stack file would (`{"cluster": {...}, "pools":
+    [...]}`), `secrets` the secret ones (`{"runnerTokens": {"default": token}}`), whose values
+    may be the program's own Outputs (e.g. `pulumi.Config().require_secret(...)`): they stay
+    secrets. Project, stack and `aws:region` come from the running program.
+    """
+    return parse_settings(
+        values,
+        project=pulumi.get_project(),
+        stack=pulumi.get_stack(),
+        aws_region=pulumi.Config("aws").get("region"),
+        secrets={
+            key: RawSecret(value, stored_as_secret=True) for key, value in (secrets or {}).items()
+        },
+        where="the values your program passes to fleet_settings()",
     )
 
 

@@ -1,0 +1,168 @@
+"""The built wheel, installed as another infra repo would install it, runs every example.
+
+One wheel is built from this checkout and installed with `pip install --no-deps` into a fresh
+virtualenv whose other packages are this test environment's (its site-packages stand in for
+`--system-site-packages`, so nothing is downloaded). Each folder of examples/ is a complete
+Pulumi program; it runs there under the offline render's mocks, importing
+`gitlab_runner_fleet` from the virtualenv, never this repository's `components`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import site
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import REPO
+
+# One worker builds the wheel and the virtualenv for every test here.
+pytestmark = pytest.mark.xdist_group("wheel")
+
+EXAMPLES = REPO / "examples"
+ACCOUNT_CLUSTER = "platform-prod"
+OIDC_PROVIDER_ARN = (
+    "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout, built as `pip wheel` builds it from a clone."""
+    scratch = tmp_path_factory.mktemp("wheel")
+    source = scratch / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(
+        REPO / "components", source / "components", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(scratch),
+            str(source),
+        ],
+        check=True,
+        cwd=scratch,
+    )
+    (built,) = scratch.glob("gitlab_runner_fleet-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The interpreter of a fresh virtualenv with the wheel installed."""
+    root = tmp_path_factory.mktemp("venv")
+    venv.EnvBuilder(with_pip=False).create(root)
+    interpreter = root / "bin" / "python"
+    (packages,) = (root / "lib").glob("python3*/site-packages")
+    # This environment's packages (pulumi, pulumi-aws, ...) play the system site-packages.
+    (packages / "test-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    subprocess.run(
+        [str(interpreter), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+        check=True,
+    )
+    return interpreter
+
+
+def test_the_wheel_holds_only_the_gitlab_runner_fleet_package(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    packages = {name.split("/")[0] for name in names if ".dist-info" not in name}
+    assert packages == {"gitlab_runner_fleet"}
+    assert "gitlab_runner_fleet/fleet/runner_fleet.py" in names
+
+
+CONFIG = {
+    "fleet-existing-cluster": {
+        "aws:region": "eu-west-1",
+        "ci-runners:clusterName": ACCOUNT_CLUSTER,
+        "ci-runners:nodeSubnetIds": json.dumps(["subnet-0aaaaaaaaaaaaaaa1"]),
+        "ci-runners:runnerToken": "glrt-example",
+    },
+    "cache-only": {
+        "ci-runner-cache:bucketName": "acme-ci-cache",
+        "ci-runner-cache:oidcProviderArn": OIDC_PROVIDER_ARN,
+    },
+    "spot-pool": {
+        "ci-spot-pool:clusterName": ACCOUNT_CLUSTER,
+        "ci-spot-pool:subnetIds": json.dumps(["subnet-0aaaaaaaaaaaaaaa1"]),
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def examples(python: Path) -> dict[str, dict[str, Any]]:
+    """Every example, run in one process of the virtualenv (imports are paid once)."""
+    result = subprocess.run(
+        [
+            str(python),
+            str(REPO / "tests" / "example_runner.py"),
+            json.dumps({str(EXAMPLES / name): config for name, config in CONFIG.items()}),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    ran: dict[str, dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return {Path(path).name: outcome for path, outcome in ran.items()}
+
+
+def run_example(examples: dict[str, dict[str, Any]], python: Path, name: str) -> dict[str, Any]:
+    ran = examples[name]
+    assert ran["error"] is None, ran["error"]
+    assert Path(ran["package"]).is_relative_to(python.parent.parent), ran["package"]
+    return ran
+
+
+def test_every_example_is_a_complete_program_of_its_own() -> None:
+    folders = sorted(path.name for path in EXAMPLES.iterdir() if path.is_dir())
+    assert folders == ["cache-only", "fleet-existing-cluster", "spot-pool"]
+    for folder in folders:
+        assert {"Pulumi.yaml", "__main__.py", "requirements.txt"} <= {
+            path.name for path in (EXAMPLES / folder).iterdir()
+        }
+
+
+def test_the_whole_fleet_goes_into_an_existing_cluster(
+    examples: dict[str, dict[str, Any]], python: Path
+) -> None:
+    ran = run_example(examples, python, "fleet-existing-cluster")
+    types = {resource_type for resource_type, _ in ran["resources"]}
+    assert "gitlab-runner-fleet:index:RunnerFleet" in types
+    assert "gitlab-runner-fleet:index:SpotNodeGroup" in types
+    assert "gitlab-runner-fleet:index:CacheBucket" in types
+    assert "gitlab-runner-fleet:index:ClusterAutoscaler" not in types
+    assert ran["outputs"]["clusterName"] == ACCOUNT_CLUSTER
+    assert ran["outputs"]["cacheBucketName"] == "ci-runners-example-cache-123456789012"
+
+
+def test_a_cache_alone(examples: dict[str, dict[str, Any]], python: Path) -> None:
+    ran = run_example(examples, python, "cache-only")
+    assert ran["outputs"]["bucket"] == "acme-ci-cache"
+    assert ran["outputs"]["roleArn"] == "arn:aws:iam::123456789012:role/ci-cache-access-irsa"
+
+
+def test_one_spot_pool(examples: dict[str, dict[str, Any]], python: Path) -> None:
+    ran = run_example(examples, python, "spot-pool")
+    tags = ran["outputs"]["scaleFromZeroTags"]
+    assert tags["k8s.io/cluster-autoscaler/node-template/label/kubernetes.io/arch"] == "arm64"
+    assert tags["k8s.io/cluster-autoscaler/node-template/taint/ci.example.com/pool"] == (
+        "arm64:NoSchedule"
+    )
+    assert ran["outputs"]["autoscalingGroup"] == "eks-arm64-builds-mock-asg"
