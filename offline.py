@@ -26,13 +26,8 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components.fleet.sites import EDGE_CREDENTIALS_OUTPUT, stand_in_hub_outputs
-from components.settings import (
-    ENCRYPTED,
-    SECRET_KEYS,
-    RawSecret,
-    SettingsError,
-    parse_settings,
-)
+from components.settings import ENCRYPTED, SettingsError
+from components.settings.parse import settings_from_config
 from components.settings.secrets import stand_in
 
 REPO = Path(__file__).resolve().parent
@@ -70,6 +65,8 @@ class ProgramRun:
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
     error: BaseException | None = None
+    missing_secrets: tuple[str, ...] = ()
+    """Secrets the stack needs and its file does not set: rendered with stand-ins."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [resource for resource in self.resources if resource.type == type_]
@@ -142,6 +139,7 @@ class FleetMocks(pulumi.runtime.Mocks):
             "aws:iam/openIdConnectProvider:OpenIdConnectProvider": self._oidc_provider_resource,
             "eks:index:Cluster": self._eks_cluster,
             "aws:eks/nodeGroup:NodeGroup": self._node_group,
+            "aws:ec2/launchTemplate:LaunchTemplate": self._launch_template,
             "kubernetes:core/v1:Secret": self._kubernetes_secret,
             "aws:ec2/vpcEndpoint:VpcEndpoint": lambda _args, _state: "vpce-0mock00000000000",
             "gitlab:index/userRunner:UserRunner": self._user_runner,
@@ -191,6 +189,11 @@ class FleetMocks(pulumi.runtime.Mocks):
             nodeGroupName=f"{args.name}-20261123",
             resources=[{"autoscalingGroups": [{"name": f"eks-{args.name}-mock-asg"}]}],
         )
+
+    @staticmethod
+    def _launch_template(_: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:
+        # EC2 numbers a new launch template's first version 1.
+        state.update(latestVersion=1, defaultVersion=1)
 
     @staticmethod
     def _kubernetes_secret(args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:
@@ -371,13 +374,70 @@ class UnknownStackError(LookupError):
     """No `stacks/Pulumi.<stack>.yaml` exists."""
 
 
-def config_from_stack_file(stack: str) -> dict[str, Any]:
-    """The `config:` block of `stacks/Pulumi.<stack>.yaml`, as the CLI would hand it over."""
+class StackFileError(ValueError):
+    """A file that is not a stack file; the message names the file and, for YAML, the line."""
+
+
+# What `Pulumi.<stack>.yaml` may hold besides `config` (pulumi/pulumi
+# sdk/go/common/workspace/project.go, ProjectStack): the secrets provider's keys and ESC
+# environments.
+STACK_FILE_KEYS = ("config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment")
+
+
+class _StackFileLoader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads it: a key given twice in one mapping is an error (yaml.v3
+    refuses it), not silently the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def stack_file(stack: str) -> Path:
     path = REPO / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise UnknownStackError(f"no stack {stack!r}: stacks/ has {', '.join(stack_names())}")
-    document = yaml.safe_load(path.read_text())
-    return dict(document.get("config") or {})
+    return path
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The `config:` block of a stack file, or a `StackFileError` saying what is wrong where."""
+    try:
+        document = yaml.load(path.read_text(), Loader=_StackFileLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = error.problem or error.context or "not valid YAML"
+        raise StackFileError(f"{where}: {problem} (YAML)") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise StackFileError(f"{path}: not valid YAML: {error}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise StackFileError(f"{path}: a stack file is a mapping with a `config:` block")
+    if unknown := sorted(str(key) for key in document if key not in STACK_FILE_KEYS):
+        raise StackFileError(
+            f"{path}: unknown top-level key {', '.join(unknown)}; a stack file holds "
+            f"{', '.join(STACK_FILE_KEYS)} (settings go under `config:`)"
+        )
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise StackFileError(f"{path}: `config:` must be a mapping of keys to values")
+    if bad := [key for key in config if not isinstance(key, str)]:
+        raise StackFileError(f"{path}: config keys must be strings such as aws:region, got {bad}")
+    return config
+
+
+def config_from_stack_file(stack: str) -> dict[str, Any]:
+    """The `config:` block of `stacks/Pulumi.<stack>.yaml`, as the stack file holds it."""
+    return read_stack_file(stack_file(stack))
 
 
 def run_program(
@@ -461,76 +521,109 @@ def _run_on_current_loop(
     return run
 
 
-def split_config(
-    config: Mapping[str, Any], secret_keys: Sequence[str] = ()
-) -> tuple[dict[str, Any], dict[str, RawSecret]]:
-    """The project's config values as the settings parser takes them: plain ones, and secrets.
+def encrypted_leaves(value: Any) -> Any:
+    """A stack file's value with every encrypted leaf (`{secure: v1:...}`) as `ENCRYPTED`.
 
-    A secret key's value is stored as a secret when its key is in `secret_keys` or it holds an
-    encrypted value (`secure:`) anywhere; encrypted leaves become `ENCRYPTED`, which the parser
-    stands in for.
+    `pulumi config set --secret [--path]` writes a secret as a one-key map `secure:` wherever
+    it sits: the whole value, a map member or a list item (pulumi/pulumi
+    sdk/go/common/resource/config/value.go, isSecureValue; map.go, Set).
     """
-    prefix = f"{PROJECT}:"
-    plain: dict[str, Any] = {}
-    secrets: dict[str, RawSecret] = {}
-    for full_key, value in config.items():
-        if not full_key.startswith(prefix):
-            continue
-        key = full_key.removeprefix(prefix)
-        if key in SECRET_KEYS:
-            secret = full_key in secret_keys or _has_encrypted(value)
-            secrets[key] = RawSecret(_encrypted_leaves(value), stored_as_secret=secret)
-        else:
-            plain[key] = value
-    return plain, secrets
-
-
-def _has_encrypted(value: Any) -> bool:
     if isinstance(value, dict):
-        return set(value) == {"secure"} or any(_has_encrypted(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_encrypted(item) for item in value)
-    return False
-
-
-def _encrypted_leaves(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"secure"}:
+        if set(value) == {"secure"} and isinstance(value["secure"], str):
             return ENCRYPTED
-        return {key: _encrypted_leaves(item) for key, item in value.items()}
+        return {key: encrypted_leaves(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_encrypted_leaves(item) for item in value]
+        return [encrypted_leaves(item) for item in value]
     return value
 
 
-def stand_in_config(
-    config: Mapping[str, Any], *, stack: str, secret_keys: Sequence[str] = ()
-) -> dict[str, str]:
-    """Config values for the secrets a stack needs but its file holds encrypted or not at all.
+def _with_stand_ins(key: str, value: Any) -> Any:
+    """`value` with each encrypted leaf replaced by the settings' stand-in for its path."""
+    if value is ENCRYPTED:
+        return stand_in(key)
+    if isinstance(value, dict):
+        return {k: _with_stand_ins(f"{key}.{k}", item) for k, item in value.items()}
+    if isinstance(value, list):
+        return [_with_stand_ins(f"{key}[{i}]", item) for i, item in enumerate(value)]
+    return value
 
-    The settings parser decides which secrets the configuration needs and stands in for them
-    (`parse_settings(stand_in_secrets=True)`); raises its `SettingsError` for a bad file.
-    """
-    plain, secrets = split_config(config, secret_keys)
-    settings = parse_settings(
-        plain,
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """A stack's config as the program gets it offline, and what was stood in for."""
+
+    config: dict[str, Any]
+    secret_keys: list[str]
+    missing_secrets: tuple[str, ...]
+    """Secrets the configuration needs and the stack file does not set at all."""
+    warnings: tuple[str, ...]
+
+
+def offline_config(
+    config: Mapping[str, Any], *, stack: str, secret_keys: Sequence[str] = ()
+) -> OfflineConfig:
+    """The config a stack file gives its program offline: encrypted values and the secrets it
+    lacks get stand-ins, which the settings parser chooses (it knows which secrets the
+    configuration needs). Raises the parser's `SettingsError` for a bad configuration."""
+    decoded = {key: encrypted_leaves(value) for key, value in config.items()}
+    secret = {key for key, value in decoded.items() if key in secret_keys or value != config[key]}
+    settings = settings_from_config(
+        decoded,
         project=PROJECT,
         stack=stack,
-        aws_region=config.get("aws:region"),
-        secrets=secrets,
+        is_secret=lambda key: key in secret,
         stand_in_secrets=True,
     )
-    values: dict[str, Any] = {}
-    for key in settings.stand_ins:
-        top, _, leaf = key.partition(".")
-        if leaf:
-            values.setdefault(top, {})[leaf] = stand_in(key)
-        else:
-            values[top] = stand_in(key)
-    return {
-        f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
-        for key, value in values.items()
+    program_config = {
+        key: _with_stand_ins(key.split(":", 1)[-1], value) for key, value in decoded.items()
     }
+    for missing in settings.missing_secrets:
+        top, _, member = missing.partition(".")
+        full_key = f"{PROJECT}:{top}"
+        if member:
+            program_config.setdefault(full_key, {})[member] = stand_in(missing)
+        else:
+            program_config[full_key] = stand_in(missing)
+        secret.add(full_key)
+    return OfflineConfig(
+        config=program_config,
+        secret_keys=sorted(secret),
+        missing_secrets=settings.missing_secrets,
+        warnings=settings.warnings,
+    )
+
+
+def evaluate_config(
+    config: Mapping[str, Any],
+    *,
+    stack: str,
+    return_error: bool = False,
+    secret_keys: Sequence[str] = (),
+    mocks: FleetMocks | None = None,
+) -> ProgramRun:
+    """Evaluate `__main__.py` end to end with a stack's config (full keys, as in its file).
+
+    Secret values the stack needs but cannot show (encrypted `secure:` values, and secrets that
+    are set with `pulumi config set --secret` only) get stand-ins from the settings parser;
+    keys in `secret_keys` are marked secret too.
+    """
+    try:
+        prepared = offline_config(config, stack=stack, secret_keys=secret_keys)
+    except SettingsError as error:
+        if not return_error:
+            raise
+        return ProgramRun(resources=[], error=error)
+    run = run_program(
+        lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"),
+        config=prepared.config,
+        stack=stack,
+        region=config.get("aws:region"),
+        return_error=return_error,
+        secret_keys=prepared.secret_keys,
+        mocks=mocks,
+    )
+    run.missing_secrets = prepared.missing_secrets
+    return run
 
 
 def evaluate_stack(
@@ -541,26 +634,11 @@ def evaluate_stack(
     secret_keys: Sequence[str] = (),
     mocks: FleetMocks | None = None,
 ) -> ProgramRun:
-    """Evaluate `__main__.py` end to end with `stacks/Pulumi.<stack>.yaml` (plus overrides).
-
-    Secret values the stack needs but cannot show (encrypted `secure:` values, and secrets that
-    are set with `pulumi config set --secret` only) get stand-ins from the settings parser;
-    keys in `secret_keys` are marked secret too.
-    """
-    config = {**config_from_stack_file(stack), **(overrides or {})}
-    try:
-        stand_ins = stand_in_config(config, stack=stack, secret_keys=secret_keys)
-    except SettingsError as error:
-        if not return_error:
-            raise
-        return ProgramRun(resources=[], error=error)
-    readable = {key: value for key, value in config.items() if key not in stand_ins}
-    return run_program(
-        lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"),
-        config={**readable, **stand_ins},
+    """`evaluate_config` of `stacks/Pulumi.<stack>.yaml` (plus overrides)."""
+    return evaluate_config(
+        {**config_from_stack_file(stack), **(overrides or {})},
         stack=stack,
-        region=config.get("aws:region"),
         return_error=return_error,
-        secret_keys=[*stand_ins, *secret_keys],
+        secret_keys=secret_keys,
         mocks=mocks,
     )

@@ -1,21 +1,34 @@
 """Render a stack offline, for review: what `pulumi up` would declare, without cloud or CLI.
 
     python render.py <stack> [--out DIR]
+    python render.py --stack-file PATH [--stack NAME] [--out DIR]
 
 Writes to DIR (default `out/<stack>`):
-  resources.json          every resource: type, name, parent, options and input properties
+  resources.json             every resource: type, name, parent, options and input properties
+  outputs.json               the stack's outputs (secret ones as "[secret]")
   runner/<pool>/config.toml  each pool's effective config.toml (URL included, token redacted)
-  values/<release>.yaml   the Helm values of each release
-  policies/<name>.json    every IAM policy, trust policy and bucket policy document
+  values/<release>.yaml      the Helm values of each release
+  policies/<name>.json       every IAM policy, trust policy and bucket policy document
+  files/<Kind>/<namespace>/  each Kubernetes object's spec as YAML, and each ConfigMap's files
+                             (rclone.conf, the mirror's config.yml, daemon.json, the dashboard)
+  user-data/<template>/      each launch template's user data: its MIME parts, and the files
+                             its scripts write (containerd's hosts.toml)
 
 Secret values are never written: they show as "[secret]". Values the stack would look up in
-AWS (account id, an existing cluster's endpoint, subnets) are placeholders from offline.py.
+AWS (account id, an existing cluster's endpoint, subnets) are placeholders from offline.py, and
+secrets the stack file does not hold are stand-ins (a warning names each one).
 """
 
+from __future__ import annotations
+
 import argparse
+import base64
+import email
 import json
+import re
 import sys
 import tomllib
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +37,32 @@ import yaml
 from pulumi.runtime.rpc import is_rpc_secret
 
 from components.settings import SettingsError
-from offline import ProgramRun, Registered, UnknownStackError, evaluate_stack, stack_names
+from offline import (
+    ProgramRun,
+    Registered,
+    StackFileError,
+    UnknownStackError,
+    evaluate_config,
+    read_stack_file,
+    stack_file,
+    stack_names,
+)
 
 SECRET = "[secret]"
 RUNNER_RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 RUNNER_COMPONENT_TYPE = "gitlab-runner-fleet:index:GitlabRunner"
+LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
 # Inputs holding IAM documents, and the file suffix each one gets.
 POLICY_INPUTS = {
     ("aws:iam/policy:Policy", "policy"): "",
     ("aws:iam/role:Role", "assumeRolePolicy"): ".trust",
     ("aws:s3/bucketPolicy:BucketPolicy", "policy"): ".bucket-policy",
 }
+# `cat > <path> <<'<END>'` ... `<END>`: a file a user data script writes (mirror_config.py).
+_HEREDOC = re.compile(
+    r"^cat > (?P<path>\S+) <<'(?P<end>\w+)'\n(?P<body>.*?)^(?P=end)$", re.M | re.S
+)
+_STACK_FILE_NAME = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
 
 
 def redacted(value: Any) -> Any:
@@ -90,6 +118,14 @@ def resource_list(run: ProgramRun) -> list[dict[str, Any]]:
     return listed
 
 
+def stack_outputs(run: ProgramRun) -> dict[str, Any]:
+    """The stack's outputs, secret ones redacted."""
+    return {
+        name: SECRET if name in run.secret_outputs else redacted(value)
+        for name, value in sorted(run.outputs.items())
+    }
+
+
 def runner_configs(run: ProgramRun) -> dict[str, str]:
     """Each pool's effective config.toml with the GitLab URL, as its manager would hold it."""
     configs = {}
@@ -114,52 +150,157 @@ def policy_documents(resources: list[Registered]) -> dict[str, dict[str, Any]]:
     return documents
 
 
+def _readable(key: str, text: str) -> str:
+    """A file's text, a JSON document pretty-printed (the dashboard is one long line)."""
+    if key.endswith(".json"):
+        try:
+            return json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def carried_files(resources: list[Registered]) -> dict[str, str]:
+    """The files ConfigMaps hold, and the specs of custom resources (alert rules), by path."""
+    files = {}
+    for resource in resources:
+        inputs = redacted(resource.inputs)
+        metadata = inputs.get("metadata") or {}
+        name = metadata.get("name") or resource.name
+        namespace = metadata.get("namespace") or "cluster"
+        kind = resource.type.rsplit(":", 1)[-1]
+        if resource.type == "kubernetes:core/v1:ConfigMap":
+            for key, text in (inputs.get("data") or {}).items():
+                if isinstance(text, str):
+                    files[f"{kind}/{namespace}/{name}/{key}"] = _readable(key, text)
+        elif resource.type.startswith("kubernetes:") and "spec" in inputs:
+            kind = str(inputs.get("kind", kind))
+            files[f"{kind}/{namespace}/{name}.yaml"] = yaml.dump(
+                inputs["spec"], Dumper=_ReviewDumper, sort_keys=True, width=100
+            )
+    return files
+
+
+def user_data_files(resources: list[Registered]) -> dict[str, str]:
+    """Each launch template's user data: every MIME part, and the files its scripts write."""
+    files = {}
+    for resource in resources:
+        encoded = resource.inputs.get("userData")
+        if resource.type != LAUNCH_TEMPLATE_TYPE or not isinstance(encoded, str):
+            continue
+        document = base64.b64decode(encoded).decode()
+        files[f"{resource.name}/user-data.mime"] = document
+        message = email.message_from_string(document)
+        parts: list[Message] = [part for part in message.walk() if not part.is_multipart()] or [
+            message
+        ]
+        for index, part in enumerate(parts, 1):
+            body = str(part.get_payload())
+            suffix = ".sh" if part.get_content_type() == "text/x-shellscript" else ".txt"
+            files[f"{resource.name}/part-{index}{suffix}"] = body
+            for written in _HEREDOC.finditer(body):
+                files[f"{resource.name}/{written['path'].lstrip('/')}"] = written["body"]
+    return files
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
 def write_render(run: ProgramRun, out: Path) -> dict[str, int]:
     """Write the review files; returns how many of each kind were written."""
     out.mkdir(parents=True, exist_ok=True)
     listed = resource_list(run)
     (out / "resources.json").write_text(json.dumps(listed, indent=2, sort_keys=True) + "\n")
-
-    for pool, config in runner_configs(run).items():
-        (out / "runner" / pool).mkdir(parents=True, exist_ok=True)
-        (out / "runner" / pool / "config.toml").write_text(config)
-
+    (out / "outputs.json").write_text(
+        json.dumps(stack_outputs(run), indent=2, sort_keys=True) + "\n"
+    )
+    _write(
+        out / "runner",
+        {f"{pool}/config.toml": config for pool, config in runner_configs(run).items()},
+    )
     releases = [r for r in run.resources if r.type == RUNNER_RELEASE_TYPE]
     (out / "values").mkdir(exist_ok=True)
-    for release in releases:
-        values = redacted(release.inputs.get("values", {}))
-        (out / "values" / f"{release.name}.yaml").write_text(
-            yaml.dump(values, Dumper=_ReviewDumper, sort_keys=True, width=100)
-        )
-
+    _write(
+        out / "values",
+        {
+            f"{release.name}.yaml": yaml.dump(
+                redacted(release.inputs.get("values", {})),
+                Dumper=_ReviewDumper,
+                sort_keys=True,
+                width=100,
+            )
+            for release in releases
+        },
+    )
     documents = policy_documents(run.resources)
     (out / "policies").mkdir(exist_ok=True)
-    for name, document in documents.items():
-        (out / "policies" / name).write_text(json.dumps(document, indent=2) + "\n")
-    return {"resources": len(listed), "releases": len(releases), "policies": len(documents)}
+    _write(
+        out / "policies",
+        {name: json.dumps(document, indent=2) + "\n" for name, document in documents.items()},
+    )
+    files = carried_files(run.resources)
+    _write(out / "files", files)
+    user_data = user_data_files(run.resources)
+    _write(out / "user-data", user_data)
+    return {
+        "resources": len(listed),
+        "releases": len(releases),
+        "policies": len(documents),
+        "files": len(files) + len(user_data),
+    }
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", nargs="?", help=f"one of: {', '.join(stack_names())}")
+    parser.add_argument("--stack-file", type=Path, help="a stack file anywhere")
+    parser.add_argument("--stack", dest="stack_name", help="the stack's name (with --stack-file)")
+    parser.add_argument("--out", type=Path, help="output directory (default: out/<stack>)")
+    args = parser.parse_args(argv)
+    if (args.stack is None) == (args.stack_file is None):
+        parser.error("give a stack name or --stack-file PATH")
+    if args.stack_file is not None:
+        named = _STACK_FILE_NAME.match(args.stack_file.name)
+        args.stack = args.stack_name or (named["stack"] if named else None)
+        if args.stack is None:
+            parser.error("--stack NAME: the file name is not Pulumi.<stack>.yaml")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stack", help=f"one of: {', '.join(stack_names())}")
-    parser.add_argument("--out", type=Path, help="output directory (default: out/<stack>)")
-    args = parser.parse_args(argv)
+    args = _arguments(argv)
     try:
-        run = evaluate_stack(args.stack, return_error=True)
-    except UnknownStackError as error:
+        path = args.stack_file or stack_file(args.stack)
+        config = read_stack_file(path)
+    except (UnknownStackError, StackFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"error: {args.stack_file}: {error.strerror}", file=sys.stderr)
+        return 2
+    run = evaluate_config(config, stack=args.stack, return_error=True)
     if isinstance(run.error, SettingsError):
         print(f"error: {run.error}", file=sys.stderr)
         return 1
     if run.error is not None:
         print(f"error: stack {args.stack} failed to evaluate: {run.error}", file=sys.stderr)
         return 1
+    for missing in run.missing_secrets:
+        set_it = f"--path '{missing}' <value>" if "." in missing else f"{missing} <value>"
+        print(
+            f"warning: {missing} is not set in {path}; rendered with a stand-in. `pulumi up` "
+            f"needs it: `pulumi config set --secret {set_it}`",
+            file=sys.stderr,
+        )
     out = args.out or Path("out") / args.stack
     counts = write_render(run, out)
     print(
         f"{args.stack}: {counts['resources']} resources, {counts['releases']} Helm releases, "
-        f"{counts['policies']} policy documents -> {out}"
+        f"{counts['policies']} policy documents, {counts['files']} files -> {out}"
     )
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from components.settings.cache_plan import (
     mirror_storage,
     runner_cache_spec,
 )
-from offline import stand_in_config
+from offline import offline_config
 from tests.harness import PROJECT, settings_of
 
 MINIO = {
@@ -163,6 +162,7 @@ def test_the_offline_render_stands_in_for_exactly_the_credentials_the_plan_needs
         f"{PROJECT}:cluster": {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-1"]},
         f"{PROJECT}:cache": cache,
     }
-    filled = stand_in_config(config, stack="test")
-    credentials = filled.get(f"{PROJECT}:cacheCredentials")
-    assert (set(json.loads(credentials)) if credentials else set()) == stand_ins
+    filled = offline_config(config, stack="test")
+    credentials = filled.config.get(f"{PROJECT}:cacheCredentials", {})
+    assert set(credentials) == stand_ins
+    assert set(filled.missing_secrets) >= {f"cacheCredentials.{key}" for key in stand_ins}

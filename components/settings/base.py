@@ -57,7 +57,7 @@ class SettingsError(pulumi.RunError):
         )
         super().__init__(
             f"Invalid configuration for stack '{stack}' ({count}). Fix these in {where}; "
-            f"README.md lists every key.\n{lines}"
+            f"README.md#configuration-reference lists every key.\n{lines}"
         )
 
 
@@ -146,7 +146,7 @@ _MESSAGES: dict[str, Callable[[Any], str]] = {
     "list_type": lambda d: f"must be a list, got {d['input']!r}",
     "dict_type": lambda d: f"must be an object of keys to values, got {d['input']!r}",
     "model_type": lambda d: f"must be an object, got {d['input']!r}",
-    "missing": lambda d: "required; see the config reference in README.md",
+    "missing": lambda d: "required; see README.md#configuration-reference",
     "too_long": lambda d: (
         f"must have at most {d['ctx']['max_length']} items, got {d['ctx']['actual_length']}"
     ),

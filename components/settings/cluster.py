@@ -33,7 +33,7 @@ class ClusterSettings(Section):
     version: str | None = Field(
         None,
         description="EKS modes (required): Kubernetes minor of the cluster, e.g. `1.34`. Every "
-        "node group and the cluster-autoscaler image follow it; see the upgrade order in README.",
+        "node group and the cluster-autoscaler image follow it; see README.md#upgrading.",
     )
     vpc_id: str | None = Field(None, description="`create` only: VPC of the new cluster.")
     private_subnet_ids: list[str] = Field(

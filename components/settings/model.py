@@ -70,6 +70,8 @@ class FleetSettings:
     stand_ins: tuple[str, ...] = ()
     """Secret keys whose values are offline stand-ins: encrypted in the stack file, or absent
     from it when the parser was asked to stand in (`parse_settings(stand_in_secrets=True)`)."""
+    missing_secrets: tuple[str, ...] = ()
+    """Of those, the ones the configuration needs and does not set at all."""
 
     @property
     def cache_plan(self) -> CachePlan:

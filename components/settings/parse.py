@@ -10,9 +10,10 @@ the offline render hands the values of a stack file to the same `parse_settings`
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pulumi
@@ -34,6 +35,7 @@ from .rules import TAGS_KEY, Sections, cross_section_problems, parse_tags
 from .runner import RunnerSettings
 from .secrets import (
     CACHE_CREDENTIALS_KEY,
+    ENCRYPTED,
     KUBECONFIG_KEY,
     RUNNER_TOKENS_KEY,
     SECRET_KEYS,
@@ -66,10 +68,10 @@ SECTIONS: tuple[type[Section], ...] = (
 CONFIG_KEYS = (*(section.config_key for section in SECTIONS), POOLS_KEY, TAGS_KEY)
 # Keys of the single-pool settings, and where their values live now.
 MOVED_KEYS = {
-    "buildNodes": "moved into a pool: put its keys into an entry of `pools` (see README, "
-    "'Migrating to pools'); labels and taints default to ones derived from the pool name",
+    "buildNodes": "moved into a pool: put its keys into an entry of `pools` (see "
+    "README.md#migrating-to-pools); labels and taints default to ones derived from the pool name",
     "warmCapacity": "moved into a pool as `pools[i].warmCapacity` with `idleJobs` (whole jobs) "
-    "instead of `idleCount` (see README, 'Migrating to pools')",
+    "instead of `idleCount` (see README.md#migrating-to-pools)",
     "runnerToken": "moved to one token per pool: `pulumi config rm runnerToken`, then "
     "`pulumi config set --secret --path 'runnerTokens.<pool>' glrt-...`",
 }
@@ -84,6 +86,7 @@ def parse_settings(
     secrets: Mapping[str, RawSecret] | None = None,
     stand_in_secrets: bool = False,
     where: str | None = None,
+    key_problems: Sequence[Problem] = (),
 ) -> FleetSettings:
     """Validate raw config values (keyed by config key) into `FleetSettings`.
 
@@ -91,11 +94,13 @@ def parse_settings(
     `kubeconfig`, ...; see `secrets.RawSecret`). With `stand_in_secrets` (offline renders) a
     required secret the configuration lacks gets a stand-in instead of a problem. Raises
     `SettingsError` listing every problem found, never a partial model; secret values never
-    appear in a message. `where` tells the user where to fix them (default: the stack file).
+    appear in a message. `where` tells the user where to fix them (default: the stack file);
+    `key_problems` are problems with the config's keys found before (`project_values`).
     """
     secrets = secrets or {}
     reader = SecretReader(stand_in_absent=stand_in_secrets)
-    problems = [Problem(key, message) for key, message in MOVED_KEYS.items() if key in raw]
+    problems = list(key_problems)
+    problems += [Problem(key, message) for key, message in MOVED_KEYS.items() if key in raw]
     problems += [Problem(key, message) for key, message in MOVED_KEYS.items() if key in secrets]
     sections: dict[str, Section] = {}
     for section_type in SECTIONS:
@@ -181,6 +186,7 @@ def parse_settings(
         tags=tags,
         warnings=tuple(filter(None, (pool.unknown_shape_warning for pool in pools))),
         stand_ins=tuple(reader.stood_in),
+        missing_secrets=tuple(reader.absent_keys),
     )
 
 
@@ -207,35 +213,144 @@ def fleet_settings(
 
 
 def load_settings() -> FleetSettings:
-    """Read and validate the current stack's configuration from Pulumi config."""
-    config = pulumi.Config()
-    stack = pulumi.get_stack()
-    raw: dict[str, Any] = {}
+    """Read and validate the current stack's configuration from Pulumi config.
+
+    The CLI hands the program every config key of the stack with its value decrypted, objects
+    as JSON text, and the keys holding a secret anywhere in their value listed as secret
+    (pulumi/pulumi sdk/go/common/resource/config/value.go: an object with a `secure:` leaf is
+    a secure object value).
+    """
+    config = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    project, stack = pulumi.get_project(), pulumi.get_stack()
+    values: dict[str, Any] = {}
     problems: list[Problem] = []
-    for key in (*CONFIG_KEYS, *MOVED_KEYS):
-        text = config.get(key)
-        if text is None:
+    for full_key, text in config.items():
+        namespace, _, name = full_key.partition(":")
+        if namespace != project or name not in (*CONFIG_KEYS, *MOVED_KEYS):
+            values[full_key] = text
             continue
         try:
-            raw[key] = json.loads(text)
+            values[full_key] = json.loads(text)
         except json.JSONDecodeError:
-            shape = "a list of pools" if key == POOLS_KEY else "an object of keys"
-            problems.append(Problem(key, f"must be {shape}, got {text!r}"))
+            shape = "a list of pools" if name == POOLS_KEY else "an object of keys"
+            problems.append(Problem(name, f"must be {shape}, got {text!r}"))
     if problems:
         raise SettingsError(stack, problems)
-    secrets = {}
-    for key in SECRET_KEYS:
-        full_key = f"{pulumi.get_project()}:{key}"
-        value = pulumi.runtime.get_config(full_key)
-        if value is not None:
-            secrets[key] = RawSecret(str(value), pulumi.runtime.is_config_secret(full_key))
+    return settings_from_config(
+        values, project=project, stack=stack, is_secret=pulumi.runtime.is_config_secret
+    )
+
+
+def settings_from_config(
+    config: Mapping[str, Any],
+    *,
+    project: str,
+    stack: str,
+    is_secret: Callable[[str], bool],
+    stand_in_secrets: bool = False,
+) -> FleetSettings:
+    """`FleetSettings` from every config value of a stack (full keys, objects decoded).
+
+    Keys of other namespaces are left alone, but one a few letters off the project's is
+    refused; every key of the project's namespace is known or refused.
+    """
+    raw, secrets, problems = project_values(config, project, is_secret)
+    region = config.get("aws:region")
     return parse_settings(
         raw,
-        project=pulumi.get_project(),
+        project=project,
         stack=stack,
-        aws_region=pulumi.Config("aws").get("region"),
+        aws_region=region if isinstance(region, str) else None,
         secrets=secrets,
+        stand_in_secrets=stand_in_secrets,
+        key_problems=problems,
     )
+
+
+def project_values(
+    config: Mapping[str, Any], project: str, is_secret: Callable[[str], bool]
+) -> tuple[dict[str, Any], dict[str, RawSecret], list[Problem]]:
+    """The project's settings and secrets out of a stack's config, and the problems of keys
+    nobody would read: unknown names, flat keys set without `--path`, a mistyped namespace."""
+    raw: dict[str, Any] = {}
+    secrets: dict[str, RawSecret] = {}
+    problems: list[Problem] = []
+    for full_key, value in config.items():
+        namespace, colon, name = full_key.partition(":")
+        if not colon:
+            problems.append(
+                Problem(full_key, f"has no namespace; this project's keys are {project}:<key>")
+            )
+        elif namespace != project:
+            if _edit_distance(namespace, project) <= _NAMESPACE_TYPO_DISTANCE:
+                problems.append(_foreign_namespace_problem(full_key, project, name))
+        elif name in SECRET_KEYS:
+            secrets[name] = RawSecret(value, is_secret(full_key))
+        elif name in CONFIG_KEYS or name in MOVED_KEYS:
+            raw[name] = value
+            problems += [Problem(path, _ENCRYPTED_SETTING) for path in encrypted_paths(name, value)]
+        else:
+            problems.append(_unknown_key_problem(name))
+    return raw, secrets, problems
+
+
+_NAMESPACE_TYPO_DISTANCE = 3
+_ENCRYPTED_SETTING = (
+    "is encrypted in the stack file (`secure:`), which an offline render cannot read, and it "
+    "is not a secret: store it in plain text with `pulumi config set --path <key> <value>`"
+)
+
+
+def encrypted_paths(key: str, value: Any) -> list[str]:
+    """The `--path` keys of the encrypted leaves in a value."""
+    if value is ENCRYPTED:
+        return [key]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in encrypted_paths(_path(key, k), v)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in encrypted_paths(f"{key}[{i}]", v)]
+    return []
+
+
+def _path(key: str, member: str) -> str:
+    return f"{key}.{member}" if re.fullmatch(r"[A-Za-z_][\w-]*", member) else f'{key}["{member}"]'
+
+
+def _unknown_key_problem(name: str) -> Problem:
+    head = re.split(r"[.\[]", name, maxsplit=1)[0]
+    if head != name and head in (*CONFIG_KEYS, *SECRET_KEYS):
+        secret = " --secret" if head in SECRET_KEYS else ""
+        return Problem(
+            name,
+            f"is one flat key, set without --path; the setting is {name} inside {head}: "
+            f"`pulumi config rm '{name}'`, then `pulumi config set{secret} --path '{name}' "
+            "<value>`",
+        )
+    known = sorted((*CONFIG_KEYS, *SECRET_KEYS))
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
+    return Problem(name, f"unknown key, {hint} (`pulumi config rm '{name}'`)")
+
+
+def _foreign_namespace_problem(full_key: str, project: str, name: str) -> Problem:
+    return Problem(
+        full_key,
+        f"is not in this project's namespace ({project}), so nothing reads it: "
+        f"`pulumi config rm '{full_key}'`, then set it as '{project}:{name}'",
+    )
+
+
+def _edit_distance(first: str, second: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions."""
+    previous = list(range(len(second) + 1))
+    for i, char in enumerate(first, 1):
+        current = [i]
+        for j, other in enumerate(second, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other))
+            )
+        previous = current
+    return previous[-1]
 
 
 def _region_problems(sections: Mapping[str, Section], aws_region: str | None) -> list[Problem]:

@@ -91,6 +91,8 @@ class SecretReader:
     """Offline renders of stack files without their secrets: absent secrets get stand-ins."""
     stood_in: list[str] = field(default_factory=list)
     """Keys whose value is a stand-in, in the order they were met."""
+    absent_keys: list[str] = field(default_factory=list)
+    """Of those, the ones not set at all (the others are encrypted)."""
 
     def secret(self, key: str, leaf: Any) -> Secret:
         """A readable, encrypted or program-supplied leaf as a `Secret`."""
@@ -104,6 +106,7 @@ class SecretReader:
         if not self.stand_in_absent:
             return None
         self.stood_in.append(key)
+        self.absent_keys.append(key)
         return Secret(stand_in(key))
 
 

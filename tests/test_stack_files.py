@@ -1,0 +1,228 @@
+"""Stack files exactly as `pulumi config set` writes them, read by `pulumi up` and offline.
+
+Each case builds a stack file with the CLI's own format (tests/pulumi_cli.py), renders it
+offline (render.py) and loads it as the program would at `pulumi up` (`load_settings` with the
+config the CLI hands over): both must understand it, for every secret the stack files document.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
+
+import render
+from components.settings import FleetSettings, SettingsError, load_settings
+from offline import config_from_stack_file, evaluate_config, read_stack_file
+from tests.harness import PROJECT, REPO, run_program
+from tests.pulumi_cli import config_set, program_config
+
+STAGING = yaml.safe_load((REPO / "stacks" / "Pulumi.staging.yaml").read_text())
+
+
+def stack_document(stack: str) -> dict[str, Any]:
+    return copy.deepcopy(yaml.safe_load((REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text()))
+
+
+def write(tmp_path: Path, document: dict[str, Any], stack: str = "qa") -> Path:
+    path = tmp_path / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def render_file(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, Path]:
+    out = path.parent / "out"
+    code = render.main(["--stack-file", str(path), "--out", str(out)])
+    return code, capsys.readouterr().err, out
+
+
+def loaded(document: dict[str, Any], stack: str = "qa") -> FleetSettings:
+    """The settings the program loads at `pulumi up` from this stack file."""
+    config, secret_keys = program_config(document)
+    found: list[FleetSettings] = []
+    run = run_program(
+        lambda: found.append(load_settings()),
+        config=config,
+        secret_keys=secret_keys,
+        stack=stack,
+        region=None,
+    )
+    if run.error is not None:
+        raise run.error
+    return found[0]
+
+
+# Every secret the shipped stack files tell the user to set, as their comments write it.
+DOCUMENTED_SECRETS = [
+    ("staging", [("runnerTokens.default", "glrt-staging")]),
+    (
+        "prod",
+        [
+            ("runnerTokens.default", "glrt-prod-default"),
+            ("runnerTokens.arm64", "glrt-prod-arm64"),
+            ("runnerTokens.large-memory", "glrt-prod-large"),
+        ],
+    ),
+    ("dev", [("gitlabApiToken", "glpat-dev")]),
+    (
+        "onprem",
+        [
+            ("kubeconfig", json.dumps({"clusters": [{"name": "k3s"}]})),
+            ("runnerTokens.office", "glrt-office"),
+            ("cacheCredentials.accessKey", "minio-access"),
+            ("cacheCredentials.secretKey", "minio-secret"),
+        ],
+    ),
+    (
+        "basement",
+        [
+            ("kubeconfig", json.dumps({"clusters": [{"name": "basement"}]})),
+            ("runnerTokens.basement", "glrt-basement"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("stack", "secrets"), DOCUMENTED_SECRETS, ids=[s for s, _ in DOCUMENTED_SECRETS]
+)
+def test_secrets_set_as_the_stack_files_say_render_offline_and_load_at_pulumi_up(
+    stack: str,
+    secrets: list[tuple[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    document = stack_document(stack)
+    for key, value in secrets:
+        config_set(document, key, value, secret=True, path="." in key)
+    assert document["encryptionsalt"].startswith("v1:")
+    path = write(tmp_path, document, stack)
+
+    code, err, out = render_file(path, capsys)
+    assert code == 0, err
+    assert "warning" not in err  # every needed secret is set: nothing stands in for an absent one
+    for _, value in secrets:
+        for file in out.rglob("*"):
+            assert not file.is_file() or value not in file.read_text(), file
+
+    settings = loaded(document, stack)
+    for key, _value in secrets:
+        top, _, member = key.partition(".")
+        holder = {
+            "runnerTokens": settings.runner_tokens,
+            "cacheCredentials": settings.cache_credentials,
+        }.get(top)
+        secret = (
+            holder[member]
+            if holder is not None
+            else getattr(
+                settings, {"gitlabApiToken": "gitlab_api_token", "kubeconfig": "kubeconfig"}[top]
+            )
+        )
+        assert secret is not None
+        assert repr(secret) == "Secret(****)"
+
+
+def test_a_quoted_path_key_and_a_list_index_are_read_like_the_cli_writes_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = stack_document("prod")
+    config_set(document, 'runnerTokens["large-memory"]', "glrt-l", secret=True, path=True)
+    config_set(document, "runnerTokens.default", "glrt-d", secret=True, path=True)
+    config_set(document, "runnerTokens.arm64", "glrt-a", secret=True, path=True)
+    config_set(document, "pools[1].maxSize", "25", path=True)
+    config_set(document, "cache.versioning", "false", path=True)
+    pools = document["config"][f"{PROJECT}:pools"]
+    assert pools[1]["maxSize"] == 25
+    assert document["config"][f"{PROJECT}:cache"]["versioning"] is False
+    code, err, _ = render_file(write(tmp_path, document, "prod"), capsys)
+    assert code == 0, err
+    settings = loaded(document, "prod")
+    assert settings.pools[1].max_size == 25
+    assert settings.cache.versioning is False
+    assert set(settings.runner_tokens) == {"default", "arm64", "large-memory"}
+
+
+def test_the_secrets_providers_lines_are_part_of_a_stack_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = stack_document("staging")
+    document["secretsprovider"] = "awskms://alias/pulumi-secrets?region=eu-west-1"
+    document["encryptedkey"] = "AQICAHh0cmFuc2l0ZW5jcnlwdGVka2V5"
+    config_set(document, "runnerTokens.default", "glrt-x", secret=True, path=True)
+    code, err, _ = render_file(write(tmp_path, document), capsys)
+    assert (code, err) == (0, "")
+
+
+def test_a_secret_inside_a_list_is_understood(tmp_path: Path) -> None:
+    document = stack_document("staging")
+    config_set(document, "runnerTokens.default", "glrt-x", secret=True, path=True)
+    config_set(document, "pools[0].tags[0]", "docker", secret=True, path=True)
+    path = write(tmp_path, document)
+    assert read_stack_file(path)[f"{PROJECT}:pools"][0]["tags"][0] == {"secure": "v1:ZG9ja2Vy"}
+    # At pulumi up the CLI decrypts it: the pools key is then secret, and still read.
+    assert loaded(document).pools[0].tags == ["docker", "linux", "amd64"]
+
+
+def test_an_encrypted_setting_that_is_no_secret_is_refused_offline_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = stack_document("staging")
+    config_set(document, "runnerTokens.default", "glrt-x", secret=True, path=True)
+    config_set(document, "cache.bucketName", "acme-ci-cache", secret=True, path=True)
+    code, err, _ = render_file(write(tmp_path, document), capsys)
+    assert code == 1
+    assert "cache.bucketName: is encrypted in the stack file" in err
+    assert "acme-ci-cache" not in err
+
+
+def test_the_token_flows_from_the_stack_file_into_the_pools_secret_as_a_secret() -> None:
+    document = stack_document("staging")
+    config_set(document, "runnerTokens.default", "glrt-flows", secret=True, path=True)
+    config, secret_keys = program_config(document)
+    assert f"{PROJECT}:runnerTokens" in secret_keys
+    run = evaluate_config(
+        config_from_stack_file("staging")
+        | {f"{PROJECT}:runnerTokens": json.loads(config[f"{PROJECT}:runnerTokens"])},
+        stack="staging",
+        secret_keys=secret_keys,
+    )
+    token = next(
+        r
+        for r in run.of_type("kubernetes:core/v1:Secret")
+        if r.inputs["metadata"]["name"] == "gitlab-runner-default-token"
+    )
+    assert is_rpc_secret(token.inputs["stringData"])
+    assert unwrap_rpc_secret(token.inputs["stringData"])["runner-token"] == "glrt-flows"
+
+
+def test_a_pool_without_a_token_is_an_error_once_any_token_is_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = stack_document("prod")
+    config_set(document, "runnerTokens.default", "glrt-d", secret=True, path=True)
+    config_set(document, "runnerTokens.arm64", "glrt-a", secret=True, path=True)
+    code, err, _ = render_file(write(tmp_path, document, "prod"), capsys)
+    assert code == 1
+    assert "runnerTokens.large-memory: required" in err
+    with pytest.raises(SettingsError, match=r"runnerTokens\.large-memory: required"):
+        loaded(document, "prod")
+
+
+def test_no_tokens_at_all_render_with_stand_ins_and_a_warning_per_pool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err, _ = render_file(write(tmp_path, stack_document("prod"), "prod"), capsys)
+    assert code == 0
+    assert [line.split(" is not set")[0] for line in err.splitlines()] == [
+        "warning: runnerTokens.default",
+        "warning: runnerTokens.arm64",
+        "warning: runnerTokens.large-memory",
+    ]
+    with pytest.raises(SettingsError, match="runnerTokens: required"):
+        loaded(stack_document("prod"), "prod")
