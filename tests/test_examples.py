@@ -166,3 +166,51 @@ def test_one_spot_pool(examples: dict[str, dict[str, Any]], python: Path) -> Non
         "arm64:NoSchedule"
     )
     assert ran["outputs"]["autoscalingGroup"] == "eks-arm64-builds-mock-asg"
+
+
+CONSUMER = """
+import pulumi
+from gitlab_runner_fleet.aws.spot_node_group import SpotNodeGroup, SpotNodeGroupArgs
+
+args: SpotNodeGroupArgs = {
+    "cluster_name": "ci",
+    "kubernetes_version": "1.34",
+    "subnet_ids": ["subnet-1"],
+    "instance_types": ["c7g.2xlarge"],
+    "max_size": %s,
+}
+pool = SpotNodeGroup("arm64", args)
+name: pulumi.Output[str] = pool.node_group_name
+"""
+# The heavy provider SDKs stay out of this check: it is about the package's own types.
+MYPY_CONFIG = """
+[mypy]
+strict = True
+[mypy-pulumi_aws.*,pulumi_kubernetes.*,pulumi_eks.*,pulumi_gitlab.*,pulumi_random.*,pulumiverse_time.*,grafana_foundation_sdk.*]
+follow_imports = skip
+ignore_missing_imports = True
+"""
+
+
+def test_a_consumers_type_checker_checks_the_components_arguments(
+    python: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "mypy.ini").write_text(MYPY_CONFIG)
+    (tmp_path / "typed.py").write_text(CONSUMER % "10")
+    (tmp_path / "mistyped.py").write_text(CONSUMER % '"ten"')
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "mypy", "--config-file", "mypy.ini"),
+            *("--python-executable", str(python), "typed.py", "mistyped.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=180,
+        check=False,
+    )
+    # Without py.typed mypy would refuse both imports ("missing library stubs or py.typed").
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1, result.stdout
+    assert errors[0].startswith("mistyped.py:")
+    assert 'TypedDict item "max_size" has type "int"' in errors[0]

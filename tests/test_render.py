@@ -108,22 +108,20 @@ def test_unknown_stack_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_invalid_config_is_a_clear_error(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    valid = offline.config_from_stack_file("staging")
-    monkeypatch.setattr(
-        offline,
-        "config_from_stack_file",
-        lambda stack: {
-            **valid,
-            "gitlab-runner-fleet:pools": [{"name": "default", "minSize": 5, "maxSize": 2}],
-        },
-    )
-    assert render.main(["staging", "--out", str(tmp_path)]) == 1
+    document = yaml.safe_load((offline.REPO / "stacks" / "Pulumi.staging.yaml").read_text())
+    document["config"]["gitlab-runner-fleet:pools"] = [
+        {"name": "default", "minSize": 5, "maxSize": 2}
+    ]
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    out = tmp_path / "out"
+    assert render.main(["--stack-file", str(stack_file), "--out", str(out)]) == 1
     error = capsys.readouterr().err
     assert "pools[0].minSize: must be <= pools[0].maxSize (2), got 5" in error
     assert "Traceback" not in error
-    assert list(tmp_path.iterdir()) == []
+    assert not out.exists()
 
 
 def test_two_renders_of_a_stack_are_identical(tmp_path: Path) -> None:
