@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import render
-from tests.harness import REPO
-from tests.pulumi_cli import encrypt
+from components.settings import SettingsError, load_settings
+from tests.harness import REPO, run_program
+from tests.pulumi_cli import encrypt, program_config
 
 STAGING_TEXT = (REPO / "stacks" / "Pulumi.staging.yaml").read_text()
 STAGING = yaml.safe_load(STAGING_TEXT)
@@ -276,3 +277,19 @@ def test_a_damaged_stack_file_is_refused_cleanly_or_rendered_without_secrets(
         assert not out.exists()
     else:
         assert json.loads((out / "resources.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [(m[1], m[3]) for m in MISTAKES if m[2] == 1],
+    ids=[m[0] for m in MISTAKES if m[2] == 1],
+)
+def test_pulumi_up_refuses_the_same_mistake_with_the_same_message(text: str, message: str) -> None:
+    document = yaml.safe_load(text) or {}
+    config, secret_keys = program_config(document)
+    run = run_program(
+        load_settings, config=config, secret_keys=secret_keys, region=None, return_error=True
+    )
+    assert isinstance(run.error, SettingsError)
+    assert message in str(run.error)
+    assert run.resources == []

@@ -10,6 +10,7 @@ the offline render hands the values of a stack file to the same `parse_settings`
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
@@ -223,19 +224,14 @@ def load_settings() -> FleetSettings:
     config = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
     project, stack = pulumi.get_project(), pulumi.get_stack()
     values: dict[str, Any] = {}
-    problems: list[Problem] = []
     for full_key, text in config.items():
         namespace, _, name = full_key.partition(":")
-        if namespace != project or name not in (*CONFIG_KEYS, *MOVED_KEYS):
-            values[full_key] = text
-            continue
-        try:
-            values[full_key] = json.loads(text)
-        except json.JSONDecodeError:
-            shape = "a list of pools" if name == POOLS_KEY else "an object of keys"
-            problems.append(Problem(name, f"must be {shape}, got {text!r}"))
-    if problems:
-        raise SettingsError(stack, problems)
+        values[full_key] = text
+        if namespace == project and name in (*CONFIG_KEYS, *MOVED_KEYS):
+            # Objects and lists arrive as JSON text; anything else was set as a plain string,
+            # which the section then refuses with its expected shape.
+            with contextlib.suppress(json.JSONDecodeError):
+                values[full_key] = json.loads(text)
     return settings_from_config(
         values, project=project, stack=stack, is_secret=pulumi.runtime.is_config_secret
     )
