@@ -118,6 +118,8 @@ class FleetMocks(pulumi.runtime.Mocks):
         cluster_version: str = "1.34",
         s3_routed_tables: Sequence[str] = (),
         own_s3_endpoint_tables: Sequence[str] | None = None,
+        *,
+        own_s3_endpoint_tags: Mapping[str, str] | None = None,
     ) -> None:
         self.region = region
         self.partition = partition
@@ -126,6 +128,9 @@ class FleetMocks(pulumi.runtime.Mocks):
         """Route tables that already route the S3 prefix list (some gateway endpoint's)."""
         self.own_s3_endpoint_tables = own_s3_endpoint_tables
         """Route tables of an S3 endpoint tagged as this stack's; None: there is none."""
+        self.own_s3_endpoint_tags = own_s3_endpoint_tags
+        """The tags that endpoint carries; the tagging API then finds it only when every tag
+        filter matches them. None: it matches any filter."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         # Custom resources echo their inputs like most providers; components (pulumi-eks's are
@@ -296,14 +301,26 @@ class FleetMocks(pulumi.runtime.Mocks):
     def _prefix_list(self, query: dict[str, Any]) -> dict[str, Any]:
         return {"id": "pl-6ea54007", "name": query["name"], "cidrBlocks": []}
 
-    def _tagged_resources(self, _: dict[str, Any]) -> dict[str, Any]:
-        """The stack's own S3 endpoint, when an earlier run created one (found by its tags)."""
+    def _tagged_resources(self, query: dict[str, Any]) -> dict[str, Any]:
+        """The stack's own S3 endpoint, when an earlier run created one (found by its tags).
+
+        Like the tagging API's GetResources: a resource matches when it carries every filter's
+        key with one of the filter's values.
+        """
         arn = f"arn:{self.partition}:ec2:{self.region}:{ACCOUNT_ID}:vpc-endpoint/{OWN_ENDPOINT}"
-        found = [] if self.own_s3_endpoint_tables is None else [arn]
+        carried = self.own_s3_endpoint_tags
+        matches = self.own_s3_endpoint_tables is not None and (
+            carried is None
+            or all(
+                carried.get(tag_filter["key"]) in tag_filter.get("values", [])
+                for tag_filter in query.get("tagFilters", [])
+            )
+        )
         return {
             "id": self.region,
             "resourceTagMappingLists": [
-                {"resourceArn": arn, "tags": {}, "complianceDetails": []} for arn in found
+                {"resourceArn": arn, "tags": dict(carried or {}), "complianceDetails": []}
+                for arn in ([arn] if matches else [])
             ],
         }
 
