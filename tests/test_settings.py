@@ -194,15 +194,15 @@ INVALID = [
     ),
     (
         {"pools": [{**POOL, "scaleFromZeroEphemeralStorage": "95Gi"}]},
-        "pools[0].scaleFromZeroEphemeralStorage: must be <= 89Gi, what a 100 GiB disk offers pods",
+        "pools[0].scaleFromZeroEphemeralStorage: must be <= 88Gi, what a 100 GiB disk offers pods",
     ),
     (
         {"pools": [{**POOL, "diskSizeGib": 50, "scaleFromZeroEphemeralStorage": "50Gi"}]},
-        "pools[0].scaleFromZeroEphemeralStorage: must be <= 44Gi, what a 50 GiB disk offers",
+        "pools[0].scaleFromZeroEphemeralStorage: must be <= 43Gi, what a 50 GiB disk offers",
     ),
     (
         {"pools": [{**POOL, "ephemeralStorageRequest": "100Gi"}]},
-        "pools[0].ephemeralStorageRequest: must fit on one node (89Gi), got 100Gi",
+        "pools[0].ephemeralStorageRequest: must fit on one node (88Gi), got 100Gi",
     ),
     (
         {"pools": [{"name": "default"}]},

@@ -127,7 +127,7 @@ def test_onprem_runner_uses_minio_with_access_keys_from_secrets() -> None:
             "pools[0].maxSize: is only used on EKS",
         ),
         (
-            {"pools": [{"name": "office", "instanceTypes": ["c6i.large"], "runUntagged": True}]},
+            {"pools": [{"name": "office", "instanceTypes": ["c6i.xlarge"], "runUntagged": True}]},
             "pools[0].instanceTypes: is only used on EKS",
         ),
         (
@@ -257,9 +257,9 @@ PREFIX = "k8s.io/cluster-autoscaler/node-template"
 DISCOVERY = ("gitlab-runner-fleet/autoscaler", "gitlab-runner-fleet-prod")
 PROD_POOLS = {
     # pool: (AMI type, kubernetes.io/arch, advertised ephemeral storage)
-    "default": ("AL2023_x86_64_STANDARD", "amd64", "89Gi"),
-    "arm64": ("AL2023_ARM_64_STANDARD", "arm64", "89Gi"),
-    "large-memory": ("AL2023_x86_64_STANDARD", "amd64", "179Gi"),
+    "default": ("AL2023_x86_64_STANDARD", "amd64", "88Gi"),
+    "arm64": ("AL2023_ARM_64_STANDARD", "arm64", "88Gi"),
+    "large-memory": ("AL2023_x86_64_STANDARD", "amd64", "177Gi"),
 }
 
 

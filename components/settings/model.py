@@ -269,7 +269,7 @@ class FleetSettings:
             "output_limit": runner.output_limit_kib,
         }
         if ceiling := pool.overwrite_ceiling:
-            spec["overwrite_ceiling"] = {"cpu": ceiling.cpu, "memory": ceiling.memory}
+            spec["overwrite_ceiling"] = ceiling
         if runner.allowed_images is not None:
             spec["allowed_images"] = list(runner.allowed_images)
         if runner.allowed_services is not None:

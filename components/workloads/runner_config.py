@@ -56,7 +56,13 @@ class OverwriteCeiling(TypedDict):
     """How far a job may raise CPU and memory of its build and service containers."""
 
     cpu: str
+    """Ceiling of the CPU requests."""
     memory: str
+    """Ceiling of the memory requests."""
+    cpu_limit: NotRequired[str]
+    """Ceiling of the CPU limits. Default: `cpu`."""
+    memory_limit: NotRequired[str]
+    """Ceiling of the memory limits. Default: `memory`."""
 
 
 class WarmCapacityPolicy(TypedDict):
@@ -211,8 +217,14 @@ def _overwrite_ceilings(ceiling: OverwriteCeiling) -> dict[str, str]:
     Unset, a job cannot change them with `KUBERNETES_*` variables at all
     (executors/kubernetes/overwrites.go, runner 19.3).
     """
+    limits = {
+        "cpu": ceiling.get("cpu_limit", ceiling["cpu"]),
+        "memory": ceiling.get("memory_limit", ceiling["memory"]),
+    }
     return {
-        f"{prefix}{resource}_{kind}_overwrite_max_allowed": ceiling[resource]
+        f"{prefix}{resource}_{kind}_overwrite_max_allowed": (
+            limits[resource] if kind == "limit" else ceiling[resource]
+        )
         for prefix in ("", "service_")
         for resource in ("cpu", "memory")
         for kind in ("request", "limit")
