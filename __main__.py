@@ -173,6 +173,7 @@ def build_pool_nodes(
             ],
             "node_role_arn": pool.node_role_arn,
             "scale_from_zero_ephemeral_storage": pool.advertised_ephemeral_storage,
+            "imds_hop_limit": pool.imds_hop_limit,
             "autoscaler_discovery_tag": {
                 "key": discovery_tag["key"],
                 "value": discovery_tag["value"],

@@ -17,7 +17,7 @@ from components.settings import (
     SettingsError,
     parse_settings,
 )
-from components.workloads.runner_config import effective_config, template_toml
+from components.workloads.runner_config import DIND_SERVICES, effective_config, template_toml
 from tests.harness import PROJECT, config_from_stack_file
 
 CLUSTER = {"cluster": {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-1"]}}
@@ -109,15 +109,14 @@ def test_dind_pools_privilege_only_services() -> None:
     assert kubernetes["service_container_security_context"] == {"privileged": True}
     # The service context applies to every service of the job, so dind is all a job may start;
     # the runner matches these doublestar globs against the image as written
-    # (common/allowed_images.go).
-    assert kubernetes["allowed_services"] == ["docker:dind", "docker:*-dind"]
+    # (common/allowed_images.go); tests/test_allowed_services.py checks real names.
+    assert kubernetes["allowed_services"] == list(DIND_SERVICES)
 
 
 def test_dind_pools_keep_dind_first_in_an_extended_allowlist() -> None:
     settings = settings_of({"runner": {"allowedServices": ["postgres:16", "docker:dind"]}})
     assert rendered(settings)["kubernetes"]["allowed_services"] == [
-        "docker:dind",
-        "docker:*-dind",
+        *DIND_SERVICES,
         "postgres:16",
     ]
 
@@ -525,3 +524,25 @@ def test_job_pods_run_as_a_tokenless_service_account() -> None:
     kubernetes = rendered(settings_of({}))["kubernetes"]
     assert kubernetes["service_account"] == "gitlab-runner-job"
     assert kubernetes["automount_service_account_token"] is False
+
+
+@pytest.mark.parametrize("hop_limit", [3, 0])
+def test_a_pool_hop_limit_is_one_or_two(hop_limit: int) -> None:
+    with pytest.raises(SettingsError, match=r"pools\[0\]\.imdsHopLimit"):
+        settings_of({"pools": [{**POOL, "imdsHopLimit": hop_limit}]})
+    assert settings_of({"pools": [{**POOL, "imdsHopLimit": 2}]}).pools[0].imds_hop_limit == 2
+
+
+def test_privilege_escalation_is_a_pool_choice_for_the_build_container_only() -> None:
+    # allowPrivilegeEscalation: false sets no_new_privs, so setuid binaries such as sudo and
+    # rootless BuildKit's newuidmap gain nothing (kubernetes.go passes the build context as is).
+    default = rendered(settings_of({}))["kubernetes"]
+    assert default["build_container_security_context"]["allow_privilege_escalation"] is False
+    sudo = settings_of({"pools": [{**POOL, "allowPrivilegeEscalation": True}]})
+    kubernetes = rendered(sudo)["kubernetes"]
+    assert kubernetes["build_container_security_context"] == {
+        "privileged": False,
+        "allow_privilege_escalation": True,
+    }
+    assert kubernetes["helper_container_security_context"]["allow_privilege_escalation"] is False
+    assert kubernetes["privileged"] is False

@@ -944,3 +944,14 @@ def test_prod_is_watched_with_alerts_a_dashboard_and_pool_labels(
     for pool in PROD_POOLS:
         config = tomllib.loads(runner_values(run, pool)["runners"]["config"])["runners"][0]
         assert config["kubernetes"]["pod_labels"]["gitlab-runner-fleet/pool"] == pool
+
+
+def test_a_pools_hop_limit_reaches_its_launch_template() -> None:
+    pools = config_from_stack_file("staging")[f"{PROJECT}:pools"]
+    run = run_stack("staging", settings_config(pools=[{**pools[0], "imdsHopLimit": 2}]))
+    (template,) = [
+        t
+        for t in run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+        if t.name == "build-nodes-default"
+    ]
+    assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 2

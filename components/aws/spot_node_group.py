@@ -9,6 +9,7 @@ from pulumi_aws import eks as aws_eks
 
 from ..build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
+    IMDS_HOP_LIMITS,
     Taint,
     ami_type_for,
     group_architecture,
@@ -19,7 +20,7 @@ from .node_role import NodeRole
 
 # AL2023 EKS AMIs boot from /dev/xvda; with a launch template the disk size lives here.
 ROOT_DEVICE = "/dev/xvda"
-IMDS_HOP_LIMIT = 1
+DEFAULT_IMDS_HOP_LIMIT = 1
 """One hop: the node itself reaches the instance metadata service, a pod's network namespace
 (one more hop) does not, so jobs cannot take the node role's credentials."""
 UPDATE_MAX_UNAVAILABLE_PERCENTAGE = 33
@@ -64,6 +65,10 @@ class SpotNodeGroupArgs(TypedDict):
     """MIME multi-part user data for nodeadm (AL2023), e.g. containerd registry mirrors."""
     instance_tags: NotRequired[dict[str, str]]
     """Tags of the EC2 instances and their volumes (cost allocation per pool)."""
+    imds_hop_limit: NotRequired[int]
+    """IMDSv2 response hop limit: 1 (default) keeps pods off the metadata service, 2 lets
+    containers in pods reach it too (EKS user guide, launch-templates: containers that use
+    IMDSv2 need 2)."""
     force_update_version: NotRequired[bool]
     """Finish version updates even when job PodDisruptionBudgets block the drain. Default true."""
     tags: NotRequired[dict[str, str]]
@@ -73,8 +78,8 @@ class SpotNodeGroupArgs(TypedDict):
 class SpotNodeGroup(pulumi.ComponentResource):
     """An EKS managed node group of spot instances for one pool of CI builds.
 
-    A launch template requires IMDSv2 with a hop limit of 1 (jobs cannot reach the node's
-    credentials), carries the root volume, the nodes' user data and the per-pool cost tags.
+    A launch template requires IMDSv2 with a hop limit of 1 by default (jobs cannot reach the
+    node's credentials), carries the root volume, the nodes' user data and the per-pool cost tags.
     The group starts at `min_size` (0 by default) and leaves its desired size to
     cluster-autoscaler. EKS does not copy node group tags to the group's Auto Scaling group, so
     the `k8s.io/cluster-autoscaler/node-template/...` tags that describe a node at size 0 and the
@@ -179,13 +184,20 @@ class SpotNodeGroup(pulumi.ComponentResource):
     def _create_launch_template(self, name: str, args: SpotNodeGroupArgs) -> ec2.LaunchTemplate:
         instance_tags = args.get("instance_tags", {})
         user_data = args.get("user_data")
+        hop_limit = args.get("imds_hop_limit", DEFAULT_IMDS_HOP_LIMIT)
+        if hop_limit not in IMDS_HOP_LIMITS:
+            # More hops would let traffic relayed by a pod, or from further away, in as well.
+            raise ValueError(
+                f"SpotNodeGroup {name}: imds_hop_limit must be 1 or 2, got {hop_limit}"
+            )
         return ec2.LaunchTemplate(
             name,
-            description="GitLab CI build nodes: IMDSv2 only, one hop; root volume; cost tags",
+            description=f"GitLab CI build nodes: IMDSv2 only, hop limit {hop_limit}; root volume; "
+            "cost tags",
             metadata_options={
                 "http_endpoint": "enabled",
                 "http_tokens": "required",
-                "http_put_response_hop_limit": IMDS_HOP_LIMIT,
+                "http_put_response_hop_limit": hop_limit,
             },
             block_device_mappings=[
                 {

@@ -274,6 +274,10 @@ class FleetSettings:
             spec["allowed_images"] = list(runner.allowed_images)
         if runner.allowed_services is not None:
             spec["allowed_services"] = list(runner.allowed_services)
+        if runner.dind_registry_prefixes:
+            spec["dind_registry_prefixes"] = list(runner.dind_registry_prefixes)
+        if pool.allow_privilege_escalation:
+            spec["allow_privilege_escalation"] = True
         if runner.allowed_pull_policies is not None:
             spec["allowed_pull_policies"] = list(runner.allowed_pull_policies)
         if warm := self._warm_capacity(pool):
