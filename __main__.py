@@ -10,10 +10,14 @@ from components.aws.cache_access import CacheAccess
 from components.aws.cache_bucket import CacheBucket
 from components.aws.cluster import (
     CREATE_MODE,
-    CREATED_SERVICE_CIDR,
     ClusterNetwork,
     EksCluster,
-    existing_cluster_network,
+    ExistingCluster,
+    created_cluster_network,
+    existing_cluster,
+    network_policy_enforcement,
+    node_cni_policy_problem,
+    version_problem,
 )
 from components.aws.cluster_autoscaler import ClusterAutoscaler
 from components.aws.edge_access import EdgeAccess
@@ -27,7 +31,13 @@ from components.gitlab.runner_registration import (
     gitlab_provider,
 )
 from components.naming import resource_tags
-from components.settings import PAUSE_POD_PRIORITY_CLASS, PoolSettings, load_settings
+from components.settings import (
+    PAUSE_POD_PRIORITY_CLASS,
+    PoolSettings,
+    Problem,
+    SettingsError,
+    load_settings,
+)
 from components.workloads.edge_cache import EdgeCache, EdgeCacheArgs, EdgeHub
 from components.workloads.edge_cache import runner_cache_spec as edge_runner_cache_spec
 from components.workloads.gitlab_runner import GitlabRunner, cache_secret_data
@@ -64,10 +74,24 @@ for warning in settings.warnings:
 # Looked up before anything is declared: the S3 endpoint depends on the VPC, the mirror's fixed
 # address on the Service range, and a bad address must fail before a half-declared stack.
 network: ClusterNetwork | None = None
+existing: ExistingCluster | None = None
+looked_up_problems: list[Problem] = []
 if settings.cluster.mode == CREATE_MODE:
-    network = ClusterNetwork(str(settings.cluster.vpc_id), CREATED_SERVICE_CIDR)
+    network, service_cidr_problems = created_cluster_network(
+        str(settings.cluster.vpc_id), settings.cluster.service_cidr
+    )
+    looked_up_problems += [Problem("cluster.serviceCidr", p) for p in service_cidr_problems]
 elif settings.on_eks:
-    network = existing_cluster_network(settings.cluster.name)
+    existing = existing_cluster(settings.cluster.name)
+    network = existing.network
+    if problem := version_problem(
+        str(settings.cluster.version), existing.kubernetes_version, settings.cluster.name
+    ):
+        looked_up_problems.append(Problem("cluster.version", problem))
+    if problem := node_cni_policy_problem(settings.cluster.node_cni_policy, existing.vpc_cni):
+        looked_up_problems.append(Problem("cluster.nodeCniPolicy", problem))
+if looked_up_problems:
+    raise SettingsError(settings.stack, looked_up_problems)
 mirror_cluster_ip = settings.mirror_cluster_ip(network.service_cidr if network else None)
 
 
@@ -88,6 +112,8 @@ def eks_cluster_with_capacity(network: ClusterNetwork) -> EksCluster:
             "region": settings.aws_region,
             "aws_profile": aws_profile,
             "vpc_id": settings.cluster.vpc_id,
+            "service_cidr": settings.cluster.service_cidr,
+            "network_policies": settings.isolation.network_policies,
             "private_subnet_ids": settings.cluster.private_subnet_ids,
             "public_subnet_ids": settings.cluster.public_subnet_ids,
             "node_subnet_ids": settings.cluster.default_node_subnet_ids,
@@ -98,6 +124,15 @@ def eks_cluster_with_capacity(network: ClusterNetwork) -> EksCluster:
             "tags": tags("cluster"),
         },
     )
+    enforcement, warning = network_policy_enforcement(
+        settings.isolation.network_policies,
+        created=settings.cluster.mode == CREATE_MODE,
+        vpc_cni=existing.vpc_cni if existing else None,
+    )
+    if warning:
+        pulumi.log.warn(warning)
+    pulumi.export("networkPolicyEnforcement", enforcement)
+    pulumi.export("vpcCniRoleArn", cluster.vpc_cni_role_arn)
     discovery_key, discovery_value = settings.autoscaler_discovery_tag
     node_groups = {
         pool.name: build_pool_nodes(cluster, pool, {"key": discovery_key, "value": discovery_value})
@@ -172,6 +207,9 @@ def build_pool_nodes(
                 for taint in pool.node_taints
             ],
             "node_role_arn": pool.node_role_arn,
+            # A created cluster's VPC CNI has a role of its own (EksCluster).
+            "node_cni_policy": settings.cluster.mode != CREATE_MODE
+            and settings.cluster.node_cni_policy,
             "scale_from_zero_ephemeral_storage": pool.advertised_ephemeral_storage,
             "imds_hop_limit": pool.imds_hop_limit,
             "autoscaler_discovery_tag": {

@@ -120,6 +120,8 @@ class FleetMocks(pulumi.runtime.Mocks):
         own_s3_endpoint_tables: Sequence[str] | None = None,
         *,
         own_s3_endpoint_tags: Mapping[str, str] | None = None,
+        vpc_cidr_blocks: Sequence[str] = ("10.0.0.0/16",),
+        vpc_cni_addon: Mapping[str, Any] | None = None,
     ) -> None:
         self.region = region
         self.partition = partition
@@ -131,6 +133,15 @@ class FleetMocks(pulumi.runtime.Mocks):
         self.own_s3_endpoint_tags = own_s3_endpoint_tags
         """The tags that endpoint carries; the tagging API then finds it only when every tag
         filter matches them. None: it matches any filter."""
+        self.vpc_cidr_blocks = list(vpc_cidr_blocks)
+        """The VPC's IPv4 CIDR blocks, the primary one first."""
+        self.vpc_cni_addon = (
+            {"configurationValues": json.dumps({"enableNetworkPolicy": "true"})}
+            if vpc_cni_addon is None
+            else vpc_cni_addon
+        )
+        """What eks:DescribeAddon answers for an existing cluster's vpc-cni add-on (camelCase
+        fields); empty: the cluster has none and the lookup fails like AWS's."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         # Custom resources echo their inputs like most providers; components (pulumi-eks's are
@@ -255,9 +266,19 @@ class FleetMocks(pulumi.runtime.Mocks):
             "aws:ec2/getVpcEndpoint:getVpcEndpoint": self._own_vpc_endpoint,
             "aws:resourcegroupstaggingapi/getResources:getResources": self._tagged_resources,
             "aws:ec2/getVpcEndpointService:getVpcEndpointService": self._endpoint_service,
+            "aws:ec2/getVpc:getVpc": self._vpc,
+            "aws:eks/getAddon:getAddon": self._addon,
         }.get(args.token)
         if answer is None:
             raise NotImplementedError(f"no mock for invoke {args.token}")
+        if args.token == "aws:eks/getAddon:getAddon" and not self.vpc_cni_addon:
+            # The provider's answer for a cluster without the add-on: a failed invoke.
+            query = args.args
+            reason = (
+                f"reading EKS Add-On ({query['clusterName']}:{query['addonName']}): couldn't "
+                "find resource"
+            )
+            return {}, [("addonName", reason)]
         return answer(args.args), []
 
     def _caller_identity(self, _: dict[str, Any]) -> dict[str, Any]:
@@ -330,6 +351,33 @@ class FleetMocks(pulumi.runtime.Mocks):
             "routeTableIds": self.own_s3_endpoint_tables or [],
             "vpcId": MOCK_VPC_OF_OWN_ENDPOINT,
             "state": "available",
+        }
+
+    def _vpc(self, query: dict[str, Any]) -> dict[str, Any]:
+        primary, *_ = self.vpc_cidr_blocks
+        return {
+            "id": query["id"],
+            "cidrBlock": primary,
+            "cidrBlockAssociations": [
+                {
+                    "associationId": f"vpc-cidr-assoc-{index}",
+                    "cidrBlock": block,
+                    "state": "associated",
+                }
+                for index, block in enumerate(self.vpc_cidr_blocks)
+            ],
+        }
+
+    def _addon(self, query: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "addonName": query["addonName"],
+            "clusterName": query["clusterName"],
+            "id": f"{query['clusterName']}:{query['addonName']}",
+            "addonVersion": "v1.21.1-eksbuild.1",
+            "configurationValues": "",
+            "serviceAccountRoleArn": "",
+            "podIdentityAssociations": [],
+            **self.vpc_cni_addon,
         }
 
     def _endpoint_service(self, _: dict[str, Any]) -> dict[str, Any]:

@@ -56,7 +56,10 @@ class SpotNodeGroupArgs(TypedDict):
     taints: NotRequired[list[TaintArgs]]
     """Node taints."""
     node_role_arn: NotRequired[Optional[pulumi.Input[str]]]
-    """Existing node role. Default: a new role with the three EKS worker managed policies."""
+    """Existing node role. Default: a new role with the EKS worker managed policies."""
+    node_cni_policy: NotRequired[bool]
+    """Give the new node role `AmazonEKS_CNI_Policy` (the VPC CNI has no role of its own).
+    Default true."""
     scale_from_zero_ephemeral_storage: NotRequired[Optional[str]]
     """Ephemeral storage to advertise for scale-from-zero, e.g. `89Gi`."""
     autoscaler_discovery_tag: NotRequired[Optional[TagArgs]]
@@ -119,7 +122,11 @@ class SpotNodeGroup(pulumi.ComponentResource):
             args.get("node_role_arn")
             or NodeRole(
                 f"{name}-role",
-                {"description": "EKS spot build nodes for GitLab CI jobs", "tags": tags},
+                {
+                    "description": "EKS spot build nodes for GitLab CI jobs",
+                    "cni_policy": args.get("node_cni_policy", True),
+                    "tags": tags,
+                },
                 opts=pulumi.ResourceOptions(parent=self),
             ).role_arn
         )
