@@ -1052,3 +1052,32 @@ def test_an_existing_clusters_build_nodes_drop_the_cni_policy_only_when_the_cni_
     }
     run = run_stack("staging", without, mocks=FleetMocks(DEFAULT_REGION, vpc_cni_addon=with_role))
     assert "AmazonEKS_CNI_Policy" not in build_node_role_policies(run)["default"]
+
+
+def test_staging_runs_a_rootless_pool_at_pod_security_baseline() -> None:
+    run = run_stack("staging")
+    namespace = next(
+        n
+        for n in run.of_type("kubernetes:core/v1:Namespace")
+        if n.inputs["metadata"]["name"] == "gitlab-runner-jobs-rootless"
+    )
+    labels = namespace.inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "v1.34"
+    kubernetes = tomllib.loads(runner_values(run, "rootless")["runners"]["config"])["runners"][0][
+        "kubernetes"
+    ]
+    assert kubernetes["namespace"] == "gitlab-runner-jobs-rootless"
+    assert kubernetes["privileged"] is False
+    assert kubernetes["build_container_security_context"] == {
+        "privileged": False,
+        "allow_privilege_escalation": True,
+    }
+    assert kubernetes["helper_container_security_context"]["allow_privilege_escalation"] is False
+    assert kubernetes["service_container_security_context"] == {"privileged": False}
+    assert "volumes" not in kubernetes
+    # Its own nodes: dind and rootless jobs never share a node.
+    assert node_group(run, "rootless").inputs["taints"] == [
+        {"key": "gitlab-runner-fleet/pool", "value": "rootless", "effect": "NO_SCHEDULE"}
+    ]
+    assert kubernetes["node_selector"]["gitlab-runner-fleet/pool"] == "rootless"
