@@ -79,6 +79,14 @@ def test_every_other_service_stays_refused_in_a_dind_pool(name: str) -> None:
     assert not admitted(name, allowed)
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["docker:27-dind", "docker.io/docker:27-dind", "docker.io/library/docker:27-dind"],
+)
+def test_docker_hubs_spellings_need_no_setting(name: str) -> None:
+    assert admitted(name, dind_pool_allowed_services())
+
+
 def test_without_a_prefix_the_dependency_proxy_is_refused() -> None:
     assert not admitted(f"{DEPENDENCY_PROXY}/docker:27-dind", dind_pool_allowed_services())
 
