@@ -10,6 +10,7 @@ are different strings.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import pytest
@@ -32,10 +33,16 @@ def admitted(name: str, allowed: Sequence[str], internal: Sequence[str] = ()) ->
     return any(match(pattern, name) for pattern in allowed) or name in internal or not allowed
 
 
-def dind_pool_allowed_services(**runner: object) -> list[str]:
-    kubernetes = rendered(settings_of({"runner": runner} if runner else {}))["kubernetes"]
-    services: list[str] = kubernetes["allowed_services"]
-    return services
+@functools.cache
+def _allowed_services(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    runner = {"dindRegistryPrefixes": list(prefixes)} if prefixes else {}
+    kubernetes = rendered(settings_of({"runner": runner}))["kubernetes"]
+    return tuple(kubernetes["allowed_services"])
+
+
+def dind_pool_allowed_services(*registry_prefixes: str) -> list[str]:
+    """A dind pool's rendered allowed_services (with `runner.dindRegistryPrefixes`)."""
+    return list(_allowed_services(registry_prefixes))
 
 
 ADMITTED = [
@@ -70,12 +77,12 @@ REFUSED = [
 def test_the_official_dind_image_is_admitted_in_every_spelling(name: str) -> None:
     # `*` never crosses `/` (doublestar), so `docker:*-dind` alone refuses the fully
     # qualified names Docker Hub also accepts.
-    assert admitted(name, dind_pool_allowed_services(dindRegistryPrefixes=[DEPENDENCY_PROXY]))
+    assert admitted(name, dind_pool_allowed_services(DEPENDENCY_PROXY))
 
 
 @pytest.mark.parametrize("name", REFUSED)
 def test_every_other_service_stays_refused_in_a_dind_pool(name: str) -> None:
-    allowed = dind_pool_allowed_services(dindRegistryPrefixes=[DEPENDENCY_PROXY])
+    allowed = dind_pool_allowed_services(DEPENDENCY_PROXY)
     assert not admitted(name, allowed)
 
 
