@@ -422,15 +422,6 @@ def created_cluster_network(vpc_id: str, service_cidr: str) -> tuple[ClusterNetw
     return ClusterNetwork(vpc_id=vpc_id, service_cidr=service_cidr), problems
 
 
-def existing_cluster_network(cluster_name: str) -> ClusterNetwork:
-    """The VPC and Service range of an existing EKS cluster, looked up while the program runs.
-
-    Synchronous, because what the stack declares depends on them: the S3 gateway endpoint on
-    what the VPC already has, the registry mirror's fixed ClusterIP on the Service range.
-    """
-    return existing_cluster(cluster_name).network
-
-
 @dataclass(frozen=True)
 class VpcCni:
     """What an existing cluster's `vpc-cni` add-on does, as EKS reports it."""
@@ -465,7 +456,13 @@ class ExistingCluster:
 
 
 def existing_cluster(cluster_name: str) -> ExistingCluster:
-    """An existing EKS cluster's network, version and VPC CNI add-on, looked up synchronously."""
+    """An existing EKS cluster's network, version and VPC CNI add-on, looked up while the
+    program runs.
+
+    Synchronous, because what the stack declares depends on them: the S3 gateway endpoint on
+    what the VPC already has, the registry mirror's fixed ClusterIP on the Service range, and
+    whether the stack may go on at all on the version and the CNI's role.
+    """
     cluster = aws_eks.get_cluster(name=cluster_name)
     try:
         addon = aws_eks.get_addon(addon_name="vpc-cni", cluster_name=cluster_name)
