@@ -117,6 +117,10 @@ class FleetMocks(pulumi.runtime.Mocks):
         cluster_version: str = "1.34",
         s3_routed_tables: Sequence[str] = (),
         own_s3_endpoint_tables: Sequence[str] | None = None,
+        *,
+        own_s3_endpoint_tags: Mapping[str, str] | None = None,
+        vpc_cidr_blocks: Sequence[str] = ("10.0.0.0/16",),
+        vpc_cni_addon: Mapping[str, Any] | None = None,
     ) -> None:
         self.region = region
         self.partition = partition
@@ -125,6 +129,18 @@ class FleetMocks(pulumi.runtime.Mocks):
         """Route tables that already route the S3 prefix list (some gateway endpoint's)."""
         self.own_s3_endpoint_tables = own_s3_endpoint_tables
         """Route tables of an S3 endpoint tagged as this stack's; None: there is none."""
+        self.own_s3_endpoint_tags = own_s3_endpoint_tags
+        """The tags that endpoint carries; the tagging API then finds it only when every tag
+        filter matches them. None: it matches any filter."""
+        self.vpc_cidr_blocks = list(vpc_cidr_blocks)
+        """The VPC's IPv4 CIDR blocks, the primary one first."""
+        self.vpc_cni_addon = (
+            {"configurationValues": json.dumps({"enableNetworkPolicy": "true"})}
+            if vpc_cni_addon is None
+            else vpc_cni_addon
+        )
+        """What eks:DescribeAddon answers for an existing cluster's vpc-cni add-on (camelCase
+        fields); empty: the cluster has none and the lookup fails like AWS's."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         # Custom resources echo their inputs like most providers; components (pulumi-eks's are
@@ -246,9 +262,19 @@ class FleetMocks(pulumi.runtime.Mocks):
             "aws:ec2/getVpcEndpoint:getVpcEndpoint": self._own_vpc_endpoint,
             "aws:resourcegroupstaggingapi/getResources:getResources": self._tagged_resources,
             "aws:ec2/getVpcEndpointService:getVpcEndpointService": self._endpoint_service,
+            "aws:ec2/getVpc:getVpc": self._vpc,
+            "aws:eks/getAddon:getAddon": self._addon,
         }.get(args.token)
         if answer is None:
             raise NotImplementedError(f"no mock for invoke {args.token}")
+        if args.token == "aws:eks/getAddon:getAddon" and not self.vpc_cni_addon:
+            # The provider's answer for a cluster without the add-on: a failed invoke.
+            query = args.args
+            reason = (
+                f"reading EKS Add-On ({query['clusterName']}:{query['addonName']}): couldn't "
+                "find resource"
+            )
+            return {}, [("addonName", reason)]
         return answer(args.args), []
 
     def _caller_identity(self, _: dict[str, Any]) -> dict[str, Any]:
@@ -292,14 +318,26 @@ class FleetMocks(pulumi.runtime.Mocks):
     def _prefix_list(self, query: dict[str, Any]) -> dict[str, Any]:
         return {"id": "pl-6ea54007", "name": query["name"], "cidrBlocks": []}
 
-    def _tagged_resources(self, _: dict[str, Any]) -> dict[str, Any]:
-        """The stack's own S3 endpoint, when an earlier run created one (found by its tags)."""
+    def _tagged_resources(self, query: dict[str, Any]) -> dict[str, Any]:
+        """The stack's own S3 endpoint, when an earlier run created one (found by its tags).
+
+        Like the tagging API's GetResources: a resource matches when it carries every filter's
+        key with one of the filter's values.
+        """
         arn = f"arn:{self.partition}:ec2:{self.region}:{ACCOUNT_ID}:vpc-endpoint/{OWN_ENDPOINT}"
-        found = [] if self.own_s3_endpoint_tables is None else [arn]
+        carried = self.own_s3_endpoint_tags
+        matches = self.own_s3_endpoint_tables is not None and (
+            carried is None
+            or all(
+                carried.get(tag_filter["key"]) in tag_filter.get("values", [])
+                for tag_filter in query.get("tagFilters", [])
+            )
+        )
         return {
             "id": self.region,
             "resourceTagMappingLists": [
-                {"resourceArn": arn, "tags": {}, "complianceDetails": []} for arn in found
+                {"resourceArn": arn, "tags": dict(carried or {}), "complianceDetails": []}
+                for arn in ([arn] if matches else [])
             ],
         }
 
@@ -309,6 +347,33 @@ class FleetMocks(pulumi.runtime.Mocks):
             "routeTableIds": self.own_s3_endpoint_tables or [],
             "vpcId": MOCK_VPC_OF_OWN_ENDPOINT,
             "state": "available",
+        }
+
+    def _vpc(self, query: dict[str, Any]) -> dict[str, Any]:
+        primary, *_ = self.vpc_cidr_blocks
+        return {
+            "id": query["id"],
+            "cidrBlock": primary,
+            "cidrBlockAssociations": [
+                {
+                    "associationId": f"vpc-cidr-assoc-{index}",
+                    "cidrBlock": block,
+                    "state": "associated",
+                }
+                for index, block in enumerate(self.vpc_cidr_blocks)
+            ],
+        }
+
+    def _addon(self, query: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "addonName": query["addonName"],
+            "clusterName": query["clusterName"],
+            "id": f"{query['clusterName']}:{query['addonName']}",
+            "addonVersion": "v1.21.1-eksbuild.1",
+            "configurationValues": "",
+            "serviceAccountRoleArn": "",
+            "podIdentityAssociations": [],
+            **self.vpc_cni_addon,
         }
 
     def _endpoint_service(self, _: dict[str, Any]) -> dict[str, Any]:

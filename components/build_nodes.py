@@ -8,6 +8,7 @@ no Pulumi runtime needed.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .kubernetes_names import LabelKey, LabelValue
+from .kubernetes_names import LabelKey, LabelValue, quantity_value
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 # The EKS API spells effects differently from Kubernetes.
@@ -191,21 +192,168 @@ def ami_type_for(instance_types: Sequence[str]) -> str:
     return AMI_TYPES[group_architecture(instance_types)]
 
 
-# Kubelet's default hard eviction threshold `nodefs.available<10%` and the ephemeral storage
-# EKS's AL2023 bootstrap reserves for the system and kubelet (`kube-reserved`, 1Gi) come off the
-# disk before pods can use it; nodeadm also keeps a few hundred MiB for the OS image itself.
+# nodeadm's kubelet configuration (amazon-eks-ami nodeadm/internal/kubelet/config.go):
+# evictionHard `nodefs.available: 10%` and `memory.available: 100Mi`; kubeReserved
+# `ephemeral-storage: 1Gi`, memory `11 * maxPods + 255` Mi and CPU by a sliding scale of cores.
 KUBELET_EVICTION_FRACTION = 0.10
 RESERVED_EPHEMERAL_GIB = 1
+EVICTION_MEMORY_MIB = 100
+# The 10% is of the root filesystem, which is smaller than the EBS volume: partition table and
+# boot partitions, and XFS keeps its log inside the filesystem (statfs leaves it out). Measured:
+# a 20 GiB disk is a 20959212 KiB filesystem in amazon-eks-ami PR #1126; mkfs.xfs 6.1 takes a
+# 64 MiB log of 20 GiB and 100 GiB, 100 MiB of 200 GiB. 1% covers both with room.
+ROOT_FILESYSTEM_OVERHEAD_FRACTION = 0.01
+GIB = 1024**3
+MIB = 1024**2
+
+
+def allocatable_ephemeral_storage_bytes(filesystem_bytes: int) -> int:
+    """What kubelet reports as allocatable ephemeral storage for a root filesystem this size.
+
+    Allocatable is the filesystem's capacity minus kube-reserved and the hard eviction
+    threshold (amazon-eks-ami PR #1126: 20959212 KiB give 18242267924 bytes allocatable).
+    """
+    return int(filesystem_bytes * (1 - KUBELET_EVICTION_FRACTION)) - RESERVED_EPHEMERAL_GIB * GIB
 
 
 def allocatable_ephemeral_storage_gib(disk_size_gib: int) -> int:
-    """Whole GiB of ephemeral storage a build node offers pods, conservatively rounded down.
+    """Whole GiB of ephemeral storage a build node with this root volume offers pods.
 
     cluster-autoscaler takes the advertised `node-template/resources/ephemeral-storage` as the
     node's allocatable as is (cloudprovider/aws/aws_manager.go), so advertising more than the
-    node really has launches nodes the pending pod can never fit on.
+    node really has launches nodes the pending pod can never fit on. Rounded down from the
+    allocatable of a filesystem `ROOT_FILESYSTEM_OVERHEAD_FRACTION` smaller than the disk.
     """
-    return max(1, int(disk_size_gib * (1 - KUBELET_EVICTION_FRACTION)) - RESERVED_EPHEMERAL_GIB)
+    filesystem = int(disk_size_gib * GIB * (1 - ROOT_FILESYSTEM_OVERHEAD_FRACTION))
+    return max(1, allocatable_ephemeral_storage_bytes(filesystem) // GIB)
+
+
+# The memory the kernel of an instance leaves below its nominal size (Karpenter's default
+# VM_MEMORY_OVERHEAD_PERCENT, karpenter-provider-aws pkg/operator/options/options.go).
+VM_MEMORY_OVERHEAD_FRACTION = 0.075
+KUBELET_DEFAULT_MAX_PODS = 110
+"""kubelet's default, and nodeadm's when it cannot look the instance type up."""
+LARGEST_ENI_MAX_PODS = 15 * (50 - 1) + 2
+"""nodeadm's `ENIs * (IPv4 per ENI - 1) + 2` for the largest sizes (15 ENIs of 50 addresses)."""
+
+
+def assumed_max_pods(shape: InstanceShape) -> int:
+    """An upper bound of the max pods nodeadm gives a node of this shape (kube-reserved memory
+    grows with it): up to 8 vCPUs the ENI limit stays under kubelet's default 110."""
+    return KUBELET_DEFAULT_MAX_PODS if shape.vcpus <= 8 else LARGEST_ENI_MAX_PODS
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU (millicores) and memory (MiB): requests, reservations or what a node offers."""
+
+    cpu_millis: int
+    memory_mib: int
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpu_millis + other.cpu_millis, self.memory_mib + other.memory_mib)
+
+    def __str__(self) -> str:
+        return f"{self.cpu_millis}m CPU/{self.memory_mib}Mi"
+
+    def at_least(self, other: Resources) -> Resources:
+        """Each resource raised to `other`'s where that is larger."""
+        return Resources(
+            max(self.cpu_millis, other.cpu_millis), max(self.memory_mib, other.memory_mib)
+        )
+
+    @classmethod
+    def of(cls, cpu: str | None, memory: str | None) -> Resources:
+        """From Kubernetes quantities; unset counts as nothing (rounded up)."""
+        return cls(
+            cpu_millis=math.ceil(quantity_value(cpu) * 1000) if cpu else 0,
+            memory_mib=math.ceil(quantity_value(memory) / MIB) if memory else 0,
+        )
+
+
+def kube_reserved_cpu_millis(vcpus: int) -> int:
+    """nodeadm's kubeReserved CPU: 6% of the first core, 1% of the second, 0.5% of the next
+    two and 0.25% of every further core (getCPUMillicoresToReserve)."""
+    total = vcpus * 1000
+    reserved = 0
+    for start, end, percent_hundredths in ((0, 1000, 600), (1000, 2000, 100), (2000, 4000, 50)):
+        reserved += max(0, min(total, end) - start) * percent_hundredths // 10000
+    return reserved + max(0, total - 4000) * 25 // 10000
+
+
+def node_allocatable(shape: InstanceShape, max_pods: int | None = None) -> Resources:
+    """CPU and memory kubelet lets pods request on an EKS AL2023 node of this shape.
+
+    Capacity less kube-reserved and the memory eviction threshold; the kernel's share of the
+    nominal memory is estimated like Karpenter does. A plain function of the shape, so any
+    provisioner's smallest node can be checked.
+    """
+    pods = max_pods if max_pods is not None else assumed_max_pods(shape)
+    memory = shape.memory_gib * 1024 * (1 - VM_MEMORY_OVERHEAD_FRACTION)
+    return Resources(
+        cpu_millis=shape.vcpus * 1000 - kube_reserved_cpu_millis(shape.vcpus),
+        memory_mib=int(memory) - (11 * pods + 255) - EVICTION_MEMORY_MIB,
+    )
+
+
+def job_fit_problem(
+    allocatable: Resources,
+    daemonsets: Resources,
+    helper: Resources,
+    build_max: Resources,
+    service_max: Resources,
+) -> str | None:
+    """Why a job using its largest allowed build and service requests fits no node, or None.
+
+    The scheduler adds up the requests of every container of the pod; cluster-autoscaler
+    adds a node only if the pending pod fits one, so a pod larger than a node waits until
+    the runner's poll_timeout and fails.
+    """
+    job = helper + build_max + service_max
+    room = Resources(
+        allocatable.cpu_millis - daemonsets.cpu_millis,
+        allocatable.memory_mib - daemonsets.memory_mib,
+    )
+    if job.cpu_millis <= room.cpu_millis and job.memory_mib <= room.memory_mib:
+        return None
+    return (
+        f"a job at the ceilings requests {job} (build {build_max}, service {service_max}, "
+        f"helper {helper}), more than the {room} a node offers after kube-reserved, eviction "
+        f"thresholds and DaemonSets ({daemonsets})"
+    )
+
+
+def fitting_request_ceiling(
+    allocatable: Resources,
+    daemonsets: Resources,
+    helper: Resources,
+    build: Resources = Resources(0, 0),
+    service: Resources = Resources(0, 0),
+) -> Resources:
+    """The largest ceiling `c` for both the build and the service requests such that a job
+    requesting `max(build, c)` and `max(service, c)` (its configured requests, or raised up to
+    the ceiling) still fits one node with the helper and the DaemonSets."""
+
+    def largest(room: int, configured: tuple[int, int]) -> int:
+        if room // 2 >= max(configured):
+            return room // 2
+        # The larger configured request stays; the other container gets what is left.
+        return max(0, room - max(configured))
+
+    return Resources(
+        cpu_millis=largest(
+            allocatable.cpu_millis - daemonsets.cpu_millis - helper.cpu_millis,
+            (build.cpu_millis, service.cpu_millis),
+        ),
+        memory_mib=largest(
+            allocatable.memory_mib - daemonsets.memory_mib - helper.memory_mib,
+            (build.memory_mib, service.memory_mib),
+        ),
+    )
+
+
+IMDS_HOP_LIMITS = (1, 2)
+"""1: only the node reaches the instance metadata service; 2: containers in pods do too."""
 
 
 def node_selector(labels: Mapping[str, str], architecture: Architecture) -> dict[str, str]:

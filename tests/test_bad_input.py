@@ -95,7 +95,14 @@ MISTAKES = [
     ),
     (
         "used a registration token",
-        with_config(**{f"{P}__runnerTokens": {"default": encrypt("GR1348941registration")}}),
+        with_config(
+            **{
+                f"{P}__runnerTokens": {
+                    pool["name"]: encrypt("GR1348941registration")
+                    for pool in STAGING["config"][f"{P}:pools"]
+                }
+            }
+        ),
         0,
         "",
     ),

@@ -8,19 +8,26 @@ from hypothesis import strategies as st
 
 from components.build_nodes import (
     EKS_TAINT_EFFECTS,
+    GIB,
     InstanceShape,
+    Resources,
     Taint,
+    allocatable_ephemeral_storage_bytes,
     allocatable_ephemeral_storage_gib,
     ami_type_for,
+    fitting_request_ceiling,
     instance_architecture,
     instance_shape,
     instance_type_problem,
+    job_fit_problem,
     keep_off_build_nodes,
+    kube_reserved_cpu_millis,
     mixed_shape_problem,
+    node_allocatable,
     node_selector,
     scale_from_zero_tags,
 )
-from components.kubernetes_names import label_key_problems
+from components.kubernetes_names import label_key_problems, quantity_value
 
 PREFIX = "k8s.io/cluster-autoscaler/node-template"
 
@@ -52,13 +59,80 @@ def test_ephemeral_storage_is_advertised_only_when_given() -> None:
     assert tags[f"{PREFIX}/resources/ephemeral-storage"] == "89Gi"
 
 
-@pytest.mark.parametrize(("disk_gib", "allocatable_gib"), [(100, 89), (200, 179), (20, 17)])
+@pytest.mark.parametrize(("disk_gib", "allocatable_gib"), [(100, 88), (200, 177), (20, 16)])
 def test_allocatable_ephemeral_storage_leaves_kubelets_eviction_threshold(
     disk_gib: int, allocatable_gib: int
 ) -> None:
-    # kubelet's default hard eviction `nodefs.available<10%` plus the 1Gi kube-reserved
-    # ephemeral storage of EKS's AL2023 bootstrap: what a pod can really be given.
+    # kubelet's default hard eviction `nodefs.available<10%` of the filesystem plus the 1Gi
+    # kube-reserved ephemeral storage of nodeadm (nodeadm/internal/kubelet/config.go).
     assert allocatable_ephemeral_storage_gib(disk_gib) == allocatable_gib
+
+
+# amazon-eks-ami PR #1126, an empty node with a 20 GiB root volume: `df` shows a filesystem of
+# 20959212 KiB, and with kubeReserved ephemeral-storage 1Gi the node reports 18242267924 bytes
+# allocatable.
+PR_1126_DISK_GIB = 20
+PR_1126_FILESYSTEM_BYTES = 20959212 * 1024
+PR_1126_ALLOCATABLE_BYTES = 18242267924
+
+
+def test_the_allocatable_formula_reproduces_a_measured_node() -> None:
+    computed = allocatable_ephemeral_storage_bytes(PR_1126_FILESYSTEM_BYTES)
+    # `df` rounds to KiB: the formula agrees with kubelet to within one KiB.
+    assert abs(computed - PR_1126_ALLOCATABLE_BYTES) < 1024
+
+
+@pytest.mark.parametrize("disk_gib", [20, 30, 50, 100, 200, 500, 1000, 16384])
+def test_scale_from_zero_never_advertises_more_than_the_node_has(disk_gib: int) -> None:
+    # cluster-autoscaler builds an empty group's node from the advertised ephemeral storage
+    # (cloudprovider/aws/aws_manager.go): a job requesting exactly that value must fit the node
+    # that then boots. The filesystem is smaller than the disk at least in PR #1126's ratio.
+    filesystem = disk_gib * GIB * PR_1126_FILESYSTEM_BYTES // (PR_1126_DISK_GIB * GIB)
+    real_allocatable = allocatable_ephemeral_storage_bytes(filesystem)
+    advertised = f"{allocatable_ephemeral_storage_gib(disk_gib)}Gi"
+    assert quantity_value(advertised) <= real_allocatable
+    # ...and wastes less than 2 GiB of it plus the filesystem margin.
+    assert real_allocatable - quantity_value(advertised) < 2 * GIB + 0.01 * disk_gib * GIB
+
+
+def test_kube_reserved_cpu_follows_nodeadms_sliding_scale() -> None:
+    # nodeadm/internal/kubelet/config.go getCPUMillicoresToReserve: 6% of the first core, 1% of
+    # the second, 0.5% of the third and fourth, 0.25% above.
+    assert [kube_reserved_cpu_millis(v) for v in (1, 2, 4, 8, 16, 96)] == [
+        60,
+        70,
+        80,
+        90,
+        110,
+        310,
+    ]
+
+
+def test_node_allocatable_of_the_default_shape() -> None:
+    shape = instance_shape("c5a.2xlarge")
+    assert shape is not None
+    # 8 vCPU less 90m kube-reserved; 16 GiB less 7.5% kernel share (Karpenter's default
+    # VM_MEMORY_OVERHEAD_PERCENT), kube-reserved 11 * 110 + 255 Mi and the 100Mi eviction
+    # threshold (nodeadm getMemoryMebibytesToReserve, evictionHard memory.available).
+    assert node_allocatable(shape) == Resources(7910, 15155 - 1465 - 100)
+    assert node_allocatable(shape, max_pods=58).memory_mib == 15155 - 893 - 100
+
+
+def test_a_job_at_both_ceilings_must_fit_one_node() -> None:
+    shape = instance_shape("c6i.2xlarge")
+    assert shape is not None
+    allocatable = node_allocatable(shape)
+    daemonsets = Resources.of("300m", "512Mi")
+    helper = Resources.of("200m", "256Mi")
+    ceiling = fitting_request_ceiling(allocatable, daemonsets, helper)
+    assert job_fit_problem(allocatable, daemonsets, helper, ceiling, ceiling) is None
+    one_more = Resources(ceiling.cpu_millis + 1, ceiling.memory_mib)
+    assert job_fit_problem(allocatable, daemonsets, helper, one_more, ceiling) is not None
+    # The old default, the node's vCPUs minus one and 75% of its memory for each container.
+    old = Resources.of("7", "12Gi")
+    problem = job_fit_problem(allocatable, daemonsets, helper, old, old)
+    assert problem is not None
+    assert "14200m CPU/24832Mi" in problem
 
 
 @pytest.mark.parametrize(
@@ -238,3 +312,23 @@ def test_ami_type_follows_the_architecture() -> None:
 )
 def test_label_keys(key: str, valid: bool) -> None:
     assert (label_key_problems(key) == []) is valid
+
+
+def test_default_ceilings_leave_room_for_a_larger_configured_request() -> None:
+    shape = instance_shape("c6i.xlarge")
+    assert shape is not None
+    allocatable, daemonsets = node_allocatable(shape), Resources.of("300m", "512Mi")
+    helper, build, service = (
+        Resources.of("200m", "256Mi"),
+        Resources.of("250m", "512Mi"),
+        Resources.of("2", "4Gi"),
+    )
+    ceiling = fitting_request_ceiling(allocatable, daemonsets, helper, build, service)
+    # The service keeps its 4Gi; the build container may grow into what is left.
+    assert ceiling.memory_mib == allocatable.memory_mib - 512 - 256 - 4096
+    assert (
+        job_fit_problem(
+            allocatable, daemonsets, helper, build.at_least(ceiling), service.at_least(ceiling)
+        )
+        is None
+    )

@@ -10,7 +10,17 @@ import pulumi
 import pytest
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
-from components.aws.cluster import EksCluster, EksClusterArgs, exec_kubeconfig
+from components.aws.cluster import (
+    EksCluster,
+    EksClusterArgs,
+    VpcCni,
+    exec_kubeconfig,
+    network_policy_enforcement,
+    node_cni_policy_problem,
+    service_cidr_problems,
+    version_problem,
+    vpc_cni_of_addon,
+)
 from tests.harness import ACCOUNT_ID, MOCK_CLUSTER_SUBNETS, mock_issuer, run_program
 
 REGION = "eu-west-1"
@@ -34,6 +44,7 @@ def declare(**overrides: Any):
             "vpc_id",
             "node_subnet_ids",
             "kubeconfig",
+            "vpc_cni_role_arn",
         ):
             pulumi.export(name, getattr(cluster, name))
 
@@ -209,3 +220,153 @@ def test_existing_cluster_kubeconfig_and_created_cluster_honour_the_profile() ->
     assert "--profile" in kubeconfig["users"][0]["user"]["exec"]["args"]
     created = declare(**CREATE, aws_profile="ci-deployer").one("eks:index:Cluster")
     assert created.inputs["providerCredentialOpts"] == {"profileName": "ci-deployer"}
+
+
+def test_a_created_cluster_gives_the_vpc_cni_its_own_role_and_network_policies() -> None:
+    run = declare(**CREATE)
+    cluster = run.one("eks:index:Cluster")
+    # pulumi-eks would create the add-on inside the cluster, where its role cannot trust the
+    # cluster's own OIDC provider: the stack declares it next to the cluster instead.
+    assert cluster.inputs["useDefaultVpcCni"] is True
+    addon = run.one("eks:index:VpcCniAddon")
+    # pulumi-eks nodejs/eks/addons/cni-addon.ts: enableNetworkPolicy becomes the add-on's
+    # `enableNetworkPolicy: "true"`, without which the VPC CNI enforces no NetworkPolicy.
+    assert addon.inputs["enableNetworkPolicy"] is True
+    assert addon.inputs["clusterName"] == "fleet-dev"
+    assert addon.inputs["clusterVersion"] == "1.34"
+    role = next(r for r in run.of_type("aws:iam/role:Role") if r.name == "cluster-vpc-cni")
+    assert addon.inputs["serviceAccountRoleArn"] == role.state["arn"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    (statement,) = trust["Statement"]
+    issuer = mock_issuer(REGION, "fleet-dev")
+    assert statement["Condition"]["StringEquals"][f"{issuer}:sub"] == (
+        "system:serviceaccount:kube-system:aws-node"
+    )
+    attachments = {
+        a.name: a.inputs["policyArn"]
+        for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    }
+    assert attachments["cluster-vpc-cni-policy"] == "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
+    assert run.outputs["vpc_cni_role_arn"] == role.state["arn"]
+    # Nodes join once the CNI can assign addresses with its own role.
+    system = run.one("aws:eks/nodeGroup:NodeGroup")
+    assert addon.urn in system.dependencies
+
+
+def test_a_created_clusters_system_nodes_lack_the_cni_policy() -> None:
+    run = declare(**CREATE)
+    system_attachments = [
+        a.inputs["policyArn"]
+        for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.name.startswith("cluster-system-nodes-")
+    ]
+    assert sorted(system_attachments) == [
+        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    ]
+
+
+def test_network_policies_off_leave_the_cni_agent_off() -> None:
+    addon = declare(**CREATE, network_policies=False).one("eks:index:VpcCniAddon")
+    assert addon.inputs["enableNetworkPolicy"] is False
+
+
+def test_a_created_cluster_takes_its_service_range_from_the_arguments() -> None:
+    cluster = declare(**CREATE, service_cidr="172.20.0.0/16").one("eks:index:Cluster")
+    assert cluster.inputs["kubernetesServiceIpAddressRange"] == "172.20.0.0/16"
+    run = run_program(
+        lambda: EksCluster(
+            "cluster",
+            {**CREATE, "version": "1.34", "region": REGION, "service_cidr": "8.8.0.0/16"},  # type: ignore[typeddict-item]
+        ),
+        return_error=True,
+    )
+    assert "service_cidr must lie within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16" in str(
+        run.error
+    )
+
+
+@pytest.mark.parametrize(
+    ("configured", "running", "expected"),
+    [
+        ("1.34", "1.34", None),
+        # The control plane was upgraded: CreateNodegroup accepts only the cluster's version.
+        ("1.33", "1.34", "set cluster.version: '1.34' (the control plane was upgraded)"),
+        ("1.35", "1.34", "upgrade the control plane to 1.35 first"),
+    ],
+)
+def test_node_groups_follow_the_running_control_plane(
+    configured: str, running: str, expected: str | None
+) -> None:
+    problem = version_problem(configured, running, "ci-prod")
+    if expected is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert expected in problem
+
+
+@pytest.mark.parametrize(
+    ("cidr", "vpc", "expected"),
+    [
+        ("10.100.0.0/16", ["10.0.0.0/16"], None),
+        ("172.20.0.0/16", ["10.0.0.0/16", "100.64.0.0/16"], None),
+        ("192.168.0.0/24", [], None),
+        # EKS API KubernetesNetworkConfigRequest serviceIpv4Cidr: private blocks only...
+        ("100.64.0.0/16", [], "must lie within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"),
+        # ...between /12 and /24...
+        ("10.0.0.0/8", [], "must be between /12 and /24, got /8"),
+        ("10.100.0.0/25", [], "must be between /12 and /24, got /25"),
+        # ...and overlapping no CIDR block of the VPC, secondary ones included.
+        ("10.100.0.0/16", ["10.0.0.0/16", "10.100.128.0/17"], "overlaps the VPC's CIDR blocks"),
+        ("10.96.0.0/12", ["10.100.0.0/16"], "overlaps the VPC's CIDR blocks 10.100.0.0/16"),
+        ("10.100.0.1/16", [], "must be an IPv4 network"),
+    ],
+)
+def test_service_range_rules(cidr: str, vpc: list[str], expected: str | None) -> None:
+    problems = service_cidr_problems(cidr, vpc)
+    assert (expected is None) == (not problems)
+    if expected:
+        assert expected in "; ".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("addon", "expected"),
+    [
+        (('{"enableNetworkPolicy": "true"}', "", []), VpcCni(True, False)),
+        (
+            ('{"enableNetworkPolicy":"false","env":{}}', "arn:aws:iam::1:role/cni", []),
+            VpcCni(False, True),
+        ),
+        (("", "", ["aws-node"]), VpcCni(False, True)),
+        (("not json", "", ["other"]), VpcCni(False, False)),
+    ],
+)
+def test_the_vpc_cni_add_on_is_read_from_its_configuration(
+    addon: tuple[str, str, list[str]], expected: VpcCni
+) -> None:
+    assert vpc_cni_of_addon(*addon) == expected
+
+
+def test_what_enforces_network_policies_is_reported() -> None:
+    assert network_policy_enforcement(True, created=True, vpc_cni=None)[1] is None
+    status, warning = network_policy_enforcement(True, created=False, vpc_cni=VpcCni(True, False))
+    assert status.startswith("enforced")
+    assert warning is None
+    status, warning = network_policy_enforcement(True, created=False, vpc_cni=VpcCni(False, True))
+    assert status.startswith("not enforced")
+    assert warning is not None
+    assert "accepted and do nothing" in warning
+    assert network_policy_enforcement(True, created=False, vpc_cni=None)[1] is not None
+    assert network_policy_enforcement(False, created=False, vpc_cni=None) == (
+        "off: isolation.networkPolicies is false",
+        None,
+    )
+
+
+def test_build_nodes_keep_the_cni_policy_while_the_cni_has_no_role() -> None:
+    assert node_cni_policy_problem(False, VpcCni(True, False)) is not None
+    assert node_cni_policy_problem(False, VpcCni(True, True)) is None
+    assert node_cni_policy_problem(True, VpcCni(True, False)) is None
+    # Unknown (no readable add-on): the operator's choice stands.
+    assert node_cni_policy_problem(False, None) is None

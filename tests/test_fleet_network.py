@@ -8,7 +8,8 @@ import pytest
 
 from components.aws.cluster import CREATED_SERVICE_CIDR, ClusterNetwork
 from components.fleet.network import (
-    cluster_network,
+    build_nodes_carry_cni_policy,
+    look_up_cluster,
     mirror_cluster_ip,
     s3_gateway_endpoint_wanted,
 )
@@ -24,6 +25,7 @@ CREATE = {
     "privateSubnetIds": ["subnet-a", "subnet-b"],
 }
 KUBECONFIG = {"mode": "kubeconfig", "name": "k3s"}
+EXISTING = {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-p1"]}
 
 
 @pytest.mark.parametrize(
@@ -42,21 +44,39 @@ def test_the_s3_endpoint_is_added_by_default_only_to_a_created_clusters_vpc(
 
 
 def test_a_created_cluster_gets_its_service_range_from_the_stack() -> None:
-    assert cluster_network(settings_of({"cluster": CREATE})) == ClusterNetwork(
-        "vpc-1", CREATED_SERVICE_CIDR
-    )
+    found: list[Any] = []
+    run = run_program(lambda: found.append(look_up_cluster(settings_of({"cluster": CREATE}))))
+    assert run.error is None
+    assert found[0].network == ClusterNetwork("vpc-1", CREATED_SERVICE_CIDR)
+    assert found[0].existing is None
 
 
 def test_an_existing_clusters_network_is_looked_up() -> None:
     found: list[Any] = []
-    run = run_program(lambda: found.append(cluster_network(settings_of({}))))
+    run = run_program(lambda: found.append(look_up_cluster(settings_of({}))))
     assert run.error is None
-    assert found == [ClusterNetwork(MOCK_CLUSTER_VPC, MOCK_SERVICE_CIDR)]
+    assert found[0].network == ClusterNetwork(MOCK_CLUSTER_VPC, MOCK_SERVICE_CIDR)
+    assert found[0].existing.kubernetes_version == "1.34"
 
 
 def test_a_cluster_reached_by_kubeconfig_has_no_network_to_look_up() -> None:
     settings = settings_of({"cluster": KUBECONFIG, "cache": {"type": "inCluster"}}, region=None)
-    assert cluster_network(settings) is None
+    lookup = look_up_cluster(settings)
+    assert (lookup.network, lookup.existing) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "carries"),
+    [
+        ({"cluster": CREATE}, False),
+        ({}, True),
+        ({"cluster": {**EXISTING, "nodeCniPolicy": False}}, False),
+    ],
+)
+def test_build_nodes_carry_the_cni_policy_only_where_the_cni_has_no_role_of_its_own(
+    raw: dict[str, Any], carries: bool
+) -> None:
+    assert build_nodes_carry_cni_policy(settings_of(raw)) is carries
 
 
 def test_the_mirror_sits_at_the_fixed_address_low_in_the_service_range() -> None:

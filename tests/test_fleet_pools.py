@@ -22,10 +22,11 @@ def test_a_pools_node_group_carries_its_labels_taints_and_the_stacks_discovery_t
     settings = settings_of({"pools": [ARM], "tags": {"team": "ci"}}, stack="prod")
     (pool,) = settings.pools
     args = spot_node_group_args(
-        settings, pool, cluster_name="ci", subnet_ids=["subnet-1"], user_data=None
+        settings, pool, cluster_name="ci", subnet_ids=["subnet-1"], user_data=None, cni_policy=True
     )
     assert node_group_name(pool) == "build-nodes-arm64"
     assert args["instance_types"] == ["c7g.2xlarge"]
+    assert (args["node_cni_policy"], args["imds_hop_limit"]) == (True, 1)
     assert (args["min_size"], args["max_size"]) == (0, 5)
     assert args["labels"] == {"gitlab-runner-fleet/pool": "arm64"}
     assert args["taints"] == [

@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 
 from components.kubernetes_names import quantity_value
-from components.settings import FleetSettings, PoolSettings, RawSecret, parse_settings
+from components.settings import (
+    FleetSettings,
+    PoolSettings,
+    RawSecret,
+    SettingsError,
+    parse_settings,
+)
 from components.settings.cache_plan import runner_cache_spec
-from components.workloads.runner_config import effective_config, template_toml
+from components.workloads.runner_config import DIND_SERVICES, effective_config, template_toml
 from tests.harness import PROJECT, config_from_stack_file
 
 CLUSTER = {"cluster": {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-1"]}}
@@ -104,15 +110,14 @@ def test_dind_pools_privilege_only_services() -> None:
     assert kubernetes["service_container_security_context"] == {"privileged": True}
     # The service context applies to every service of the job, so dind is all a job may start;
     # the runner matches these doublestar globs against the image as written
-    # (common/allowed_images.go).
-    assert kubernetes["allowed_services"] == ["docker:dind", "docker:*-dind"]
+    # (common/allowed_images.go); tests/test_allowed_services.py checks real names.
+    assert kubernetes["allowed_services"] == list(DIND_SERVICES)
 
 
 def test_dind_pools_keep_dind_first_in_an_extended_allowlist() -> None:
     settings = settings_of({"runner": {"allowedServices": ["postgres:16", "docker:dind"]}})
     assert rendered(settings)["kubernetes"]["allowed_services"] == [
-        "docker:dind",
-        "docker:*-dind",
+        *DIND_SERVICES,
         "postgres:16",
     ]
 
@@ -200,24 +205,68 @@ def test_dind_does_the_build_so_it_gets_most_of_the_job() -> None:
 def test_jobs_may_raise_resources_up_to_a_pool_sized_ceiling() -> None:
     kubernetes = rendered(settings_of({}))["kubernetes"]
     # Unset, a job cannot change requests or limits with KUBERNETES_* variables at all
-    # (executors/kubernetes/overwrites.go). c5a.2xlarge: 8 vCPU, 16 GiB.
+    # (executors/kubernetes/overwrites.go). c5a.2xlarge: 8 vCPU, 16 GiB, 7910m and 13590Mi
+    # allocatable; less 300m/512Mi of DaemonSets and the helper's 200m/256Mi, halved.
     for prefix in ("", "service_"):
-        for kind in ("request", "limit"):
-            assert kubernetes[f"{prefix}cpu_{kind}_overwrite_max_allowed"] == "7"
-            assert kubernetes[f"{prefix}memory_{kind}_overwrite_max_allowed"] == "12Gi"
+        assert kubernetes[f"{prefix}cpu_request_overwrite_max_allowed"] == "3705m"
+        assert kubernetes[f"{prefix}memory_request_overwrite_max_allowed"] == "6411Mi"
+        # Limits do not count for scheduling: one container may use a whole node.
+        assert kubernetes[f"{prefix}cpu_limit_overwrite_max_allowed"] == "7410m"
+        assert kubernetes[f"{prefix}memory_limit_overwrite_max_allowed"] == "12822Mi"
     large = rendered(stack_settings("prod"), "large-memory")["kubernetes"]
-    assert large["service_memory_limit_overwrite_max_allowed"] == "48Gi"
+    assert large["service_memory_request_overwrite_max_allowed"] == "29143Mi"
     explicit = settings_of(
         {"pools": [{**POOL, "overwriteMaxAllowed": {"cpu": "3", "memory": "6Gi"}}]}
     )
     assert rendered(explicit)["kubernetes"]["cpu_request_overwrite_max_allowed"] == "3"
 
 
+@pytest.mark.parametrize(
+    "pool",
+    [
+        # Before issue 19 the default: the node's vCPUs minus one and 75% of its memory, for
+        # the build container and each service alike.
+        {"overwriteMaxAllowed": {"cpu": "7", "memory": "12Gi"}},
+        {"overwriteMaxAllowed": {"cpu": "3706m", "memory": "6Gi"}},
+        {"overwriteMaxAllowed": {"cpu": "3", "memory": "6412Mi"}},
+        # Configured requests count too: a job cannot go below them.
+        {
+            "overwriteMaxAllowed": {"cpu": "1", "memory": "6Gi"},
+            "serviceResources": {"cpuRequest": "7", "memoryRequest": "4Gi"},
+        },
+    ],
+)
+def test_ceilings_a_job_cannot_use_together_are_refused(pool: dict[str, Any]) -> None:
+    # A pod larger than every node template never makes cluster-autoscaler add a node; it
+    # waits until poll_timeout (executors/kubernetes/kubernetes.go) and fails.
+    with pytest.raises(SettingsError, match=r"pools\[0\]\.overwriteMaxAllowed: a job at the"):
+        settings_of({"pools": [{**POOL, **pool}]})
+
+
+def test_configured_requests_that_fit_no_node_are_refused() -> None:
+    too_big = {"serviceResources": {"cpuRequest": "7500m", "memoryRequest": "4Gi"}}
+    with pytest.raises(SettingsError, match=r"pools\[0\]\.serviceResources: a job at the"):
+        settings_of({"pools": [{**POOL, **too_big}]})
+
+
+def test_ceilings_that_fit_together_are_accepted() -> None:
+    settings = settings_of(
+        {"pools": [{**POOL, "overwriteMaxAllowed": {"cpu": "3705m", "memory": "6411Mi"}}]}
+    )
+    assert settings.pools[0].job_fit_problem() is None
+    # Busier DaemonSets leave less room: the default ceilings shrink with them.
+    busy = settings_of({"pools": [{**POOL, "daemonsetRequests": {"cpu": "1", "memory": "2Gi"}}]})
+    ceiling = busy.pools[0].overwrite_ceiling
+    assert ceiling is not None
+    assert ceiling["cpu"] == "3355m"
+    assert ceiling["memory"] == "5643Mi"
+
+
 def test_jobs_request_ephemeral_storage_so_scale_from_zero_counts_it() -> None:
     kubernetes = rendered(settings_of({}))["kubernetes"]
     assert kubernetes["ephemeral_storage_request"] == "8Gi"
-    # A job may ask for more, never more than one node offers (100 GiB disk: 89Gi).
-    assert kubernetes["ephemeral_storage_request_overwrite_max_allowed"] == "89Gi"
+    # A job may ask for more, never more than one node offers (100 GiB disk: 88Gi).
+    assert kubernetes["ephemeral_storage_request_overwrite_max_allowed"] == "88Gi"
 
 
 def test_job_pods_are_protected_from_drains_and_scale_down() -> None:
@@ -476,3 +525,25 @@ def test_job_pods_run_as_a_tokenless_service_account() -> None:
     kubernetes = rendered(settings_of({}))["kubernetes"]
     assert kubernetes["service_account"] == "gitlab-runner-job"
     assert kubernetes["automount_service_account_token"] is False
+
+
+@pytest.mark.parametrize("hop_limit", [3, 0])
+def test_a_pool_hop_limit_is_one_or_two(hop_limit: int) -> None:
+    with pytest.raises(SettingsError, match=r"pools\[0\]\.imdsHopLimit"):
+        settings_of({"pools": [{**POOL, "imdsHopLimit": hop_limit}]})
+    assert settings_of({"pools": [{**POOL, "imdsHopLimit": 2}]}).pools[0].imds_hop_limit == 2
+
+
+def test_privilege_escalation_is_a_pool_choice_for_the_build_container_only() -> None:
+    # allowPrivilegeEscalation: false sets no_new_privs, so setuid binaries such as sudo and
+    # rootless BuildKit's newuidmap gain nothing (kubernetes.go passes the build context as is).
+    default = rendered(settings_of({}))["kubernetes"]
+    assert default["build_container_security_context"]["allow_privilege_escalation"] is False
+    sudo = settings_of({"pools": [{**POOL, "allowPrivilegeEscalation": True}]})
+    kubernetes = rendered(sudo)["kubernetes"]
+    assert kubernetes["build_container_security_context"] == {
+        "privileged": False,
+        "allow_privilege_escalation": True,
+    }
+    assert kubernetes["helper_container_security_context"]["allow_privilege_escalation"] is False
+    assert kubernetes["privileged"] is False

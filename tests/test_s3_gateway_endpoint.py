@@ -9,7 +9,7 @@ import pulumi
 import pytest
 
 import offline
-from components.aws.s3_gateway_endpoint import S3GatewayEndpoint, plan_endpoint
+from components.aws.s3_gateway_endpoint import S3GatewayEndpoint, identity_tags, plan_endpoint
 from offline import MOCK_CLUSTER_VPC
 from tests.harness import DEFAULT_REGION, MOCK_ROUTE_TABLES, ProgramRun, run_program
 
@@ -105,3 +105,50 @@ def test_plan_routes_only_what_no_other_endpoint_serves() -> None:
     plan = plan_endpoint(["a", "b", "c"], s3_routed_tables=["a", "b", "x"], own_tables=["b"])
     assert plan.create_on == ["b", "c"]
     assert plan.already_served == ["a"]
+
+
+def test_the_stacks_own_endpoint_survives_a_change_of_user_tags() -> None:
+    # The tagging API returns a resource only when it carries every filter's key and value
+    # (resourcegroupstaggingapi GetResources TagFilters). An endpoint created with the old
+    # cost-center must still be found as this stack's, or its tables look served by another
+    # endpoint, the endpoint is not declared and Pulumi deletes it.
+    old_tags = {**TAGS, "cost-center": "platform-prod"}
+
+    def program() -> None:
+        S3GatewayEndpoint(
+            "s3",
+            {
+                "vpc_id": MOCK_CLUSTER_VPC,
+                "route_table_ids": ["rtb-a", "rtb-b"],
+                "tags": {**TAGS, "cost-center": "platform-shared"},
+            },
+        )
+
+    run = run_program(
+        program,
+        mocks=offline.FleetMocks(
+            DEFAULT_REGION,
+            s3_routed_tables=["rtb-a", "rtb-b"],
+            own_s3_endpoint_tables=["rtb-a", "rtb-b"],
+            own_s3_endpoint_tags=old_tags,
+        ),
+    )
+    endpoint = run.one("aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint.inputs["routeTableIds"] == ["rtb-a", "rtb-b"]
+    assert endpoint.inputs["tags"]["cost-center"] == "platform-shared"
+
+
+def test_an_endpoint_of_another_stack_is_not_taken_for_this_stacks() -> None:
+    other_stack = {**TAGS, "stack": "staging"}
+    run = declare_in_vpc(
+        s3_routed_tables=["rtb-a"],
+        own_s3_endpoint_tables=["rtb-a"],
+        own_s3_endpoint_tags=other_stack,
+    )
+    assert run.one("aws:ec2/vpcEndpoint:VpcEndpoint").inputs["routeTableIds"] == ["rtb-b"]
+
+
+def test_without_identity_tags_no_endpoint_is_looked_up_as_this_stacks() -> None:
+    # An empty tag filter would list every endpoint in the account.
+    assert identity_tags({"cost-center": "x"}) == {}
+    assert identity_tags({**TAGS, "cost-center": "x"}) == TAGS

@@ -207,3 +207,30 @@ def test_direct_use_with_an_invalid_taint_is_refused() -> None:
 def test_desired_size_starts_at_the_minimum(min_size: int) -> None:
     group = declare(min_size=min_size).one("aws:eks/nodeGroup:NodeGroup")
     assert group.inputs["scalingConfig"]["desiredSize"] == min_size
+
+
+def test_a_pool_may_let_pods_reach_imds_with_hop_limit_two() -> None:
+    # EKS user guide, launch-templates: containers that use IMDSv2 need a hop limit of 2,
+    # one more than the node's own processes (DaemonSets outside the host network included).
+    template = declare(imds_hop_limit=2).one("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 2
+    assert template.inputs["metadataOptions"]["httpTokens"] == "required"
+
+
+@pytest.mark.parametrize("hop_limit", [0, 3, 64])
+def test_hop_limits_other_than_one_or_two_are_refused(hop_limit: int) -> None:
+    run = run_program(
+        lambda: SpotNodeGroup(
+            "build-nodes",
+            {
+                "cluster_name": "ci",
+                "kubernetes_version": "1.34",
+                "subnet_ids": ["subnet-1"],
+                "instance_types": ["c5.2xlarge"],
+                "max_size": 1,
+                "imds_hop_limit": hop_limit,
+            },
+        ),
+        return_error=True,
+    )
+    assert "imds_hop_limit must be 1 or 2" in str(run.error)

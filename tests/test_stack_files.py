@@ -59,7 +59,10 @@ def loaded(document: dict[str, Any], stack: str = "qa") -> FleetSettings:
 
 # Every secret the shipped stack files tell the user to set, as their comments write it.
 DOCUMENTED_SECRETS = [
-    ("staging", [("runnerTokens.default", "glrt-staging")]),
+    (
+        "staging",
+        [("runnerTokens.default", "glrt-staging"), ("runnerTokens.rootless", "glrt-rootless")],
+    ),
     (
         "prod",
         [
@@ -155,6 +158,7 @@ def test_the_secrets_providers_lines_are_part_of_a_stack_file(
     document["secretsprovider"] = "awskms://alias/pulumi-secrets?region=eu-west-1"
     document["encryptedkey"] = "AQICAHh0cmFuc2l0ZW5jcnlwdGVka2V5"
     config_set(document, "runnerTokens.default", "glrt-x", secret=True, path=True)
+    config_set(document, "runnerTokens.rootless", "glrt-y", secret=True, path=True)
     code, err, _ = render_file(write(tmp_path, document), capsys)
     assert (code, err) == (0, "")
 
@@ -162,6 +166,7 @@ def test_the_secrets_providers_lines_are_part_of_a_stack_file(
 def test_a_secret_inside_a_list_is_understood(tmp_path: Path) -> None:
     document = stack_document("staging")
     config_set(document, "runnerTokens.default", "glrt-x", secret=True, path=True)
+    config_set(document, "runnerTokens.rootless", "glrt-y", secret=True, path=True)
     config_set(document, "pools[0].tags[0]", "docker", secret=True, path=True)
     path = write(tmp_path, document)
     assert read_stack_file(path)[f"{PROJECT}:pools"][0]["tags"][0] == {"secure": "v1:ZG9ja2Vy"}
@@ -184,6 +189,7 @@ def test_an_encrypted_setting_that_is_no_secret_is_refused_offline_with_the_fix(
 def test_the_token_flows_from_the_stack_file_into_the_pools_secret_as_a_secret() -> None:
     document = stack_document("staging")
     config_set(document, "runnerTokens.default", "glrt-flows", secret=True, path=True)
+    config_set(document, "runnerTokens.rootless", "glrt-rootless", secret=True, path=True)
     config, secret_keys = program_config(document)
     assert f"{PROJECT}:runnerTokens" in secret_keys
     run = evaluate_config(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +13,10 @@ import pytest
 import yaml
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
+from offline import FleetMocks
 from tests.harness import (
     ACCOUNT_ID,
+    DEFAULT_REGION,
     MOCK_ROUTE_TABLES,
     PROJECT,
     RUNNER_TOKEN,
@@ -56,6 +59,8 @@ EXPORTS = {
     "cacheUserName",
     "cacheAccessKeyId",
     "cacheSecretAccessKey",
+    "networkPolicyEnforcement",
+    "vpcCniRoleArn",
 }
 TAGGABLE = {
     "aws:s3/bucket:Bucket",
@@ -125,7 +130,7 @@ def test_onprem_runner_uses_minio_with_access_keys_from_secrets() -> None:
             "pools[0].maxSize: is only used on EKS",
         ),
         (
-            {"pools": [{"name": "office", "instanceTypes": ["c6i.large"], "runUntagged": True}]},
+            {"pools": [{"name": "office", "instanceTypes": ["c6i.xlarge"], "runUntagged": True}]},
             "pools[0].instanceTypes: is only used on EKS",
         ),
         (
@@ -255,9 +260,9 @@ PREFIX = "k8s.io/cluster-autoscaler/node-template"
 DISCOVERY = ("gitlab-runner-fleet/autoscaler", "gitlab-runner-fleet-prod")
 PROD_POOLS = {
     # pool: (AMI type, kubernetes.io/arch, advertised ephemeral storage)
-    "default": ("AL2023_x86_64_STANDARD", "amd64", "89Gi"),
-    "arm64": ("AL2023_ARM_64_STANDARD", "arm64", "89Gi"),
-    "large-memory": ("AL2023_x86_64_STANDARD", "amd64", "179Gi"),
+    "default": ("AL2023_x86_64_STANDARD", "amd64", "88Gi"),
+    "arm64": ("AL2023_ARM_64_STANDARD", "arm64", "88Gi"),
+    "large-memory": ("AL2023_x86_64_STANDARD", "amd64", "177Gi"),
 }
 
 
@@ -938,3 +943,135 @@ def test_prod_is_watched_with_alerts_a_dashboard_and_pool_labels(
     for pool in PROD_POOLS:
         config = tomllib.loads(runner_values(run, pool)["runners"]["config"])["runners"][0]
         assert config["kubernetes"]["pod_labels"]["gitlab-runner-fleet/pool"] == pool
+
+
+def test_a_pools_hop_limit_reaches_its_launch_template() -> None:
+    pools = config_from_stack_file("staging")[f"{PROJECT}:pools"]
+    run = run_stack("staging", settings_config(pools=[{**pools[0], "imdsHopLimit": 2}]))
+    (template,) = [
+        t
+        for t in run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+        if t.name == "build-nodes-default"
+    ]
+    assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 2
+
+
+def build_node_role_policies(run: ProgramRun) -> dict[str, set[str]]:
+    """Each pool's node role's managed policy names."""
+    policies: dict[str, set[str]] = {}
+    for attachment in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
+        if attachment.name.startswith("build-nodes-"):
+            pool = attachment.name.removeprefix("build-nodes-").split("-role-")[0]
+            policies.setdefault(pool, set()).add(attachment.inputs["policyArn"].rsplit("/", 1)[1])
+    return policies
+
+
+@pytest.mark.parametrize("running", ["1.35", "1.33"])
+def test_an_existing_cluster_on_another_version_is_refused_before_anything_is_declared(
+    running: str,
+) -> None:
+    # EKS CreateNodegroup: the cluster's version "is the only accepted specified value", so a
+    # new pool would fail half-way through `pulumi up` (EKS API reference).
+    run = run_stack(
+        "staging", return_error=True, mocks=FleetMocks(DEFAULT_REGION, cluster_version=running)
+    )
+    assert f"cluster.version: is 1.34 but cluster ci-staging runs {running}" in str(run.error)
+    assert run.resources == []
+
+
+def test_a_created_clusters_service_range_must_miss_every_vpc_block() -> None:
+    # EKS refuses a Service range overlapping any CIDR block of the VPC, and the range cannot
+    # change once the cluster exists (EKS API KubernetesNetworkConfigRequest).
+    mocks = FleetMocks(DEFAULT_REGION, vpc_cidr_blocks=["10.0.0.0/16", "10.100.0.0/20"])
+    run = run_stack("dev", return_error=True, mocks=mocks)
+    assert "cluster.serviceCidr: 10.100.0.0/16 overlaps the VPC's CIDR blocks 10.100.0.0/20" in (
+        str(run.error)
+    )
+    assert run.resources == []
+
+
+def test_the_service_range_is_a_setting_and_the_mirror_address_follows_it() -> None:
+    cluster = config_from_stack_file("dev")[f"{PROJECT}:cluster"]
+    run = run_stack("dev", settings_config(cluster={**cluster, "serviceCidr": "172.20.0.0/16"}))
+    assert run.one("eks:index:Cluster").inputs["kubernetesServiceIpAddressRange"] == (
+        "172.20.0.0/16"
+    )
+    assert run.outputs["registryMirrorNodeUrl"] == "http://172.20.0.50:5000"
+
+
+def test_dev_enforces_its_network_policies_with_the_vpc_cni_and_its_own_role() -> None:
+    run = run_stack("dev")
+    addon = run.one("eks:index:VpcCniAddon")
+    assert addon.inputs["enableNetworkPolicy"] is True
+    assert run.outputs["vpcCniRoleArn"] == addon.inputs["serviceAccountRoleArn"]
+    assert run.outputs["networkPolicyEnforcement"].startswith("enforced")
+    # AmazonEKS_CNI_Policy allows ec2:ModifyNetworkInterfaceAttribute, DeleteNetworkInterface
+    # and DetachNetworkInterface on every interface; a dind job holds its node's role.
+    assert build_node_role_policies(run) == {
+        "default": {"AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"}
+    }
+
+
+def test_an_existing_cluster_without_network_policy_enforcement_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    disabled = {"configurationValues": '{"enableNetworkPolicy": "false"}'}
+    with caplog.at_level(logging.WARNING):
+        run = run_stack("staging", mocks=FleetMocks(DEFAULT_REGION, vpc_cni_addon=disabled))
+    assert run.outputs["networkPolicyEnforcement"].startswith("not enforced by the VPC CNI")
+    assert "the job NetworkPolicies are accepted and do nothing" in caplog.text
+    # Without a vpc-cni add-on (a self-managed CNI) the lookup fails and nothing is known.
+    run = run_stack("staging", mocks=FleetMocks(DEFAULT_REGION, vpc_cni_addon={}))
+    assert "no readable vpc-cni add-on" in run.outputs["networkPolicyEnforcement"]
+    assert run_stack("staging").outputs["networkPolicyEnforcement"].startswith("enforced")
+
+
+def test_an_existing_clusters_build_nodes_drop_the_cni_policy_only_when_the_cni_has_a_role() -> (
+    None
+):
+    assert build_node_role_policies(run_stack("staging"))["default"] == {
+        "AmazonEKSWorkerNodePolicy",
+        "AmazonEC2ContainerRegistryReadOnly",
+        "AmazonEKS_CNI_Policy",
+    }
+    cluster = config_from_stack_file("staging")[f"{PROJECT}:cluster"]
+    without = settings_config(cluster={**cluster, "nodeCniPolicy": False})
+    refused = run_stack("staging", without, return_error=True)
+    assert "cluster.nodeCniPolicy: is false, but the cluster's vpc-cni add-on has no role" in (
+        str(refused.error)
+    )
+    with_role = {
+        "configurationValues": '{"enableNetworkPolicy": "true"}',
+        "serviceAccountRoleArn": "arn:aws:iam::123456789012:role/vpc-cni",
+    }
+    run = run_stack("staging", without, mocks=FleetMocks(DEFAULT_REGION, vpc_cni_addon=with_role))
+    assert "AmazonEKS_CNI_Policy" not in build_node_role_policies(run)["default"]
+
+
+def test_staging_runs_a_rootless_pool_at_pod_security_baseline() -> None:
+    run = run_stack("staging")
+    namespace = next(
+        n
+        for n in run.of_type("kubernetes:core/v1:Namespace")
+        if n.inputs["metadata"]["name"] == "gitlab-runner-jobs-rootless"
+    )
+    labels = namespace.inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "v1.34"
+    kubernetes = tomllib.loads(runner_values(run, "rootless")["runners"]["config"])["runners"][0][
+        "kubernetes"
+    ]
+    assert kubernetes["namespace"] == "gitlab-runner-jobs-rootless"
+    assert kubernetes["privileged"] is False
+    assert kubernetes["build_container_security_context"] == {
+        "privileged": False,
+        "allow_privilege_escalation": True,
+    }
+    assert kubernetes["helper_container_security_context"]["allow_privilege_escalation"] is False
+    assert kubernetes["service_container_security_context"] == {"privileged": False}
+    assert "volumes" not in kubernetes
+    # Its own nodes: dind and rootless jobs never share a node.
+    assert node_group(run, "rootless").inputs["taints"] == [
+        {"key": "gitlab-runner-fleet/pool", "value": "rootless", "effect": "NO_SCHEDULE"}
+    ]
+    assert kubernetes["node_selector"]["gitlab-runner-fleet/pool"] == "rootless"

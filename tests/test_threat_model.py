@@ -59,3 +59,41 @@ def test_dind_is_counted_as_root_on_its_node() -> None:
     ):
         assert by_target[target].dind == "can"
         assert by_target[target].rootless == "cannot"
+
+
+def test_dind_reaches_other_projects_cache_objects_but_not_the_cache_credentials() -> None:
+    # Presigned URLs are `--url` arguments of the helper's cache commands in the job script
+    # (shells/abstract.go), saved in the pod's scripts emptyDir (executors/kubernetes/
+    # kubernetes.go saveScriptOnEmptyDir): root on the node reads them.
+    boundaries = {boundary.target: boundary for boundary in BOUNDARIES}
+    objects = boundaries["Other projects' cache objects"]
+    assert (objects.rootless, objects.dind) == ("cannot", "can")
+    credentials = boundaries["Cache storage credentials"]
+    assert (credentials.rootless, credentials.dind) == ("cannot", "cannot")
+
+
+def test_every_dind_service_counts_as_privileged_not_only_docker_dind() -> None:
+    # executors/kubernetes/kubernetes.go preparePodServices gives every service the same
+    # service_container_security_context; common/allowed_images.go admits the runner's own
+    # images whatever allowed_services says.
+    root = {boundary.target: boundary for boundary in BOUNDARIES}["Root on the node"]
+    assert any("every service container is privileged" in item for item in root.enforced_by)
+    assert "default job image and the helper image" in root.why
+
+
+def test_the_vpc_cnis_permissions_are_reachable_from_dind_either_way() -> None:
+    cni = {boundary.target: boundary for boundary in BOUNDARIES}[
+        "Every network interface in the account (the VPC CNI's permissions)"
+    ]
+    assert (cni.rootless, cni.dind) == ("cannot", "can")
+    assert "cluster.nodeCniPolicy" in " ".join(cni.enforced_by)
+    assert "projected token" in cni.why
+
+
+def test_the_metadata_row_names_the_hop_limit_setting_and_the_engine() -> None:
+    imds = {boundary.target: boundary for boundary in BOUNDARIES}[
+        "The node's IAM role credentials (instance metadata service)"
+    ]
+    enforced = " ".join(imds.enforced_by)
+    assert "pools[i].imdsHopLimit" in enforced
+    assert "networkPolicyEnforcement" in enforced

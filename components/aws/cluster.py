@@ -1,6 +1,8 @@
 """EksCluster: the EKS cluster the fleet runs on, and a Kubernetes provider built from it."""
 
+import ipaddress
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired, Optional, TypedDict
 
@@ -13,7 +15,8 @@ from pulumi_aws import iam
 
 from ..build_nodes import ami_type_for
 from .iam_documents import STS_AUDIENCE, oidc_issuer_host_path
-from .node_role import NodeRole
+from .irsa_role import IrsaRole
+from .node_role import CNI_POLICY, NodeRole
 
 CREATE_MODE = "create"
 EXISTING_MODE = "existing"
@@ -22,8 +25,16 @@ DEFAULT_SYSTEM_INSTANCE_TYPES = ("m6i.large", "m5.large")
 DEFAULT_SYSTEM_NODE_COUNT = 2
 ADMIN_ACCESS_POLICY = "AmazonEKSClusterAdminPolicy"
 CREATED_SERVICE_CIDR = "10.100.0.0/16"
-"""The Service range a created cluster gets, set explicitly so fixed ClusterIPs are known."""
-"""Labels of the on-demand system nodes a created cluster gets."""
+"""The default Service range of a created cluster, set explicitly so fixed ClusterIPs are known."""
+VPC_CNI_NAMESPACE = "kube-system"
+VPC_CNI_SERVICE_ACCOUNT = "aws-node"
+"""The VPC CNI's DaemonSet runs as this service account (the `vpc-cni` EKS add-on)."""
+# The EKS API's rules for a cluster's Service range (KubernetesNetworkConfigRequest
+# serviceIpv4Cidr): inside these private blocks, /12 to /24, no overlap with any VPC CIDR.
+SERVICE_CIDR_PRIVATE_BLOCKS = tuple(
+    ipaddress.IPv4Network(block) for block in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+SERVICE_CIDR_PREFIXES = range(12, 25)
 
 
 def exec_kubeconfig(
@@ -89,6 +100,10 @@ class EksClusterArgs(TypedDict):
     """`create`: IAM roles or users granted cluster admin through EKS access entries."""
     vpc_id: NotRequired[Optional[str]]
     """`create`: VPC of the cluster."""
+    service_cidr: NotRequired[str]
+    """`create`: the Service range (fixed at creation). Default `10.100.0.0/16`."""
+    network_policies: NotRequired[bool]
+    """`create`: the VPC CNI enforces NetworkPolicies. Default true."""
     private_subnet_ids: NotRequired[list[str]]
     """`create`: private subnets of the control plane and nodes."""
     public_subnet_ids: NotRequired[list[str]]
@@ -125,6 +140,8 @@ class EksCluster(pulumi.ComponentResource):
     """Subnets node groups should use."""
     kubeconfig: pulumi.Output[str]
     """Kubeconfig (JSON) using `aws eks get-token`; secret."""
+    vpc_cni_role_arn: pulumi.Output[Optional[str]]
+    """`create`: the VPC CNI's own IRSA role; none for an existing cluster."""
 
     def __init__(
         self, name: str, args: EksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None
@@ -136,6 +153,7 @@ class EksCluster(pulumi.ComponentResource):
             nodes.append(self._create_cluster(name, args))
         elif args["mode"] == EXISTING_MODE:
             self._use_existing_cluster(name, args)
+            self.vpc_cni_role_arn = pulumi.Output.from_input(None)
         else:
             raise ValueError(f"EksCluster {name}: mode must be create or existing")
         self.kubernetes_provider = k8s.Provider(
@@ -153,6 +171,7 @@ class EksCluster(pulumi.ComponentResource):
                 "vpc_id": self.vpc_id,
                 "node_subnet_ids": self.node_subnet_ids,
                 "kubeconfig": self.kubeconfig,
+                "vpc_cni_role_arn": self.vpc_cni_role_arn,
             }
         )
 
@@ -163,6 +182,9 @@ class EksCluster(pulumi.ComponentResource):
         private_subnet_ids = args.get("private_subnet_ids", [])
         if not vpc_id or not private_subnet_ids:
             raise ValueError(f"EksCluster {name}: create mode needs vpc_id and private_subnet_ids")
+        service_cidr = args.get("service_cidr", CREATED_SERVICE_CIDR)
+        if problems := service_cidr_problems(service_cidr):
+            raise ValueError(f"EksCluster {name}: service_cidr {'; '.join(problems)}")
         cluster = eks.Cluster(
             name,
             name=args["name"],
@@ -171,7 +193,10 @@ class EksCluster(pulumi.ComponentResource):
             private_subnet_ids=private_subnet_ids,
             public_subnet_ids=args.get("public_subnet_ids") or None,
             authentication_mode=eks.AuthenticationMode.API,
-            kubernetes_service_ip_address_range=CREATED_SERVICE_CIDR,
+            kubernetes_service_ip_address_range=service_cidr,
+            # The VPC CNI add-on is declared below with a role of its own, which has to trust
+            # the cluster's OIDC provider and so cannot be an input of the cluster itself.
+            use_default_vpc_cni=True,
             provider_credential_opts=(
                 {"profile_name": args["aws_profile"]} if args.get("aws_profile") else None
             ),
@@ -187,9 +212,15 @@ class EksCluster(pulumi.ComponentResource):
             "system_instance_types", list(DEFAULT_SYSTEM_INSTANCE_TYPES)
         )
         system_node_count = args.get("system_node_count", DEFAULT_SYSTEM_NODE_COUNT)
+        self.oidc_provider_arn = cluster.oidc_provider_arn
+        vpc_cni = self._create_vpc_cni(name, args)
         system_role = NodeRole(
             f"{name}-system-nodes",
-            {"description": f"EKS system nodes of {args['name']}", "tags": tags},
+            {
+                "description": f"EKS system nodes of {args['name']}",
+                "cni_policy": False,
+                "tags": tags,
+            },
             opts=pulumi.ResourceOptions(parent=self),
         )
         system_nodes = aws_eks.NodeGroup(
@@ -208,15 +239,43 @@ class EksCluster(pulumi.ComponentResource):
             subnet_ids=node_subnet_ids,
             labels=SYSTEM_NODE_LABELS,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
+            # Nodes whose role lacks the CNI policy get pod addresses only once the CNI has its.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[vpc_cni]),
         )
         self._create_admin_access(name, args)
-        self.oidc_provider_arn = cluster.oidc_provider_arn
         self.oidc_issuer = cluster.oidc_issuer
         self.vpc_id = pulumi.Output.from_input(vpc_id)
         self.node_subnet_ids = pulumi.Output.from_input(node_subnet_ids)
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
         return system_nodes
+
+    def _create_vpc_cni(self, name: str, args: EksClusterArgs) -> eks.VpcCniAddon:
+        """The `vpc-cni` add-on with an IRSA role of its own and, with NetworkPolicies on, its
+        policy agent enforcing them; so no node role needs `AmazonEKS_CNI_Policy`."""
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        role = IrsaRole(
+            f"{name}-vpc-cni",
+            {
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "namespace": VPC_CNI_NAMESPACE,
+                "service_account": VPC_CNI_SERVICE_ACCOUNT,
+                "policy_arn": partition.partition.apply(
+                    lambda part: f"arn:{part}:iam::aws:policy/{CNI_POLICY}"
+                ),
+                "description": f"VPC CNI (aws-node) of EKS cluster {args['name']}",
+                "tags": args.get("tags", {}),
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.vpc_cni_role_arn = role.role_arn
+        return eks.VpcCniAddon(
+            f"{name}-vpc-cni",
+            cluster_name=self.cluster_name,
+            cluster_version=args["version"],
+            service_account_role_arn=role.role_arn,
+            enable_network_policy=args.get("network_policies", True),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _create_admin_access(self, name: str, args: EksClusterArgs) -> None:
         """Cluster admin for more principals than the creator (a CI role, an SSO admin role).
@@ -285,11 +344,52 @@ class EksCluster(pulumi.ComponentResource):
 
 
 def _warn_on_version_mismatch(args: EksClusterArgs, actual: str) -> None:
-    if actual != args["version"]:
-        pulumi.log.warn(
-            f"cluster.version is {args['version']} but cluster {args['name']} runs {actual}: "
-            f"set cluster.version: '{actual}' so cluster-autoscaler matches the cluster"
+    if problem := version_problem(args["version"], actual, args["name"]):
+        pulumi.log.warn(f"cluster.version {problem}")
+
+
+def version_problem(configured: str, running: str, cluster_name: str) -> str | None:
+    """Why node groups cannot be created at `configured` on a cluster running `running`.
+
+    EKS creates a managed node group only at the cluster's current Kubernetes version
+    (CreateNodegroup `version`: "the only accepted specified value"), and cluster-autoscaler's
+    image follows the same setting.
+    """
+    if configured == running:
+        return None
+    if tuple(map(int, configured.split("."))) < tuple(map(int, running.split("."))):
+        fix = f"set cluster.version: '{running}' (the control plane was upgraded)"
+    else:
+        fix = (
+            f"upgrade the control plane to {configured} first, or set cluster.version: '{running}'"
         )
+    return (
+        f"is {configured} but cluster {cluster_name} runs {running}: EKS creates node groups "
+        f"only at the cluster's version, so a new pool would fail; {fix}"
+    )
+
+
+def service_cidr_problems(cidr: str, vpc_cidrs: Sequence[str] = ()) -> list[str]:
+    """Why EKS would refuse `cidr` as a created cluster's Service range (empty when it would
+    not): a private IPv4 block of /12 to /24 overlapping none of the VPC's CIDR blocks."""
+    try:
+        network = ipaddress.IPv4Network(cidr)
+    except ValueError:
+        return [f"must be an IPv4 network such as 10.100.0.0/16, got {cidr!r}"]
+    problems = []
+    if not any(network.subnet_of(block) for block in SERVICE_CIDR_PRIVATE_BLOCKS):
+        problems.append(
+            "must lie within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, got " + str(cidr)
+        )
+    if network.prefixlen not in SERVICE_CIDR_PREFIXES:
+        problems.append(f"must be between /12 and /24, got /{network.prefixlen}")
+    overlapping = [block for block in vpc_cidrs if network.overlaps(ipaddress.ip_network(block))]
+    if overlapping:
+        problems.append(
+            f"{cidr} overlaps the VPC's CIDR blocks {', '.join(overlapping)}, which EKS refuses; "
+            "pick a range outside the VPC (it cannot change once the cluster exists)"
+        )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -300,14 +400,126 @@ class ClusterNetwork:
     service_cidr: str
 
 
-def existing_cluster_network(cluster_name: str) -> ClusterNetwork:
-    """The VPC and Service range of an existing EKS cluster, looked up while the program runs.
+def vpc_cidr_blocks(vpc_id: str) -> list[str]:
+    """Every IPv4 CIDR block of a VPC: its primary block and the associated ones."""
+    vpc = aws.ec2.get_vpc(id=vpc_id)
+    blocks = [vpc.cidr_block]
+    blocks += [
+        association.cidr_block
+        for association in vpc.cidr_block_associations
+        if association.cidr_block not in blocks
+    ]
+    return blocks
+
+
+def created_cluster_network(vpc_id: str, service_cidr: str) -> tuple[ClusterNetwork, list[str]]:
+    """A cluster to be created in `vpc_id`, and why EKS would refuse `service_cidr` there.
+
+    The VPC's blocks are looked up while the program runs: a clash must fail before anything
+    is declared, since EKS fixes the range at creation.
+    """
+    problems = service_cidr_problems(service_cidr, vpc_cidr_blocks(vpc_id))
+    return ClusterNetwork(vpc_id=vpc_id, service_cidr=service_cidr), problems
+
+
+@dataclass(frozen=True)
+class VpcCni:
+    """What an existing cluster's `vpc-cni` add-on does, as EKS reports it."""
+
+    enforces_network_policies: bool
+    """`enableNetworkPolicy: "true"` in its configuration values: its agent enforces them."""
+    own_role: bool
+    """It runs with a role of its own (IRSA or Pod Identity), not the node role's."""
+
+
+def vpc_cni_of_addon(
+    configuration_values: str, service_account_role_arn: str, pod_identity_accounts: Sequence[str]
+) -> VpcCni:
+    """The add-on's answer (eks:DescribeAddon), read."""
+    try:
+        configuration = json.loads(configuration_values) if configuration_values else {}
+    except json.JSONDecodeError:
+        configuration = {}
+    enabled = str(configuration.get("enableNetworkPolicy", "false")).lower() == "true"
+    own_role = bool(service_account_role_arn) or VPC_CNI_SERVICE_ACCOUNT in pod_identity_accounts
+    return VpcCni(enforces_network_policies=enabled, own_role=own_role)
+
+
+@dataclass(frozen=True)
+class ExistingCluster:
+    """What the stack needs to know about an existing cluster before it declares anything."""
+
+    network: ClusterNetwork
+    kubernetes_version: str
+    vpc_cni: VpcCni | None
+    """None when the cluster has no `vpc-cni` add-on (a self-managed CNI) or it cannot be read."""
+
+
+def existing_cluster(cluster_name: str) -> ExistingCluster:
+    """An existing EKS cluster's network, version and VPC CNI add-on, looked up while the
+    program runs.
 
     Synchronous, because what the stack declares depends on them: the S3 gateway endpoint on
-    what the VPC already has, the registry mirror's fixed ClusterIP on the Service range.
+    what the VPC already has, the registry mirror's fixed ClusterIP on the Service range, and
+    whether the stack may go on at all on the version and the CNI's role.
     """
     cluster = aws_eks.get_cluster(name=cluster_name)
-    return ClusterNetwork(
-        vpc_id=str(cluster.vpc_config.vpc_id),
-        service_cidr=str(cluster.kubernetes_network_configs[0].service_ipv4_cidr),
+    try:
+        addon = aws_eks.get_addon(addon_name="vpc-cni", cluster_name=cluster_name)
+    except Exception as error:
+        pulumi.log.warn(
+            f"cluster {cluster_name}: cannot read its vpc-cni add-on ({error}); whether it "
+            "enforces NetworkPolicies and has a role of its own is unknown"
+        )
+        vpc_cni = None
+    else:
+        vpc_cni = vpc_cni_of_addon(
+            addon.configuration_values,
+            addon.service_account_role_arn,
+            [association.service_account for association in addon.pod_identity_associations],
+        )
+    return ExistingCluster(
+        network=ClusterNetwork(
+            vpc_id=str(cluster.vpc_config.vpc_id),
+            service_cidr=str(cluster.kubernetes_network_configs[0].service_ipv4_cidr),
+        ),
+        kubernetes_version=str(cluster.version),
+        vpc_cni=vpc_cni,
+    )
+
+
+def network_policy_enforcement(
+    network_policies: bool, *, created: bool, vpc_cni: VpcCni | None
+) -> tuple[str, str | None]:
+    """What enforces the job NetworkPolicies, for the stack's outputs, and a warning when
+    they are declared but nothing may enforce them (Kubernetes accepts them either way)."""
+    if not network_policies:
+        return "off: isolation.networkPolicies is false", None
+    if created:
+        return "enforced: the stack's vpc-cni add-on has enableNetworkPolicy", None
+    if vpc_cni is not None and vpc_cni.enforces_network_policies:
+        return "enforced: the cluster's vpc-cni add-on has enableNetworkPolicy", None
+    reason = (
+        "the cluster's vpc-cni add-on does not set enableNetworkPolicy"
+        if vpc_cni is not None
+        else "the cluster has no readable vpc-cni add-on"
+    )
+    status = f"not enforced by the VPC CNI: {reason}"
+    warning = (
+        f"isolation.networkPolicies: {reason}, so the job NetworkPolicies are accepted and do "
+        "nothing unless another engine (Calico, Cilium) enforces them; set enableNetworkPolicy: "
+        '"true" in the add-on configuration (docs/job-isolation.md)'
+    )
+    return status, warning
+
+
+def node_cni_policy_problem(node_cni_policy: bool, vpc_cni: VpcCni | None) -> str | None:
+    """Why build nodes without `AmazonEKS_CNI_Policy` would get no pod addresses: the
+    cluster's VPC CNI uses the node role, having none of its own."""
+    if node_cni_policy or vpc_cni is None or vpc_cni.own_role:
+        return None
+    return (
+        "is false, but the cluster's vpc-cni add-on has no role of its own (no service account "
+        "role, no Pod Identity association for aws-node): pods on the build nodes would get no "
+        "addresses. Give the add-on an IRSA role with AmazonEKS_CNI_Policy first"
     )

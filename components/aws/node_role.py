@@ -9,12 +9,17 @@ from pulumi_aws import iam
 
 from .iam_documents import ec2_trust_policy
 
-# What a managed node needs to join the cluster, run the VPC CNI and pull images from ECR.
-NODE_MANAGED_POLICIES = (
-    "AmazonEKSWorkerNodePolicy",
-    "AmazonEKS_CNI_Policy",
-    "AmazonEC2ContainerRegistryReadOnly",
-)
+# What a managed node needs to join the cluster and pull images from ECR.
+NODE_MANAGED_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
+CNI_POLICY = "AmazonEKS_CNI_Policy"
+"""Lets the VPC CNI attach, detach, modify and delete any network interface in the account
+(ec2:*NetworkInterface* on `*`): needed by the node role only while the CNI has no role of its
+own, and then held by every pod that gets the node's credentials."""
+
+
+def node_managed_policies(*, cni_policy: bool) -> tuple[str, ...]:
+    """The AWS managed policies of a node role; the CNI's only where the CNI uses the node's."""
+    return (*NODE_MANAGED_POLICIES, CNI_POLICY) if cni_policy else NODE_MANAGED_POLICIES
 
 
 class NodeRoleArgs(TypedDict):
@@ -22,12 +27,15 @@ class NodeRoleArgs(TypedDict):
 
     description: str
     """What the nodes are for; shown in the IAM console."""
+    cni_policy: NotRequired[bool]
+    """Attach `AmazonEKS_CNI_Policy`, for a VPC CNI without a role of its own. Default true."""
     tags: NotRequired[dict[str, str]]
     """Tags applied to the role."""
 
 
 class NodeRole(pulumi.ComponentResource):
-    """An EC2-assumable role with the three AWS managed policies EKS worker nodes need."""
+    """An EC2-assumable role with the AWS managed policies EKS worker nodes need: the worker
+    node and ECR read-only policies, and the CNI policy unless the VPC CNI has its own role."""
 
     role_arn: pulumi.Output[str]
     """ARN of the role, for `aws.eks.NodeGroup.node_role_arn`."""
@@ -55,7 +63,7 @@ class NodeRole(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            for policy in NODE_MANAGED_POLICIES
+            for policy in node_managed_policies(cni_policy=args.get("cni_policy", True))
         ]
         self.role_name = role.name
         # Nodes that launch before their policies are attached never join the cluster.

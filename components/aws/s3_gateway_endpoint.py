@@ -1,11 +1,23 @@
 """S3GatewayEndpoint: keeps cache traffic to S3 inside the VPC and off the NAT gateway."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 from pulumi_aws import ec2, resourcegroupstaggingapi
+
+from ..naming import ALLOCATION_TAG_KEYS
+
+
+def identity_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The tags that tell this stack's endpoint apart and never change between runs.
+
+    The tagging API matches every filter, so a lookup by all tags finds nothing once a user
+    tag (`gitlab-runner-fleet:tags`) changes: the endpoint's tables would then look served by
+    another endpoint, and the endpoint would no longer be declared and be deleted.
+    """
+    return {key: tags[key] for key in ALLOCATION_TAG_KEYS if key in tags}
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,8 @@ class S3GatewayEndpointArgs(TypedDict):
     subnet_ids: NotRequired[list[str]]
     """Node subnets whose explicitly associated route tables get the S3 route."""
     tags: NotRequired[dict[str, str]]
-    """Tags applied to the endpoint; they also identify it as this stack's on later runs."""
+    """Tags applied to the endpoint. Its project, stack and component tags identify it as this
+    stack's on later runs; the others may change between runs."""
 
 
 class S3GatewayEndpoint(pulumi.ComponentResource):
@@ -93,7 +106,7 @@ class S3GatewayEndpoint(pulumi.ComponentResource):
         plan = plan_endpoint(
             self._target_tables(name, args, invoke_opts),
             self._s3_routed_tables(vpc_id, service_name, invoke_opts),
-            self._own_endpoint_tables(vpc_id, tags, invoke_opts),
+            self._own_endpoint_tables(vpc_id, identity_tags(tags), invoke_opts),
         )
         if plan.already_served:
             pulumi.log.warn(
@@ -162,11 +175,14 @@ class S3GatewayEndpoint(pulumi.ComponentResource):
     def _own_endpoint_tables(
         vpc_id: str, tags: dict[str, str], invoke_opts: pulumi.InvokeOptions
     ) -> list[str]:
-        """Route tables of the endpoint an earlier run of this stack created (by its tags).
+        """Route tables of the endpoint an earlier run of this stack created (by `tags`).
 
         The tagging API answers an empty list when nothing matches; the VPC endpoint data
         source would fail the whole program instead.
         """
+        if not tags:
+            # No filter would list every endpoint in the account as this stack's.
+            return []
         found = resourcegroupstaggingapi.get_resources(
             resource_type_filters=["ec2:vpc-endpoint"],
             tag_filters=[{"key": key, "values": [value]} for key, value in tags.items()],

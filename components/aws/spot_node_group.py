@@ -9,6 +9,7 @@ from pulumi_aws import eks as aws_eks
 
 from ..build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
+    IMDS_HOP_LIMITS,
     Taint,
     ami_type_for,
     group_architecture,
@@ -19,7 +20,7 @@ from .node_role import NodeRole
 
 # AL2023 EKS AMIs boot from /dev/xvda; with a launch template the disk size lives here.
 ROOT_DEVICE = "/dev/xvda"
-IMDS_HOP_LIMIT = 1
+DEFAULT_IMDS_HOP_LIMIT = 1
 """One hop: the node itself reaches the instance metadata service, a pod's network namespace
 (one more hop) does not, so jobs cannot take the node role's credentials."""
 UPDATE_MAX_UNAVAILABLE_PERCENTAGE = 33
@@ -55,7 +56,10 @@ class SpotNodeGroupArgs(TypedDict):
     taints: NotRequired[list[TaintArgs]]
     """Node taints."""
     node_role_arn: NotRequired[Optional[pulumi.Input[str]]]
-    """Existing node role. Default: a new role with the three EKS worker managed policies."""
+    """Existing node role. Default: a new role with the EKS worker managed policies."""
+    node_cni_policy: NotRequired[bool]
+    """Give the new node role `AmazonEKS_CNI_Policy` (the VPC CNI has no role of its own).
+    Default true."""
     scale_from_zero_ephemeral_storage: NotRequired[Optional[str]]
     """Ephemeral storage to advertise for scale-from-zero, e.g. `89Gi`."""
     autoscaler_discovery_tag: NotRequired[Optional[TagArgs]]
@@ -64,6 +68,10 @@ class SpotNodeGroupArgs(TypedDict):
     """MIME multi-part user data for nodeadm (AL2023), e.g. containerd registry mirrors."""
     instance_tags: NotRequired[dict[str, str]]
     """Tags of the EC2 instances and their volumes (cost allocation per pool)."""
+    imds_hop_limit: NotRequired[int]
+    """IMDSv2 response hop limit: 1 (default) keeps pods off the metadata service, 2 lets
+    containers in pods reach it too (EKS user guide, launch-templates: containers that use
+    IMDSv2 need 2)."""
     force_update_version: NotRequired[bool]
     """Finish version updates even when job PodDisruptionBudgets block the drain. Default true."""
     tags: NotRequired[dict[str, str]]
@@ -73,8 +81,8 @@ class SpotNodeGroupArgs(TypedDict):
 class SpotNodeGroup(pulumi.ComponentResource):
     """An EKS managed node group of spot instances for one pool of CI builds.
 
-    A launch template requires IMDSv2 with a hop limit of 1 (jobs cannot reach the node's
-    credentials), carries the root volume, the nodes' user data and the per-pool cost tags.
+    A launch template requires IMDSv2 with a hop limit of 1 by default (jobs cannot reach the
+    node's credentials), carries the root volume, the nodes' user data and the per-pool cost tags.
     The group starts at `min_size` (0 by default) and leaves its desired size to
     cluster-autoscaler. EKS does not copy node group tags to the group's Auto Scaling group, so
     the `k8s.io/cluster-autoscaler/node-template/...` tags that describe a node at size 0 and the
@@ -114,7 +122,11 @@ class SpotNodeGroup(pulumi.ComponentResource):
             args.get("node_role_arn")
             or NodeRole(
                 f"{name}-role",
-                {"description": "EKS spot build nodes for GitLab CI jobs", "tags": tags},
+                {
+                    "description": "EKS spot build nodes for GitLab CI jobs",
+                    "cni_policy": args.get("node_cni_policy", True),
+                    "tags": tags,
+                },
                 opts=pulumi.ResourceOptions(parent=self),
             ).role_arn
         )
@@ -179,13 +191,20 @@ class SpotNodeGroup(pulumi.ComponentResource):
     def _create_launch_template(self, name: str, args: SpotNodeGroupArgs) -> ec2.LaunchTemplate:
         instance_tags = args.get("instance_tags", {})
         user_data = args.get("user_data")
+        hop_limit = args.get("imds_hop_limit", DEFAULT_IMDS_HOP_LIMIT)
+        if hop_limit not in IMDS_HOP_LIMITS:
+            # More hops would let traffic relayed by a pod, or from further away, in as well.
+            raise ValueError(
+                f"SpotNodeGroup {name}: imds_hop_limit must be 1 or 2, got {hop_limit}"
+            )
         return ec2.LaunchTemplate(
             name,
-            description="GitLab CI build nodes: IMDSv2 only, one hop; root volume; cost tags",
+            description=f"GitLab CI build nodes: IMDSv2 only, hop limit {hop_limit}; root volume; "
+            "cost tags",
             metadata_options={
                 "http_endpoint": "enabled",
                 "http_tokens": "required",
-                "http_put_response_hop_limit": IMDS_HOP_LIMIT,
+                "http_put_response_hop_limit": hop_limit,
             },
             block_device_mappings=[
                 {

@@ -2,31 +2,65 @@
 adds an S3 gateway endpoint, and the registry mirror's fixed address.
 
 Looked up before anything is declared: the S3 endpoint depends on the VPC, the mirror's fixed
-address on the Service range, and a bad address must fail before a half-declared stack.
+address on the Service range, the node groups on the control plane's version, and a bad value
+must fail before a half-declared stack.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..aws.cluster import (
     CREATE_MODE,
-    CREATED_SERVICE_CIDR,
     ClusterNetwork,
-    existing_cluster_network,
+    ExistingCluster,
+    created_cluster_network,
+    existing_cluster,
+    node_cni_policy_problem,
+    version_problem,
 )
 from ..settings import FleetSettings, Problem, SettingsError, default_cluster_ip
 from ..workloads.mirror_config import cluster_ip_problems
 
 
-def cluster_network(settings: FleetSettings) -> ClusterNetwork | None:
-    """The VPC and Service range of the stack's EKS cluster; None off EKS.
+@dataclass(frozen=True)
+class ClusterLookup:
+    """What the stack's EKS cluster is, as far as the stack must know it before declaring."""
 
-    A created cluster gets its Service range from the stack; an existing one is looked up.
+    network: ClusterNetwork | None
+    """Its VPC and Service range; None off EKS."""
+    existing: ExistingCluster | None
+    """An existing cluster as looked up (version, VPC CNI add-on); None when created."""
+
+
+def look_up_cluster(settings: FleetSettings) -> ClusterLookup:
+    """The network of a created cluster (its Service range checked against the VPC's blocks)
+    or of an existing one (looked up, its version and VPC CNI checked against the settings).
+
+    Raises `SettingsError` naming `cluster.serviceCidr`, `cluster.version` or
+    `cluster.nodeCniPolicy` when what AWS has refuses the settings.
     """
-    if settings.cluster.mode == CREATE_MODE:
-        return ClusterNetwork(str(settings.cluster.vpc_id), CREATED_SERVICE_CIDR)
-    if settings.on_eks:
-        return existing_cluster_network(settings.cluster.name)
-    return None
+    cluster = settings.cluster
+    problems: list[Problem] = []
+    if cluster.mode == CREATE_MODE:
+        network, cidr_problems = created_cluster_network(str(cluster.vpc_id), cluster.service_cidr)
+        problems += [Problem("cluster.serviceCidr", problem) for problem in cidr_problems]
+        existing = None
+    elif settings.on_eks:
+        existing = existing_cluster(cluster.name)
+        network = existing.network
+        # EKS creates node groups only at the control plane's version (CreateNodegroup).
+        if problem := version_problem(
+            str(cluster.version), existing.kubernetes_version, cluster.name
+        ):
+            problems.append(Problem("cluster.version", problem))
+        if problem := node_cni_policy_problem(cluster.node_cni_policy, existing.vpc_cni):
+            problems.append(Problem("cluster.nodeCniPolicy", problem))
+    else:
+        return ClusterLookup(network=None, existing=None)
+    if problems:
+        raise SettingsError(settings.stack, problems)
+    return ClusterLookup(network=network, existing=existing)
 
 
 def s3_gateway_endpoint_wanted(settings: FleetSettings) -> bool:
@@ -37,6 +71,12 @@ def s3_gateway_endpoint_wanted(settings: FleetSettings) -> bool:
     """
     explicit = settings.network.s3_gateway_endpoint
     return settings.cluster.mode == CREATE_MODE if explicit is None else explicit
+
+
+def build_nodes_carry_cni_policy(settings: FleetSettings) -> bool:
+    """Whether build node roles get `AmazonEKS_CNI_Policy`: never where the stack creates the
+    cluster (its VPC CNI has a role of its own), else as `cluster.nodeCniPolicy` says."""
+    return settings.cluster.mode != CREATE_MODE and settings.cluster.node_cni_policy
 
 
 def mirror_cluster_ip(settings: FleetSettings, service_cidr: str | None) -> str | None:

@@ -18,6 +18,8 @@ STACK_OUTPUTS = {
     "buildAutoscalingGroups": "build_autoscaling_groups",
     "buildNodeRoleArns": "build_node_role_arns",
     "buildScaleFromZeroTags": "build_scale_from_zero_tags",
+    "networkPolicyEnforcement": "network_policy_enforcement",
+    "vpcCniRoleArn": "vpc_cni_role_arn",
     "clusterAutoscalerRoleArn": "cluster_autoscaler_role_arn",
     "clusterAutoscalerDiscoveryTag": "cluster_autoscaler_discovery_tag",
     "s3GatewayEndpointId": "s3_gateway_endpoint_id",

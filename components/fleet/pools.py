@@ -36,8 +36,10 @@ def spot_node_group_args(
     cluster_name: pulumi.Input[str],
     subnet_ids: pulumi.Input[list[str]],
     user_data: pulumi.Input[str] | None,
+    cni_policy: bool,
 ) -> SpotNodeGroupArgs:
-    """One pool's spot node group; its labels, taints and architecture come from the pool."""
+    """One pool's spot node group; its labels, taints and architecture come from the pool.
+    `cni_policy`: whether its node role carries `AmazonEKS_CNI_Policy` (`fleet.network`)."""
     discovery_key, discovery_value = settings.autoscaler_discovery_tag
     return {
         "cluster_name": cluster_name,
@@ -53,7 +55,9 @@ def spot_node_group_args(
             for taint in pool.node_taints
         ],
         "node_role_arn": pool.node_role_arn,
+        "node_cni_policy": cni_policy,
         "scale_from_zero_ephemeral_storage": pool.advertised_ephemeral_storage,
+        "imds_hop_limit": pool.imds_hop_limit,
         "autoscaler_discovery_tag": {"key": discovery_key, "value": discovery_value},
         "instance_tags": {**settings.tags_for("build-nodes"), "pool": pool.name},
         "user_data": user_data,

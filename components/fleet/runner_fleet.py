@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from ..aws.cache_access import CacheAccess
 from ..aws.cache_bucket import CacheBucket
-from ..aws.cluster import ClusterNetwork, EksCluster
+from ..aws.cluster import CREATE_MODE, ClusterNetwork, EksCluster, network_policy_enforcement
 from ..aws.cluster_autoscaler import ClusterAutoscaler
 from ..aws.edge_access import EdgeAccess
 from ..aws.mirror_access import RegistryMirrorAccess
@@ -38,7 +38,13 @@ from ..workloads.registry_mirror import SERVICE_NAME as MIRROR_SERVICE_ACCOUNT
 from ..workloads.registry_mirror import RegistryMirror, RegistryMirrorArgs
 from ..workloads.runner_config import CacheSpec
 from ..workloads.runner_shared import RunnerShared
-from .network import cluster_network, mirror_cluster_ip, s3_gateway_endpoint_wanted
+from .network import (
+    ClusterLookup,
+    build_nodes_carry_cni_policy,
+    look_up_cluster,
+    mirror_cluster_ip,
+    s3_gateway_endpoint_wanted,
+)
 from .pools import (
     BUILD_NODE_GROUP_REGEX,
     gitlab_runner_args,
@@ -116,6 +122,11 @@ class RunnerFleet(pulumi.ComponentResource):
     """EKS: each pool's node role."""
     build_scale_from_zero_tags: Optional[pulumi.Output[dict[str, dict[str, str]]]]
     """EKS: each pool's node-template tags on its Auto Scaling group."""
+    network_policy_enforcement: Optional[pulumi.Output[str]]
+    """EKS: what enforces the job NetworkPolicies (the stack's VPC CNI add-on, the cluster's,
+    or nothing a stack can see)."""
+    vpc_cni_role_arn: Optional[pulumi.Output[Optional[str]]]
+    """The IRSA role of the VPC CNI a created cluster gets."""
     cluster_autoscaler_discovery_tag: Optional[pulumi.Output[str]]
     """EKS: the Auto Scaling group tag (`key=value`) that marks the stack's pools."""
     cluster_autoscaler_role_arn: Optional[pulumi.Output[str]]
@@ -164,7 +175,12 @@ class RunnerFleet(pulumi.ComponentResource):
         given = args.get("cluster")
         # Looked up and checked before anything is declared: a bad mirror address or a missing
         # cluster fails the program before a half-declared stack.
-        network = _given_network(given) if given else cluster_network(settings)
+        lookup = (
+            ClusterLookup(network=_given_network(given), existing=None)
+            if given
+            else look_up_cluster(settings)
+        )
+        network = lookup.network
         self._mirror_ip = mirror_cluster_ip(settings, network.service_cidr if network else None)
         super().__init__(TYPE, name, None, opts)
         self._settings = settings
@@ -193,6 +209,8 @@ class RunnerFleet(pulumi.ComponentResource):
             provider = cluster.kubernetes_provider
             oidc_provider_arn = cluster.oidc_provider_arn
             self.cluster_name = cluster.cluster_name
+            self.vpc_cni_role_arn = cluster.vpc_cni_role_arn
+            self._report_network_policy_enforcement(lookup)
             self._create_pools(
                 cluster.cluster_name, cluster.node_subnet_ids, oidc_provider_arn, network, provider
             )
@@ -271,6 +289,8 @@ class RunnerFleet(pulumi.ComponentResource):
                 "region": settings.aws_region,
                 "aws_profile": pulumi.Config("aws").get("profile"),
                 "vpc_id": cluster_settings.vpc_id,
+                "service_cidr": cluster_settings.service_cidr,
+                "network_policies": settings.isolation.network_policies,
                 "private_subnet_ids": cluster_settings.private_subnet_ids,
                 "public_subnet_ids": cluster_settings.public_subnet_ids,
                 "node_subnet_ids": cluster_settings.default_node_subnet_ids,
@@ -282,6 +302,18 @@ class RunnerFleet(pulumi.ComponentResource):
             },
             opts=self._top_level(),
         )
+
+    def _report_network_policy_enforcement(self, lookup: ClusterLookup) -> None:
+        """What enforces the job NetworkPolicies (an output), and a warning when nothing may."""
+        settings = self._settings
+        enforcement, warning = network_policy_enforcement(
+            settings.isolation.network_policies,
+            created=settings.cluster.mode == CREATE_MODE,
+            vpc_cni=lookup.existing.vpc_cni if lookup.existing else None,
+        )
+        if warning:
+            pulumi.log.warn(warning, resource=self)
+        self.network_policy_enforcement = pulumi.Output.from_input(enforcement)
 
     def _create_pools(
         self,
@@ -308,6 +340,7 @@ class RunnerFleet(pulumi.ComponentResource):
                     cluster_name=cluster_name,
                     subnet_ids=subnet_ids,
                     user_data=user_data,
+                    cni_policy=build_nodes_carry_cni_policy(settings),
                 ),
                 opts=self._top_level(),
             )

@@ -7,7 +7,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from ..aws.cluster import DEFAULT_SYSTEM_INSTANCE_TYPES, DEFAULT_SYSTEM_NODE_COUNT
+from ..aws.cluster import (
+    CREATED_SERVICE_CIDR,
+    DEFAULT_SYSTEM_INSTANCE_TYPES,
+    DEFAULT_SYSTEM_NODE_COUNT,
+    service_cidr_problems,
+)
 from ..versions import SUPPORTED_KUBERNETES_VERSIONS
 from .base import IAM_PRINCIPAL_ARN, Problem, Section, unique_instance_types
 
@@ -36,6 +41,12 @@ class ClusterSettings(Section):
         "node group and the cluster-autoscaler image follow it; see README.md#upgrading.",
     )
     vpc_id: str | None = Field(None, description="`create` only: VPC of the new cluster.")
+    service_cidr: str = Field(
+        CREATED_SERVICE_CIDR,
+        description="`create` only: the cluster's Service range, fixed when the cluster is "
+        "created: a private block of /12 to /24 that overlaps none of the VPC's CIDR blocks "
+        "(looked up). The registry mirror's fixed ClusterIP is taken from it.",
+    )
     private_subnet_ids: list[str] = Field(
         default_factory=list,
         description="`create` only: private subnets (at least two AZs) for nodes and the API.",
@@ -59,6 +70,14 @@ class ClusterSettings(Section):
         le=10,
         description="`create` only: size of the system node group.",
     )
+    node_cni_policy: bool = Field(
+        True,
+        description="`existing` only: give build node roles `AmazonEKS_CNI_Policy`, which the "
+        "VPC CNI needs when it has no role of its own, and which lets whoever holds the node's "
+        "credentials (a `dind` job) modify and delete any network interface in the account. "
+        "Set false once the cluster's vpc-cni add-on has its own IRSA or Pod Identity role. "
+        "A created cluster's CNI always has its own role.",
+    )
     create_oidc_provider: bool = Field(
         False,
         description="`existing` only: create the cluster's IAM OIDC provider instead of looking "
@@ -79,6 +98,13 @@ class ClusterSettings(Section):
                 f"with a letter or digit, got {name!r}"
             )
         return name
+
+    @field_validator("service_cidr")
+    @classmethod
+    def _valid_service_cidr(cls, cidr: str) -> str:
+        if problems := service_cidr_problems(cidr):
+            raise ValueError("; ".join(problems))
+        return cidr
 
     @field_validator("version")
     @classmethod
@@ -111,6 +137,8 @@ class ClusterSettings(Section):
     def cross_field_problems(self) -> list[Problem]:
         only_for = {
             "vpc_id": ("create",),
+            "service_cidr": ("create",),
+            "node_cni_policy": ("existing",),
             "private_subnet_ids": ("create",),
             "public_subnet_ids": ("create",),
             "system_instance_types": ("create",),

@@ -177,11 +177,15 @@ class FleetSettings:
             "output_limit": runner.output_limit_kib,
         }
         if ceiling := pool.overwrite_ceiling:
-            spec["overwrite_ceiling"] = {"cpu": ceiling.cpu, "memory": ceiling.memory}
+            spec["overwrite_ceiling"] = ceiling
         if runner.allowed_images is not None:
             spec["allowed_images"] = list(runner.allowed_images)
         if runner.allowed_services is not None:
             spec["allowed_services"] = list(runner.allowed_services)
+        if runner.dind_registry_prefixes:
+            spec["dind_registry_prefixes"] = list(runner.dind_registry_prefixes)
+        if pool.allow_privilege_escalation:
+            spec["allow_privilege_escalation"] = True
         if runner.allowed_pull_policies is not None:
             spec["allowed_pull_policies"] = list(runner.allowed_pull_policies)
         if warm := self._warm_capacity(pool):

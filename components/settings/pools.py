@@ -21,17 +21,21 @@ from ..build_nodes import (
     POOL_LABEL,
     Architecture,
     InstanceShape,
+    Resources,
     Taint,
     allocatable_ephemeral_storage_gib,
+    fitting_request_ceiling,
     group_architecture,
     instance_shape,
     instance_type_problem,
+    job_fit_problem,
+    node_allocatable,
     node_selector,
     unknown_shapes,
 )
 from ..kubernetes_names import Quantity, checked_labels, quantity_value
 from ..workloads.isolation import BuildMode
-from ..workloads.runner_config import ContainerResources
+from ..workloads.runner_config import ContainerResources, OverwriteCeiling
 from .base import (
     IAM_ROLE_ARN,
     ConfigModel,
@@ -49,9 +53,6 @@ DEFAULT_INSTANCE_TYPES = (
 )  # fmt: skip
 _POOL_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/-]+$")
-# What the ceiling for job overrides leaves a node for its system pods and the helper.
-_OVERRIDE_HEADROOM_VCPUS = 1
-_OVERRIDE_MEMORY_FRACTION = 0.75
 
 
 class ContainerResourceSettings(ConfigModel):
@@ -68,10 +69,22 @@ class ContainerResourceSettings(ConfigModel):
 
 
 class OverwriteMaxSettings(ConfigModel):
-    """How far a job may raise its build and service containers' CPU and memory."""
+    """How far a job may raise its build and service containers' CPU and memory requests."""
 
-    cpu: Quantity = Field(description="Ceiling of `KUBERNETES_*CPU_REQUEST/LIMIT` variables.")
-    memory: Quantity = Field(description="Ceiling of `KUBERNETES_*MEMORY_REQUEST/LIMIT`.")
+    cpu: Quantity = Field(
+        description="Ceiling of `KUBERNETES_CPU_REQUEST` and `KUBERNETES_SERVICE_CPU_REQUEST`."
+    )
+    memory: Quantity = Field(
+        description="Ceiling of `KUBERNETES_MEMORY_REQUEST` and "
+        "`KUBERNETES_SERVICE_MEMORY_REQUEST`."
+    )
+
+
+class DaemonSetRequestSettings(ConfigModel):
+    """What the cluster's DaemonSets request on every build node, together."""
+
+    cpu: Quantity = Field(description="CPU requests of the DaemonSet pods on one node.")
+    memory: Quantity = Field(description="Memory requests of the DaemonSet pods on one node.")
 
 
 class WarmCapacityPolicySettings(ConfigModel):
@@ -173,8 +186,15 @@ class PoolSettings(ConfigModel):
     )
     overwrite_max_allowed: OverwriteMaxSettings | None = Field(
         None,
-        description="Ceiling up to which jobs raise build and service CPU/memory with "
-        "`KUBERNETES_*` variables. Default: the node's vCPUs minus 1 and 75% of its memory.",
+        description="Ceiling up to which jobs raise build and service CPU/memory requests with "
+        "`KUBERNETES_*` variables. Default: half of what a node offers after kube-reserved, "
+        "eviction thresholds, DaemonSets and the helper, so a job with both at the ceiling "
+        "still fits one node; larger values are refused. Limits may go up to a whole node.",
+    )
+    daemonset_requests: DaemonSetRequestSettings = Field(
+        default_factory=lambda: DaemonSetRequestSettings(cpu="300m", memory="512Mi"),
+        description="What the cluster's DaemonSets (aws-node, kube-proxy, log and metrics "
+        "agents) request on each build node together; jobs fit in what is left.",
     )
     ephemeral_storage_request: Quantity = Field(
         "8Gi", description="Ephemeral storage each job pod requests (images, layers, workspace)."
@@ -187,8 +207,23 @@ class PoolSettings(ConfigModel):
     )
     node_role_arn: str | None = Field(
         None,
-        description="Existing IAM role for the nodes. Default: a role with the worker node, "
-        "CNI and ECR read-only managed policies.",
+        description="Existing IAM role for the nodes. Default: a role with the worker node and "
+        "ECR read-only managed policies, and the CNI policy only where `cluster.nodeCniPolicy` "
+        "asks for it.",
+    )
+    imds_hop_limit: int = Field(
+        1,
+        ge=1,
+        le=2,
+        description="IMDSv2 hop limit of the nodes. 1: only processes in the node's network "
+        "namespace reach the instance metadata service, pods do not. 2: pods too, which "
+        "DaemonSets that call IMDS from their own network namespace need; then only the "
+        "NetworkPolicy keeps jobs from the node role (docs/job-isolation.md).",
+    )
+    allow_privilege_escalation: bool = Field(
+        False,
+        description="`allowPrivilegeEscalation` of the build container. false: setuid binaries "
+        "(`sudo`, rootless BuildKit's `newuidmap`) gain nothing; true lets them work.",
     )
     warm_capacity: WarmCapacitySettings | None = Field(
         None, description="Keep capacity for whole jobs warm on a schedule (pause pods)."
@@ -274,15 +309,74 @@ class PoolSettings(ConfigModel):
         return self.scale_from_zero_ephemeral_storage or self.allocatable_ephemeral_storage
 
     @property
-    def overwrite_ceiling(self) -> OverwriteMaxSettings | None:
-        """The explicit ceiling, else one sized from the node's shape (None when unknown)."""
+    def node_allocatable(self) -> Resources | None:
+        """CPU and memory a node of the pool offers pods (None when its shape is unknown)."""
+        return node_allocatable(shape) if (shape := self.shape) is not None else None
+
+    @property
+    def daemonsets(self) -> Resources:
+        """What the DaemonSets request on each node."""
+        return Resources.of(self.daemonset_requests.cpu, self.daemonset_requests.memory)
+
+    @property
+    def helper_requests(self) -> Resources:
+        """The helper's requests, which jobs cannot raise."""
+        return Resources.of(self.helper_resources.cpu_request, self.helper_resources.memory_request)
+
+    @property
+    def configured_requests(self) -> tuple[Resources, Resources]:
+        """The build container's and each service's requests before a job raises them."""
+        build, service = self.build_resources, self.service_resources
+        return (
+            Resources.of(build.cpu_request, build.memory_request),
+            Resources.of(service.cpu_request, service.memory_request),
+        )
+
+    @property
+    def overwrite_ceiling(self) -> OverwriteCeiling | None:
+        """Request ceilings (explicit, else the largest that fit a node with both at the
+        ceiling) and limit ceilings (what a node has for one container); None when neither is
+        known."""
+        allocatable = self.node_allocatable
         if self.overwrite_max_allowed is not None:
-            return self.overwrite_max_allowed
-        if (shape := self.shape) is None:
+            ceiling: OverwriteCeiling = {
+                "cpu": self.overwrite_max_allowed.cpu,
+                "memory": self.overwrite_max_allowed.memory,
+            }
+        elif allocatable is not None:
+            fitting = fitting_request_ceiling(
+                allocatable, self.daemonsets, self.helper_requests, *self.configured_requests
+            )
+            ceiling = {"cpu": f"{fitting.cpu_millis}m", "memory": f"{fitting.memory_mib}Mi"}
+        else:
             return None
-        return OverwriteMaxSettings(
-            cpu=str(max(1, shape.vcpus - _OVERRIDE_HEADROOM_VCPUS)),
-            memory=f"{int(shape.memory_gib * _OVERRIDE_MEMORY_FRACTION)}Gi",
+        if allocatable is not None:
+            one_container = Resources(
+                allocatable.cpu_millis
+                - self.daemonsets.cpu_millis
+                - self.helper_requests.cpu_millis,
+                allocatable.memory_mib
+                - self.daemonsets.memory_mib
+                - self.helper_requests.memory_mib,
+            )
+            ceiling["cpu_limit"] = f"{one_container.cpu_millis}m"
+            ceiling["memory_limit"] = f"{one_container.memory_mib}Mi"
+        return ceiling
+
+    def job_fit_problem(self) -> str | None:
+        """Why a job at the request ceilings, or with the configured requests, fits no node."""
+        allocatable, ceiling = self.node_allocatable, self.overwrite_ceiling
+        if allocatable is None or ceiling is None:
+            return None
+        at_ceiling = Resources.of(ceiling["cpu"], ceiling["memory"])
+        build, service = self.configured_requests
+        # A job's request is the configured one, or a larger one up to the ceiling.
+        return job_fit_problem(
+            allocatable,
+            self.daemonsets,
+            self.helper_requests,
+            build.at_least(at_ceiling),
+            service.at_least(at_ceiling),
         )
 
     def pause_pods_per_job(self) -> int:
@@ -340,6 +434,14 @@ class PoolSettings(ConfigModel):
                     f"{self.ephemeral_storage_request}",
                 )
             )
+        if fit := self.job_fit_problem():
+            if self.overwrite_max_allowed is not None:
+                fix = "lower cpu or memory, or leave it out for ceilings that fit"
+                fit_key = f"{key}.overwriteMaxAllowed"
+            else:
+                fix = "lower the build and service requests, or pick larger instance types"
+                fit_key = f"{key}.serviceResources"
+            problems.append(Problem(fit_key, f"{fit} ({self.instance_types[0]}); {fix}"))
         build = self.build_resources
         if self.warm_capacity and not (build.cpu_request and build.memory_request):
             problems.append(

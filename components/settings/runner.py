@@ -15,6 +15,7 @@ from ..workloads.runner_config import (
     DEFAULT_OUTPUT_LIMIT_KIB,
     DEFAULT_SERVICE_ACCOUNT,
     DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
+    registry_prefix_problems,
 )
 from .base import GoDuration, Problem, Section
 
@@ -99,8 +100,17 @@ class RunnerSettings(Section):
     allowed_services: list[str] | None = Field(
         None,
         description="`allowed_services`: globs of the service images jobs may start. `dind` pools "
-        "always allow `docker:dind` and `docker:*-dind`, and every allowed service of a `dind` "
-        "pool runs privileged. Default: any service in `rootless` pools, only dind in `dind`.",
+        "always allow `docker:dind` and `docker:*-dind`, also as `docker.io/docker:...` and "
+        "`docker.io/library/docker:...` and under `dindRegistryPrefixes`. Every service of a "
+        "`dind` pool runs privileged, and the runner admits the default and helper images "
+        "whatever this says. Default: any service in `rootless` pools, only dind in `dind`.",
+    )
+    dind_registry_prefixes: list[str] = Field(
+        default_factory=list,
+        description="Registry paths `dind` pools also admit the official `docker:dind` and "
+        "`docker:*-dind` from, e.g. GitLab's dependency proxy "
+        "`gitlab.example.com:443/my-group/dependency_proxy/containers` (what "
+        "`$CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX` expands to).",
     )
     allowed_pull_policies: list[PullPolicy] | None = Field(
         None,
@@ -118,6 +128,10 @@ class RunnerSettings(Section):
 
     def cross_field_problems(self) -> list[Problem]:
         return [
+            self._problem("dind_registry_prefixes", problem)
+            for prefix in self.dind_registry_prefixes
+            for problem in registry_prefix_problems(prefix)
+        ] + [
             self._problem(
                 "feature_flags",
                 f"{name!r} is not a runner feature flag name (FF_ followed by capitals, digits "

@@ -26,9 +26,15 @@ DIND_ENVIRONMENT = (
     "DOCKER_TLS_VERIFY=1",
     f"DOCKER_CERT_PATH={DIND_CERTS_MOUNT}",
 )
-# The only services a `dind` pool starts, all privileged: the runner matches `allowed_services`
-# with doublestar globs against the image as the job wrote it (common/allowed_images.go).
-DIND_SERVICES = ("docker:dind", "docker:*-dind")
+# The only services a `dind` pool starts, all privileged. The runner matches `allowed_services`
+# with doublestar globs, where `*` never crosses a `/`, against the service name after variable
+# expansion and without normalising it (common/allowed_images.go, common/build.go): Docker
+# Hub's official image is spelled three ways.
+DIND_IMAGE = "docker"
+DIND_TAGS = ("dind", "*-dind")
+DOCKER_HUB_PATHS = ("", "docker.io/", "docker.io/library/")
+DIND_SERVICES = tuple(f"{path}{DIND_IMAGE}:{tag}" for path in DOCKER_HUB_PATHS for tag in DIND_TAGS)
+GLOB_CHARACTERS = frozenset("*?[]{}\\")
 # cluster-autoscaler would otherwise drain a node (and kill the job) to consolidate capacity.
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 METRICS_PORT = 9252
@@ -56,7 +62,13 @@ class OverwriteCeiling(TypedDict):
     """How far a job may raise CPU and memory of its build and service containers."""
 
     cpu: str
+    """Ceiling of the CPU requests."""
     memory: str
+    """Ceiling of the memory requests."""
+    cpu_limit: NotRequired[str]
+    """Ceiling of the CPU limits. Default: `cpu`."""
+    memory_limit: NotRequired[str]
+    """Ceiling of the memory limits. Default: `memory`."""
 
 
 class WarmCapacityPolicy(TypedDict):
@@ -122,6 +134,10 @@ class JobSpec(TypedDict):
     overwrite_ceiling: NotRequired[OverwriteCeiling]
     allowed_images: NotRequired[list[str]]
     allowed_services: NotRequired[list[str]]
+    dind_registry_prefixes: NotRequired[list[str]]
+    """Registry paths (GitLab's dependency proxy) `dind` pools also admit `docker:dind` from."""
+    allow_privilege_escalation: NotRequired[bool]
+    """`allowPrivilegeEscalation` of the build container. Default false."""
     allowed_pull_policies: NotRequired[list[str]]
     service_account: NotRequired[str]
     """Service account of the job pods (no token mounted, no IAM role)."""
@@ -211,35 +227,74 @@ def _overwrite_ceilings(ceiling: OverwriteCeiling) -> dict[str, str]:
     Unset, a job cannot change them with `KUBERNETES_*` variables at all
     (executors/kubernetes/overwrites.go, runner 19.3).
     """
+    limits = {
+        "cpu": ceiling.get("cpu_limit", ceiling["cpu"]),
+        "memory": ceiling.get("memory_limit", ceiling["memory"]),
+    }
     return {
-        f"{prefix}{resource}_{kind}_overwrite_max_allowed": ceiling[resource]
+        f"{prefix}{resource}_{kind}_overwrite_max_allowed": (
+            limits[resource] if kind == "limit" else ceiling[resource]
+        )
         for prefix in ("", "service_")
         for resource in ("cpu", "memory")
         for kind in ("request", "limit")
     }
 
 
-def security_contexts(build_mode: str) -> dict[str, Any]:
+def security_contexts(
+    build_mode: str, *, allow_privilege_escalation: bool = False
+) -> dict[str, Any]:
     """Privilege only where Docker-in-Docker needs it.
 
     `privileged` at `[runners.kubernetes]` would cover every container; each container's own
     security context wins over it (`GetContainerSecurityContext`, common/config.go, runner 19.3),
-    so build and helper never escalate, and services are privileged only in `dind` pools.
+    so build and helper are never privileged and the helper never escalates, and services are
+    privileged only in `dind` pools. The build container escalates (setuid `sudo`, rootless
+    BuildKit's `newuidmap`) only where the pool allows it.
     """
-    unprivileged = {"privileged": False, "allow_privilege_escalation": False}
     return {
         "privileged": False,
-        "build_container_security_context": dict(unprivileged),
-        "helper_container_security_context": dict(unprivileged),
+        "build_container_security_context": {
+            "privileged": False,
+            "allow_privilege_escalation": allow_privilege_escalation,
+        },
+        "helper_container_security_context": {
+            "privileged": False,
+            "allow_privilege_escalation": False,
+        },
         "service_container_security_context": {"privileged": build_mode == "dind"},
     }
+
+
+def registry_prefix_problems(prefix: str) -> list[str]:
+    """Why `prefix` cannot stand before `docker:dind` in an allowed-services glob."""
+    problems = []
+    if not prefix or prefix != prefix.strip("/") or "://" in prefix:
+        problems.append(
+            "must be a registry path without scheme or leading/trailing '/', e.g. "
+            f"gitlab.example.com:443/my-group/dependency_proxy/containers, got {prefix!r}"
+        )
+    if used := sorted(GLOB_CHARACTERS & set(prefix)):
+        problems.append(
+            f"must not hold glob characters ({' '.join(used)}): they would admit other "
+            f"images as privileged services, got {prefix!r}"
+        )
+    return problems
+
+
+def dind_service_patterns(registry_prefixes: Sequence[str] = ()) -> list[str]:
+    """The official dind image in every spelling Docker Hub accepts, and under each registry
+    prefix (GitLab's dependency proxy); nothing else from those registries."""
+    prefixed = [f"{prefix}/{DIND_IMAGE}:{tag}" for prefix in registry_prefixes for tag in DIND_TAGS]
+    return [*DIND_SERVICES, *prefixed]
 
 
 def allowed_services(job: JobSpec) -> list[str] | None:
     """Every service of a `dind` pool runs privileged, so dind is all it starts unless told."""
     extra = job.get("allowed_services")
     if job["build_mode"] == "dind":
-        return [*DIND_SERVICES, *(s for s in extra or [] if s not in DIND_SERVICES)]
+        dind = dind_service_patterns(job.get("dind_registry_prefixes", []))
+        return [*dind, *(s for s in extra or [] if s not in dind)]
     return extra
 
 
@@ -249,7 +304,10 @@ def kubernetes_section(job: JobSpec) -> dict[str, Any]:
     section: dict[str, Any] = {
         "namespace": job["namespace"],
         "image": job["image"],
-        **security_contexts(job["build_mode"]),
+        **security_contexts(
+            job["build_mode"],
+            allow_privilege_escalation=job.get("allow_privilege_escalation", False),
+        ),
         "poll_interval": job["poll_interval"],
         "poll_timeout": job["poll_timeout"],
         **_resources("", job["build"]),

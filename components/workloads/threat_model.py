@@ -37,9 +37,12 @@ BOUNDARIES: tuple[Boundary, ...] = (
         rootless="cannot",
         dind="can",
         enforced_by=(
-            "launch template: IMDSv2 required, hop limit 1",
+            "launch template: IMDSv2 required, hop limit 1 (`pools[i].imdsHopLimit`; at 2 only "
+            "the NetworkPolicy is left)",
             "NetworkPolicy `job-egress-no-node-credentials`: no egress to 169.254.169.254/32 "
             "and fd00:ec2::254/128",
+            "a network-policy engine: a created cluster's VPC CNI with `enableNetworkPolicy`; "
+            "for an existing cluster the `networkPolicyEnforcement` output says",
         ),
         proven_by=(
             *_tests(
@@ -50,12 +53,19 @@ BOUNDARIES: tuple[Boundary, ...] = (
                 "test_job_namespaces.py",
                 "test_network_policies_guard_every_job_namespace_and_the_managers",
             ),
+            *_tests(
+                "test_stacks.py",
+                "test_dev_enforces_its_network_policies_with_the_vpc_cni_and_its_own_role",
+                "test_an_existing_cluster_without_network_policy_enforcement_is_reported",
+            ),
         ),
         why="A pod is one hop further from the metadata service than its node: with a hop "
         "limit of 1 the IMDSv2 token a pod asks for never reaches it, and the NetworkPolicy "
-        "drops the packets too where a network-policy engine runs. A `dind` job controls a "
-        "privileged container: it can enter the node's network namespace, where one hop is "
-        "enough, and read the node role's credentials.",
+        "drops the packets too where a network-policy engine runs. A pool with hop limit 2 "
+        "(for DaemonSets that call IMDS from their own network namespace) keeps only the "
+        "NetworkPolicy, which Kubernetes accepts and ignores without an engine. A `dind` job "
+        "controls a privileged container: it can enter the node's network namespace, where "
+        "one hop is enough, and read the node role's credentials.",
     ),
     Boundary(
         target="IAM roles of other workloads (IRSA, EKS Pod Identity)",
@@ -78,6 +88,32 @@ BOUNDARIES: tuple[Boundary, ...] = (
         "annotated ServiceAccount, and the Pod Identity agent answers only pods with an "
         "association. Root on a `dind` node reads the tokens projected into every pod on that "
         "node, such as a DaemonSet's (the VPC CNI's role when it uses IRSA).",
+    ),
+    Boundary(
+        target="Every network interface in the account (the VPC CNI's permissions)",
+        rootless="cannot",
+        dind="can",
+        enforced_by=(
+            "a created cluster: the VPC CNI's own IRSA role holds `AmazonEKS_CNI_Policy`, no "
+            "node role does",
+            "an existing cluster: `cluster.nodeCniPolicy: false` once its vpc-cni add-on has "
+            "a role of its own (refused before that)",
+            "for `rootless` jobs: the rows above (no node role, no other workload's token)",
+        ),
+        proven_by=(
+            *_tests(
+                "test_stacks.py",
+                "test_dev_enforces_its_network_policies_with_the_vpc_cni_and_its_own_role",
+                "test_an_existing_clusters_build_nodes_drop_the_cni_policy_only_when_the_cni_has_a_role",
+            ),
+            *_tests("test_cluster.py", "test_a_created_clusters_system_nodes_lack_the_cni_policy"),
+        ),
+        why="`AmazonEKS_CNI_Policy` allows `ec2:ModifyNetworkInterfaceAttribute`, "
+        "`DetachNetworkInterface` and `DeleteNetworkInterface` on every interface in the "
+        "account. On a node role (an existing cluster's default, `cluster.nodeCniPolicy: "
+        "true`) a `dind` job holds it through the node's credentials; with the VPC CNI's own "
+        "role it still reads the `aws-node` pod's projected token on its node. Taking the "
+        "policy off the node roles closes the metadata service path only.",
     ),
     Boundary(
         target="The runner authentication token (`glrt-...`)",
@@ -103,7 +139,7 @@ BOUNDARIES: tuple[Boundary, ...] = (
         "there (chart templates/role.yaml, role-binding.yaml).",
     ),
     Boundary(
-        target="Cache storage credentials and other projects' cache objects",
+        target="Cache storage credentials",
         rootless="cannot",
         dind="cannot",
         enforced_by=(
@@ -124,6 +160,29 @@ BOUNDARIES: tuple[Boundary, ...] = (
         "temporary credentials (cache/s3v2/adapter.go GetGoCloudURL).",
     ),
     Boundary(
+        target="Other projects' cache objects",
+        rootless="cannot",
+        dind="can",
+        enforced_by=(
+            "each job's presigned URLs are only in its own pod",
+            "job namespace `gitlab-runner-jobs-rootless` enforces Pod Security `baseline`: no "
+            "host paths, host namespaces or privileged containers",
+        ),
+        proven_by=(
+            *_tests(
+                "test_isolation.py",
+                "test_rootless_job_and_pause_pods_pass_baseline",
+                "test_baseline_refuses_host_access",
+            ),
+        ),
+        why="The presigned download and upload URLs are `--url` arguments of the helper's "
+        "cache commands in the job script (shells/abstract.go), which the runner writes to "
+        "the pod's scripts emptyDir (executors/kubernetes/kubernetes.go "
+        "saveScriptOnEmptyDir). Root on a `dind` node reads other pods' emptyDirs and "
+        "process arguments, so it can fetch and overwrite the cache objects of other "
+        "projects' jobs on its node while their URLs are valid.",
+    ),
+    Boundary(
         target="Its own project's cache from another branch",
         rootless="can",
         dind="can",
@@ -137,12 +196,21 @@ BOUNDARIES: tuple[Boundary, ...] = (
         target="Other jobs' pods over the network",
         rootless="cannot",
         dind="can",
-        enforced_by=("NetworkPolicy `job-ingress-deny-all` in every job namespace",),
+        enforced_by=(
+            "NetworkPolicy `job-ingress-deny-all` in every job namespace",
+            "a network-policy engine: a created cluster's VPC CNI with `enableNetworkPolicy`; "
+            "for an existing cluster the `networkPolicyEnforcement` output says",
+        ),
         proven_by=(
             *_tests("test_isolation.py", "test_job_pods_accept_no_ingress"),
             *_tests(
                 "test_job_namespaces.py",
                 "test_network_policies_guard_every_job_namespace_and_the_managers",
+            ),
+            *_tests(
+                "test_stacks.py",
+                "test_dev_enforces_its_network_policies_with_the_vpc_cni_and_its_own_role",
+                "test_an_existing_cluster_without_network_policy_enforcement_is_reported",
             ),
         ),
         why="A job's services reach its build over localhost (service aliases map to "
@@ -168,6 +236,7 @@ BOUNDARIES: tuple[Boundary, ...] = (
             *_tests(
                 "test_job_namespaces.py", "test_each_job_namespace_enforces_its_pod_security_level"
             ),
+            *_tests("test_stacks.py", "test_staging_runs_a_rootless_pool_at_pod_security_baseline"),
         ),
         why="Each job is its own pod; `baseline` refuses privileged containers, host "
         "namespaces, hostPath volumes and added capabilities, so a job sees nothing of its "
@@ -180,7 +249,7 @@ BOUNDARIES: tuple[Boundary, ...] = (
         dind="can",
         enforced_by=(
             "`rootless`: nothing privileged, Pod Security `baseline` enforced",
-            "`dind`: only service containers are privileged, on the pool's own tainted nodes",
+            "`dind`: every service container is privileged, on the pool's own tainted nodes",
         ),
         proven_by=(
             *_tests(
@@ -189,13 +258,27 @@ BOUNDARIES: tuple[Boundary, ...] = (
                 "test_dind_pools_privilege_only_services",
             ),
             *_tests("test_isolation.py", "test_dind_job_pod_needs_the_privileged_level"),
+            *_tests("test_stacks.py", "test_staging_runs_a_rootless_pool_at_pod_security_baseline"),
+            *_tests(
+                "test_ci_templates.py",
+                "test_the_rootless_buildkit_template_passes_its_namespaces_pod_security",
+            ),
+            *_tests(
+                "test_allowed_services.py",
+                "test_the_runners_own_images_are_admitted_and_privileged_whatever_the_list_says",
+            ),
         ),
         why="A privileged container has every capability and the node's devices. In a `dind` "
-        "pool every service container is privileged; `allowed_services` narrows the images, "
-        "but the runner always admits the default job image and the helper image "
-        "(common/allowed_images.go) and the job chooses a service's entrypoint and command: "
-        "count a `dind` job as root on its node. A `rootless` job is left with kernel "
-        "vulnerabilities.",
+        "pool every service container gets the same privileged security context "
+        "(executors/kubernetes/kubernetes.go preparePodServices), `docker:dind` and any other: "
+        "`allowed_services` narrows the images, but the runner always admits the default job "
+        "image and the helper image (common/allowed_images.go) and the job chooses a "
+        "service's entrypoint and command: count a `dind` job as root on its node. A "
+        "`rootless` job is left with kernel vulnerabilities; the runner sets no seccomp "
+        "profile, and nodeadm leaves the kubelet's default unconfined, which is what lets "
+        "rootless BuildKit create its user namespace and what leaves more of the kernel "
+        "exposed. `allowPrivilegeEscalation: true` (a pool setting) lets setuid programs such "
+        "as `sudo` work inside the job's own unprivileged container.",
     ),
     Boundary(
         target="The Kubernetes API as a workload",
@@ -335,9 +418,13 @@ RECOMMENDATIONS = (
     "Build images in `rootless` pools with a daemonless builder (docs/job-isolation.md); "
     "keep `dind` for what truly needs a Docker daemon.",
     "Run a network-policy engine (the VPC CNI with `enableNetworkPolicy`, Calico or Cilium): "
-    "without one the NetworkPolicies are accepted and do nothing.",
-    "Give build nodes a role with no more than the EKS worker, CNI and ECR read-only policies: "
-    "a `dind` job holds it.",
+    "without one the NetworkPolicies are accepted and do nothing. A created cluster has it; "
+    "for an existing one check the `networkPolicyEnforcement` output.",
+    "Give build nodes a role with no more than the EKS worker and ECR read-only policies, and "
+    "the VPC CNI a role of its own (`cluster.nodeCniPolicy: false`): a `dind` job holds the "
+    "node role.",
+    "Keep `imdsHopLimit` at 1 unless a DaemonSet on the build nodes needs IMDS from its own "
+    "network namespace, and then only with a network-policy engine.",
 )
 
 
