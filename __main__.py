@@ -556,21 +556,34 @@ runners = {
     for pool in settings.pools
 }
 if settings.monitoring.enabled:
+    from components.workloads.alert_rules import CLUSTER_AUTOSCALER, NO_SCALER
+    from components.workloads.edge_cache import DATA_CLAIM as CACHE_CLAIM
+    from components.workloads.edge_cache import DEFAULT_NAMESPACE as CACHE_NAMESPACE
+    from components.workloads.monitoring import FleetMonitoringArgs
+
     monitoring = settings.monitoring
+    # Only the stack's own cluster-autoscaler is scraped, with per-node-group metrics.
+    scaler = (
+        CLUSTER_AUTOSCALER if settings.on_eks and settings.cluster_autoscaler.enabled else NO_SCALER
+    )
+    monitoring_args: FleetMonitoringArgs = {
+        "pools": [pool.monitored(settings.job_namespace(pool), scaler) for pool in settings.pools],
+        "namespace": monitoring.namespace,
+        "rule_labels": monitoring.selector_labels,
+        "dashboard_labels": monitoring.dashboard_labels,
+        "thresholds": monitoring.snake_thresholds(monitoring.thresholds),  # type: ignore[typeddict-item]
+        # EKS names a managed node group's Auto Scaling group eks-<node group>-<id>.
+        "node_group_regex": f"eks-{BUILD_NODES}-.*",
+        "runbook_url": monitoring.runbook_url,
+        "create_rule": monitoring.alerts,
+        "create_dashboard": monitoring.dashboard,
+    }
+    # The in-cluster cache (an edge site's, or cache.type inCluster) keeps its objects on a volume.
+    if settings.site.is_edge or settings.cache.type == "inCluster":
+        monitoring_args["cache_volume"] = {"namespace": CACHE_NAMESPACE, "name": CACHE_CLAIM}
     fleet_monitoring = FleetMonitoring(
         "monitoring",
-        {
-            "pools": [pool.name for pool in settings.pools],
-            "namespace": monitoring.namespace,
-            "rule_labels": monitoring.selector_labels,
-            "dashboard_labels": monitoring.dashboard_labels,
-            "thresholds": monitoring.snake_thresholds(monitoring.thresholds),  # type: ignore[typeddict-item]
-            # EKS names a managed node group's Auto Scaling group eks-<node group>-<id>.
-            "node_group_regex": f"eks-{BUILD_NODES}-.*",
-            "runbook_url": monitoring.runbook_url,
-            "create_rule": monitoring.alerts,
-            "create_dashboard": monitoring.dashboard,
-        },
+        monitoring_args,
         opts=pulumi.ResourceOptions(
             providers=[kubernetes_provider], depends_on=list(runners.values())
         ),
