@@ -11,6 +11,7 @@ the zone uses in the years asked for. At `* 7-18 * * mon-fri` in Europe/Berlin t
 06:00-16:59 UTC (winter 06:00-17:59, summer 05:00-16:59). Pure: no Pulumi runtime needed.
 """
 
+import functools
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,14 @@ def utc_windows(
 ) -> list[tuple[int, int]]:
     """The ranges `[start, end)` of UTC minutes of the week at which the last `within_minutes`
     minutes all were working hours under every offset of the zone, in order."""
+    return list(_utc_windows(tuple(periods), timezone, within_minutes, tuple(years)))
+
+
+# Settings validation, the pool checks and the rule each ask for the same pool's windows.
+@functools.cache
+def _utc_windows(
+    periods: tuple[str, ...], timezone: str, within_minutes: int, years: tuple[int, ...]
+) -> tuple[tuple[int, int], ...]:
     if not periods:
         raise WorkingHoursError("at least one period is needed")
     local: set[int] = set()
@@ -130,7 +139,7 @@ def utc_windows(
             windows.append((minute, minute + 1))
         elif on:
             windows[-1] = (windows[-1][0], minute + 1)
-    return windows
+    return tuple(windows)
 
 
 def promql_condition(windows: Sequence[tuple[int, int]]) -> str | None:
