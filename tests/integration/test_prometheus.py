@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -44,10 +45,7 @@ from components.workloads.alert_rules import (
 from components.workloads.gitlab_runner import release_name
 from components.workloads.monitoring import autoscaler_monitoring_values, runner_monitoring_values
 from components.workloads.runner_config import METRICS_PORT
-from components.workloads.runner_metrics import (
-    POOL,
-    metric_named,
-)
+from components.workloads.runner_metrics import POOL, metric_named
 
 SCRAPE_SECONDS = 0.25
 """Scrape and rule evaluation interval."""
@@ -170,7 +168,6 @@ def short_token(pool: str) -> str:
 
 SYSTEM_ID = "r_Vb3kQ9xZ2mPa"
 """A random system id, as a manager in a container without machine-id gets (system_id_state.go)."""
-PAUSE_DEPLOYMENT_SUFFIX = "vb3kq9xz2mpa"
 
 
 def runner_labels(pool: str) -> dict[str, str]:
@@ -384,10 +381,11 @@ FAILURES = [
 
 
 def pause_deployment(pool: str) -> str:
-    """The pause Deployment's name: the token and system id lowercased, invalid characters
-    dropped (executors/kubernetes/autoscaler/pause_pod_manager.go, helpers/dns/utils.go)."""
-    token = "".join(c for c in short_token(pool).lower() if c.isalnum() or c == "-")
-    return f"runner-pause-{token}-{PAUSE_DEPLOYMENT_SUFFIX}"
+    """The pause Deployment's name: `runner-pause-` and the token and system id lowercased,
+    every character but `a-z0-9-` dropped (executors/kubernetes/autoscaler/
+    pause_pod_manager.go deploymentName, helpers/dns/utils.go MakeRFC1123Compatible)."""
+    name = f"{short_token(pool)}-{SYSTEM_ID}".lower()
+    return "runner-pause-" + re.sub("[^-a-z0-9]", "", name)[:63]
 
 
 def kube_state_metrics(clock: Clock) -> Samples:
@@ -872,6 +870,11 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, Clock]]:
     renders["cluster-autoscaler"] = cluster_autoscaler
     renders["kube-state-metrics"] = kube_state_metrics
     renders["kubelet"] = kubelet
+    # What the exporters will serve, before and after the failures begin, is checked here: a
+    # failed check inside a scrape would only show as a target down.
+    for render in renders.values():
+        exposition(render(Clock()))
+        exposition(render(Clock(events_began=time.monotonic())))
     exporters = {name: Exporter(render, clock) for name, render in renders.items()}
     rule_file = tmp_path / "fleet-rules.yaml"
     spec = prometheus_rule_spec(
