@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
@@ -15,7 +14,7 @@ from components.workloads.dashboard import (
     dashboard_json,
     fleet_dashboard,
 )
-from components.workloads.runner_metrics import NODE_POOL_LABEL, RUNNER_METRICS
+from components.workloads.runner_metrics import API_ENDPOINT, NODE_POOL_LABEL, RUNNER_METRICS
 from tests.test_alert_rules import KNOWN_SERIES, read_promql, unknown_names_and_labels
 
 RUNNER_SERIES = {series for metric in RUNNER_METRICS for series in metric.series_names()}
@@ -47,11 +46,10 @@ def test_every_query_reads_only_metrics_and_labels_the_exporters_have():
 def test_every_runner_query_is_filtered_by_the_pool_variable():
     pool_filter = f'pool=~"${POOL_VARIABLE}"'
     for expr in queries():
-        for name, _ in read_promql(expr).selectors:
-            if name in RUNNER_SERIES:
-                selector = re.search(rf"{name}\{{([^}}]*)\}}", expr)
-                assert selector is not None, expr
-                assert pool_filter in selector[1], expr
+        for selector in read_promql(expr).selectors:
+            if selector.metric in RUNNER_SERIES:
+                assert selector.matchers.get("pool") == ("=~", f"${POOL_VARIABLE}"), expr
+                assert pool_filter in expr
 
 
 def test_build_nodes_are_counted_by_the_kube_state_metrics_pool_label():
@@ -79,11 +77,19 @@ def test_the_panels_the_fleet_needs_are_there():
     assert panel_metrics(queue) == {"gitlab_runner_job_queue_duration_seconds_bucket"}
     failures = by_title["Failed jobs by reason"]
     assert "failure_reason" in read_promql(failures["targets"][0]["expr"]).grouping_labels
-    pause = by_title["Pause pods desired vs current"]
+    # The runner's `current` is the pause Deployment's spec.replicas (pause_pod_manager.go);
+    # pods stuck Pending show only in kube-state-metrics' available replicas.
+    pause = by_title["Pause pods wanted vs available"]
     assert panel_metrics(pause) == {
         "gitlab_runner_kubernetes_autoscaler_pause_pods_desired",
-        "gitlab_runner_kubernetes_autoscaler_pause_pods_current",
+        "kube_deployment_status_replicas_available",
+        "kube_deployment_labels",
     }
+    # builds_helper.go counts a job in gitlab_runner_jobs_total when a manager picks it up.
+    assert panel_metrics(by_title["Jobs picked up per hour"]) == {"gitlab_runner_jobs_total"}
+    api = by_title["GitLab API answers other than 2xx"]["targets"][0]
+    assert read_promql(api["expr"]).grouping_labels == {"pool", API_ENDPOINT, "status"}
+    assert API_ENDPOINT in api["legendFormat"]
     assert panel_metrics(by_title["Build nodes by pool"]) == {"kube_node_labels"}
     # commands/builds_helper.go observes gitlab_runner_job_duration_seconds when a job ends.
     assert panel_metrics(by_title["Job duration (p50, p95)"]) == {

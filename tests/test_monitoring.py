@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from components.build_nodes import POOL_LABEL
-from components.workloads.alert_rules import alert_names, prometheus_rule_spec
+from components.workloads.alert_rules import (
+    MonitoredPool,
+    VolumeClaim,
+    alert_names,
+    prometheus_rule_spec,
+)
 from components.workloads.dashboard import dashboard_json
 from components.workloads.monitoring import (
     DASHBOARD_CONFIG_MAP_NAME,
@@ -26,10 +31,13 @@ from components.workloads.monitoring import (
     runner_monitoring_values,
 )
 from components.workloads.runner_config import METRICS_PORT
-from components.workloads.runner_metrics import POOL_META_LABEL
+from components.workloads.runner_metrics import API_ENDPOINT, POOL_META_LABEL
 from tests.harness import ProgramRun, run_program
 
-POOLS = ["default", "arm64"]
+POOLS: list[MonitoredPool] = [
+    {"name": "default", "job_namespace": "gitlab-runner-jobs-dind", "warm_capacity": True},
+    {"name": "arm64", "job_namespace": "gitlab-runner-jobs-dind"},
+]
 RULE_TYPE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
 
@@ -148,12 +156,26 @@ def test_runner_values_label_the_manager_pod_and_relabel_its_pool_into_a_pool_la
     ]
 
 
+def test_the_pod_monitor_moves_the_runners_renamed_endpoint_label_to_api_endpoint():
+    # The operator's target label `endpoint` (pkg/prometheus/promcfg.go) makes Prometheus store
+    # the runner's own as `exported_endpoint` (scrape/scrape.go); metric relabelings run after.
+    # tests/integration/test_prometheus.py shows the result on a real server.
+    pod_monitor = runner_monitoring_values("default")["metrics"]["podMonitor"]
+    assert pod_monitor["metricRelabelings"] == [
+        {"sourceLabels": ["exported_endpoint"], "targetLabel": API_ENDPOINT, "action": "replace"},
+        {"regex": "exported_endpoint", "action": "labeldrop"},
+    ]
+
+
 def test_the_chart_rendered_pod_monitor_endpoint_holds_only_operator_fields():
-    # templates/podmonitor.yaml copies `relabelings` verbatim into podMetricsEndpoints[0].
+    # templates/podmonitor.yaml copies `relabelings` verbatim and `metricRelabelings` through
+    # `tpl` (no template braces in ours) into podMetricsEndpoints[0].
     assert CHART_POD_METRICS_ENDPOINT_KEYS <= POD_METRICS_ENDPOINT_FIELDS
-    for relabeling in runner_monitoring_values("default")["metrics"]["podMonitor"]["relabelings"]:
+    pod_monitor = runner_monitoring_values("default")["metrics"]["podMonitor"]
+    for relabeling in pod_monitor["relabelings"] + pod_monitor["metricRelabelings"]:
         assert set(relabeling) <= RELABEL_CONFIG_FIELDS
         assert relabeling["action"].lower() in RELABEL_ACTIONS
+        assert "{{" not in repr(relabeling)
 
 
 def test_pod_monitor_labels_are_configurable():
@@ -244,12 +266,34 @@ def test_rule_and_dashboard_can_each_be_left_out():
     assert outputs["alerts"] == alert_names(prometheus_rule_spec(POOLS))
 
 
+def test_a_cache_volume_adds_its_alert():
+    volume: VolumeClaim = {"namespace": "runner-cache", "name": "runner-cache-data"}
+    run = declare(cache_volume=volume)
+    assert run.error is None
+    assert run.one(RULE_TYPE).inputs["spec"] == prometheus_rule_spec(POOLS, cache_volume=volume)
+    assert (
+        "RunnerCacheVolumeNearlyFull"
+        in run.component_outputs[run.one("gitlab-runner-fleet:index:FleetMonitoring").urn]["alerts"]
+    )
+
+
 @pytest.mark.parametrize(
     ("overrides", "problem"),
     [
         ({"pools": []}, "pools: at least one pool is needed"),
-        ({"pools": ["a", "a"]}, "pools: names must be unique"),
-        ({"pools": ["Not a label!"]}, "pool 'Not a label!' must be at most 63"),
+        ({"pools": [POOLS[0], POOLS[0]]}, "pools: names must be unique"),
+        (
+            {"pools": [{"name": "Not a label!", "job_namespace": "jobs"}]},
+            "pool 'Not a label!' must be at most 63",
+        ),
+        (
+            {"pools": [{"name": "a", "job_namespace": "jobs", "scaler": "fargate"}]},
+            "pool 'a': scaler must be one of cluster-autoscaler, none",
+        ),
+        (
+            {"cache_volume": {"namespace": "Runner-Cache", "name": "data"}},
+            "cache_volume.namespace 'Runner-Cache' must be a Kubernetes namespace",
+        ),
         ({"namespace": "Monitoring"}, "namespace 'Monitoring' must be a Kubernetes namespace"),
         ({"rule_labels": {"release": "a b"}}, "rule_labels: release='a b' must be at most 63"),
         ({"dashboard_labels": {"-bad": "1"}}, "dashboard_labels: key '-bad'"),

@@ -491,6 +491,20 @@ def test_prod_warms_whole_jobs_in_office_hours() -> None:
     assert held_cpu >= 4 * job_cpu
 
 
+def test_prod_counts_jobs_that_wait_longer_than_five_minutes_in_office_hours() -> None:
+    settings = stack_settings("prod")
+    # helpers/timeperiod/period.go matches with gorhill/cronexpr, which reads 5 fields as
+    # "at second 0" and is in period only within a second of a match: 7 fields with any second
+    # and year keep the whole minute (the runner's own tests use `* * 10-17 * * * *`).
+    assert rendered(settings, "default")["monitoring"] == {
+        "job_queuing_durations": [
+            {"periods": ["* * 7-18 * * mon-fri *"], "timezone": "Europe/Berlin", "threshold": "5m"}
+        ]
+    }
+    # Without the section the runner's counter only ever adds 0 (builds_helper.go).
+    assert "monitoring" not in rendered(settings, "arm64")
+
+
 @pytest.mark.parametrize("stack", ["dev", "staging"])
 def test_no_pause_pods_unless_enabled(stack: str) -> None:
     assert "autoscaler" not in rendered(stack_settings(stack))["kubernetes"]

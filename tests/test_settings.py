@@ -233,6 +233,30 @@ INVALID = [
         },
         "pools[0].warmCapacity.policies[0].idleJobs: must be >= 0, got -1",
     ),
+    (
+        {"pools": [{**POOL, "jobQueuingDurations": [{"periods": ["* 7-18"], "threshold": "5m"}]}]},
+        "pools[0].jobQueuingDurations[0].periods: each period must be a 5-field cron expression",
+    ),
+    (
+        {
+            "pools": [
+                {**POOL, "jobQueuingDurations": [{"periods": ["* * * * *"], "threshold": "0s"}]}
+            ]
+        },
+        "pools[0].jobQueuingDurations[0].threshold: must be above 0 (the runner ignores 0)",
+    ),
+    (
+        {"pools": [{**POOL, "expectJobs": {"periods": ["* 7 * * mon"], "within": "2h"}}]},
+        "pools[0].expectJobs: within (2h) is longer than every stretch of working hours",
+    ),
+    (
+        {"pools": [{**POOL, "expectJobs": {"periods": ["* 7 1 * mon"]}}]},
+        "pools[0].expectJobs: period '* 7 1 * mon': day of month and month must be '*'",
+    ),
+    (
+        {"pools": [{**POOL, "expectJobs": {"periods": ["* 7 * * mon"], "within": "1 hour"}}]},
+        "pools[0].expectJobs.within: must be a Prometheus duration such as 1h or 90m",
+    ),
     ({"pools": []}, "pools: must be a non-empty list of pools"),
     ({"pools": [{**POOL, "instanceType": "c5.large"}]}, "pools[0].instanceType: unknown key"),
     (

@@ -26,13 +26,16 @@ from ..settings.cache_plan import (
     mirror_storage,
     runner_cache_spec,
 )
+from ..workloads.alert_rules import CLUSTER_AUTOSCALER, NO_SCALER
+from ..workloads.edge_cache import DATA_CLAIM as SITE_CACHE_CLAIM
+from ..workloads.edge_cache import DEFAULT_NAMESPACE as SITE_CACHE_NAMESPACE
 from ..workloads.edge_cache import EdgeCache, EdgeCacheArgs, EdgeHub
 from ..workloads.edge_cache import runner_cache_spec as site_cache_spec
 from ..workloads.gitlab_runner import GitlabRunner, cache_secret_data
 from ..workloads.isolation import MANAGER_POD_LABELS
 from ..workloads.job_namespaces import JobNamespaces, JobNamespacesArgs
 from ..workloads.mirror_config import containerd_hosts_toml, mirror_url, node_user_data
-from ..workloads.monitoring import FleetMonitoring
+from ..workloads.monitoring import FleetMonitoring, FleetMonitoringArgs
 from ..workloads.registry_mirror import DEFAULT_NAMESPACE as MIRROR_NAMESPACE
 from ..workloads.registry_mirror import SERVICE_NAME as MIRROR_SERVICE_ACCOUNT
 from ..workloads.registry_mirror import RegistryMirror, RegistryMirrorArgs
@@ -684,20 +687,35 @@ class RunnerFleet(pulumi.ComponentResource):
         }
 
     def _create_monitoring(self, provider: k8s.Provider, runners: dict[str, GitlabRunner]) -> None:
-        monitoring = self._settings.monitoring
+        """Alerts for what this stack runs: each pool with its own facts (scaler, warm
+        capacity, queuing thresholds, working hours), and the in-cluster cache's volume."""
+        settings = self._settings
+        monitoring = settings.monitoring
+        # Only the stack's own cluster-autoscaler is scraped, with per-node-group metrics.
+        scaler = (
+            CLUSTER_AUTOSCALER
+            if settings.on_eks and settings.cluster_autoscaler.enabled
+            else NO_SCALER
+        )
+        args: FleetMonitoringArgs = {
+            "pools": [
+                pool.monitored(settings.job_namespace(pool), scaler) for pool in settings.pools
+            ],
+            "namespace": monitoring.namespace,
+            "rule_labels": monitoring.selector_labels,
+            "dashboard_labels": monitoring.dashboard_labels,
+            "thresholds": monitoring.snake_thresholds(monitoring.thresholds),  # type: ignore[typeddict-item]
+            "node_group_regex": BUILD_NODE_GROUP_REGEX,
+            "runbook_url": monitoring.runbook_url,
+            "create_rule": monitoring.alerts,
+            "create_dashboard": monitoring.dashboard,
+        }
+        if self._plan.kind in ("edge", "inCluster"):
+            # The in-cluster store keeps its objects on a volume that can fill up.
+            args["cache_volume"] = {"namespace": SITE_CACHE_NAMESPACE, "name": SITE_CACHE_CLAIM}
         fleet_monitoring = FleetMonitoring(
             "monitoring",
-            {
-                "pools": [pool.name for pool in self._settings.pools],
-                "namespace": monitoring.namespace,
-                "rule_labels": monitoring.selector_labels,
-                "dashboard_labels": monitoring.dashboard_labels,
-                "thresholds": monitoring.snake_thresholds(monitoring.thresholds),  # type: ignore[typeddict-item]
-                "node_group_regex": BUILD_NODE_GROUP_REGEX,
-                "runbook_url": monitoring.runbook_url,
-                "create_rule": monitoring.alerts,
-                "create_dashboard": monitoring.dashboard,
-            },
+            args,
             opts=self._top_level(providers=[provider], depends_on=list(runners.values())),
         )
         self.alerts = fleet_monitoring.alerts

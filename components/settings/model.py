@@ -190,6 +190,8 @@ class FleetSettings:
             spec["allowed_pull_policies"] = list(runner.allowed_pull_policies)
         if warm := self._warm_capacity(pool):
             spec["warm_capacity"] = warm
+        if pool.job_queuing_durations:
+            spec["job_queuing_durations"] = [d.spec() for d in pool.job_queuing_durations]
         if self.registry_mirror.enabled and spec["build_mode"] == "dind":
             # dind's daemon.json names the mirror; the runner mounts config-map volumes into
             # every container of the job, services included (executors/kubernetes/kubernetes.go).

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
@@ -34,8 +34,15 @@ from ..build_nodes import (
     unknown_shapes,
 )
 from ..kubernetes_names import Quantity, checked_labels, quantity_value
+from ..workloads.alert_rules import (
+    ExpectJobs,
+    MonitoredPool,
+    expect_jobs_condition,
+    is_duration,
+)
 from ..workloads.isolation import BuildMode
-from ..workloads.runner_config import ContainerResources, OverwriteCeiling
+from ..workloads.runner_config import ContainerResources, JobQueuingDuration, OverwriteCeiling
+from ..workloads.working_hours import WorkingHoursError
 from .base import (
     IAM_ROLE_ARN,
     ConfigModel,
@@ -87,6 +94,27 @@ class DaemonSetRequestSettings(ConfigModel):
     memory: Quantity = Field(description="Memory requests of the DaemonSet pods on one node.")
 
 
+def _cron_periods(periods: list[str]) -> list[str]:
+    for period in periods:
+        fields = period.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise ValueError(
+                "each period must be a 5-field cron expression (minute hour day month "
+                f"weekday), e.g. '* 8-18 * * mon-fri', got {period!r}"
+            )
+    return periods
+
+
+def _iana_timezone(timezone: str) -> str:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"must be an IANA time zone such as Europe/Berlin or UTC, got {timezone!r}"
+        ) from None
+    return timezone
+
+
 class WarmCapacityPolicySettings(ConfigModel):
     """When to keep jobs' worth of capacity warm, and how much."""
 
@@ -95,28 +123,74 @@ class WarmCapacityPolicySettings(ConfigModel):
     idle_jobs: int = Field(ge=0, le=100)
     idle_time: GoDuration = "10m"
 
-    @field_validator("periods")
-    @classmethod
-    def _valid_cron(cls, periods: list[str]) -> list[str]:
-        for period in periods:
-            fields = period.split()
-            if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-                raise ValueError(
-                    "each period must be a 5-field cron expression (minute hour day month "
-                    f"weekday), e.g. '* 8-18 * * mon-fri', got {period!r}"
-                )
-        return periods
+    _valid_cron = field_validator("periods")(_cron_periods)
+    _known_timezone = field_validator("timezone")(_iana_timezone)
 
-    @field_validator("timezone")
+
+class JobQueuingDurationSettings(ConfigModel):
+    """How long jobs may wait in GitLab's queue during some periods; the runner counts each job
+    that waited longer (`[[runners.monitoring.job_queuing_durations]]`)."""
+
+    periods: list[str] = Field(
+        min_length=1, description="5-field cron periods, e.g. `* 7-18 * * mon-fri`."
+    )
+    timezone: str = Field("UTC", description="IANA time zone of the periods.")
+    threshold: GoDuration = Field(description="Longest acceptable wait (Go duration), e.g. 5m.")
+
+    _valid_cron = field_validator("periods")(_cron_periods)
+    _known_timezone = field_validator("timezone")(_iana_timezone)
+
+    @field_validator("threshold")
     @classmethod
-    def _known_timezone(cls, timezone: str) -> str:
+    def _positive(cls, threshold: str) -> str:
+        # builds_helper.go evaluateJobQueuingDuration ignores thresholds <= 0.
+        if not any(ch in "123456789" for ch in threshold):
+            raise ValueError(f"must be above 0 (the runner ignores 0), got {threshold!r}")
+        return threshold
+
+    def spec(self) -> JobQueuingDuration:
+        """The entry as `runner_config` writes it."""
+        return {
+            "periods": list(self.periods),
+            "timezone": self.timezone,
+            "threshold": self.threshold,
+        }
+
+
+class ExpectJobsSettings(ConfigModel):
+    """Working hours in which the pool always has work: a manager that is up but picks up no
+    job for `within` inside them is stuck (alert GitlabRunnerNoJobsPickedUp)."""
+
+    periods: list[str] = Field(
+        min_length=1,
+        description="5-field cron periods with `*` day of month and month, e.g. "
+        "`* 8-17 * * mon-fri`.",
+    )
+    timezone: str = Field("UTC", description="IANA time zone of the periods.")
+    within: str = Field(
+        "1h", description="Prometheus duration without a picked-up job that means stuck."
+    )
+
+    _known_timezone = field_validator("timezone")(_iana_timezone)
+
+    @field_validator("within")
+    @classmethod
+    def _valid_within(cls, within: str) -> str:
+        if not is_duration(within) or within == "0":
+            raise ValueError(f"must be a Prometheus duration such as 1h or 90m, got {within!r}")
+        return within
+
+    @model_validator(mode="after")
+    def _watchable(self) -> ExpectJobsSettings:
         try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"must be an IANA time zone such as Europe/Berlin or UTC, got {timezone!r}"
-            ) from None
-        return timezone
+            expect_jobs_condition(self.spec())
+        except WorkingHoursError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+    def spec(self) -> ExpectJobs:
+        """The working hours as the alert rules take them."""
+        return {"periods": list(self.periods), "timezone": self.timezone, "within": self.within}
 
 
 class WarmCapacitySettings(ConfigModel):
@@ -227,6 +301,18 @@ class PoolSettings(ConfigModel):
     )
     warm_capacity: WarmCapacitySettings | None = Field(
         None, description="Keep capacity for whole jobs warm on a schedule (pause pods)."
+    )
+    job_queuing_durations: list[JobQueuingDurationSettings] = Field(
+        default_factory=list,
+        description="Longest acceptable waits in GitLab's queue (`{periods, timezone, "
+        "threshold}`); the runner counts longer waits and GitlabRunnerQueuingThresholdExceeded "
+        "alerts on them. The last entry whose periods match wins.",
+    )
+    expect_jobs: ExpectJobsSettings | None = Field(
+        None,
+        description="Working hours in which this pool always has work (`{periods, timezone, "
+        "within}`): GitlabRunnerNoJobsPickedUp alerts when its manager picks up no job for "
+        "`within` inside them.",
     )
 
     @field_validator("name")
@@ -378,6 +464,19 @@ class PoolSettings(ConfigModel):
             build.at_least(at_ceiling),
             service.at_least(at_ceiling),
         )
+
+    def monitored(self, job_namespace: str, scaler: str) -> MonitoredPool:
+        """What the pool runs, as FleetMonitoring's alerts need it."""
+        facts: MonitoredPool = {
+            "name": self.name,
+            "job_namespace": job_namespace,
+            "scaler": scaler,
+            "warm_capacity": self.warm_capacity is not None,
+            "queuing_thresholds": bool(self.job_queuing_durations),
+        }
+        if self.expect_jobs is not None:
+            facts["expect_jobs"] = self.expect_jobs.spec()
+        return facts
 
     def pause_pods_per_job(self) -> int:
         """Pause pods that together hold one job's build, helper and service requests.

@@ -1,39 +1,101 @@
-"""The fleet's alerts: the spec of a Prometheus operator PrometheusRule (monitoring.coreos.com/v1).
+"""The fleet's alerts: the spec of a Prometheus operator PrometheusRule (monitoring.coreos.com/v1),
+generated per stack from what that stack runs.
 
-Built only from metrics gitlab-runner 19.3, cluster-autoscaler 1.35 and kube-state-metrics
-export (see runner_metrics.py). A PrometheusRule's `spec.groups` has the layout of a Prometheus
-rule file, so promtool checks and unit-tests the very same groups. Each alert links its section
-of docs/observability.md. Pure: no Pulumi runtime needed.
+Built only from metrics the exporters really have, labelled as the operator's scrape stores
+them (runner_metrics.py). A pool's alerts follow its facts (`MonitoredPool`): pause pod alerts
+only for pools that keep warm capacity, the runner's queuing threshold alert only for pools that
+configure one, the stuck-pool alert only for pools with working hours; each scaler a pool uses
+adds its own group (`SCALER_GROUPS`), and a stack with the in-cluster cache watches its volume.
+A PrometheusRule's `spec.groups` has the layout of a Prometheus rule file, so promtool and a
+real Prometheus load the very same groups. Each alert links its section of
+docs/observability.md. Pure: no Pulumi runtime needed.
 """
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
-from .runner_metrics import FAILURE_REASONS
+from ..kubernetes_names import label_value_problems, namespace_problems
+from .runner_metrics import (
+    API_ENDPOINT,
+    FAILURE_REASONS,
+    PAUSE_DEPLOYMENT_PREFIX,
+    PAUSE_DEPLOYMENT_RUNNER,
+    POOL,
+    TARGET_HEALTH,
+    metric_named,
+)
+from .working_hours import WorkingHoursError, current_years, promql_condition, utc_windows
 
 RULE_GROUP = "gitlab-runner-fleet"
+PAUSE_POD_RULE_GROUP = "gitlab-runner-fleet-pause-pods"
 AUTOSCALER_RULE_GROUP = "gitlab-runner-fleet-cluster-autoscaler"
+CACHE_RULE_GROUP = "gitlab-runner-fleet-cache"
 DEFAULT_RUNBOOK_URL = "docs/observability.md"
 """Where the runbook sections live; set the page's browsable URL to make the links clickable."""
 DEFAULT_NODE_GROUP_REGEX = ".*"
 """Every node group cluster-autoscaler manages (on EKS, all managed node groups' ASGs)."""
-RATE_WINDOW = "10m"
-"""Window of the rates behind ratios and quantiles: long enough for a few scrapes of rare events."""
-COUNT_WINDOW = "15m"
-"""Window over which error and failure events are counted."""
-FAILURE_WINDOW = "30m"
-"""Window of the job failure ratio: jobs are minutes long, so shorter windows hold too few."""
+CLUSTER_AUTOSCALER = "cluster-autoscaler"
+"""Scaler of pools whose nodes are managed node groups scaled by the stack's cluster-autoscaler."""
+NO_SCALER = "none"
+"""Scaler of pools on nodes nobody scales (or a scaler this stack does not watch)."""
 
 Severity = Literal["warning", "critical"]
 _DURATION = re.compile(r"^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
+_REGEX_SPECIAL = re.compile(r"([.\\^$*+?()\[\]{}|])")
+_DURATION_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+_SECONDS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+
+
+class ExpectJobs(TypedDict):
+    """When a pool always has work, so a manager that picks up nothing is stuck."""
+
+    periods: list[str]
+    """5-field cron periods (minute hour `*` `*` weekday), e.g. `* 8-17 * * mon-fri`."""
+    timezone: str
+    """IANA time zone of the periods, e.g. `Europe/Berlin`."""
+    within: str
+    """Prometheus duration: alert when no job was picked up for this long inside the periods."""
+
+
+class MonitoredPool(TypedDict):
+    """What one pool runs, as far as its alerts are concerned."""
+
+    name: str
+    """The pool's name: the value of the managers' and jobs' `gitlab-runner-fleet/pool` label."""
+    job_namespace: str
+    """Namespace of the pool's job pods and of its pause Deployment."""
+    scaler: NotRequired[str]
+    """What adds the pool's nodes: `cluster-autoscaler` (default) or `none` (fixed nodes)."""
+    warm_capacity: NotRequired[bool]
+    """The runner keeps pause pods (`[runners.kubernetes.autoscaler]`). Default false."""
+    queuing_thresholds: NotRequired[bool]
+    """The runner has `[[runners.monitoring.job_queuing_durations]]`. Default false."""
+    expect_jobs: NotRequired[ExpectJobs]
+    """Working hours in which the pool always picks up jobs. Default none."""
+
+
+class VolumeClaim(TypedDict):
+    """A PersistentVolumeClaim whose free space is alerted on."""
+
+    namespace: str
+    name: str
 
 
 class AlertThresholds(TypedDict):
     """When each alert fires. Every field is optional; `DEFAULT_THRESHOLDS` holds the defaults.
     Durations are Prometheus durations such as `15m` or `1h30m`."""
 
+    rate_window: NotRequired[str]
+    """Window of the rates behind quantiles and per-minute rates. Default `10m`."""
+    event_window: NotRequired[str]
+    """Window over which events (errors, failed requests, threshold breaches) are counted.
+    Default `15m`."""
+    failure_window: NotRequired[str]
+    """Window of the job failure ratio: jobs are minutes long, so shorter windows hold too few.
+    Default `30m`."""
     queue_wait_p95_seconds: NotRequired[float]
     """GitlabRunnerJobsQueuedTooLong: p95 of the seconds jobs waited in GitLab's queue before a
     manager of the pool took them. Default 300."""
@@ -41,18 +103,19 @@ class AlertThresholds(TypedDict):
     """How long that p95 must stay above the threshold. Default `15m`."""
     queuing_threshold_exceeded_jobs: NotRequired[float]
     """GitlabRunnerQueuingThresholdExceeded: jobs over the runner's own
-    `[[runners.monitoring.job_queuing_durations]]` threshold in 15 minutes above which to
+    `[[runners.monitoring.job_queuing_durations]]` threshold in the event window above which to
     alert. Default 0 (any)."""
     saturation_ratio: NotRequired[float]
-    """GitlabRunnerConcurrencySaturated and GitlabRunnerLimitSaturated: running jobs divided by
-    `concurrent` (or a runner's `limit`) at or above which a pool counts as full. Default 0.9."""
+    """GitlabRunnerConcurrencySaturated: running jobs divided by `concurrent` at or above which
+    a pool counts as full. Default 0.9."""
     saturation_for: NotRequired[str]
     """How long a pool must stay full. Default `15m`."""
     failure_ratio: NotRequired[float]
     """GitlabRunnerJobFailureRateHigh: failed jobs of one reason divided by all jobs of the pool
-    (30-minute rates) above which to alert. Default 0.1."""
+    (over the failure window) above which to alert. Default 0.1."""
     failure_min_jobs: NotRequired[float]
-    """Jobs a pool must have taken in 30 minutes before its failure ratio counts. Default 10."""
+    """Jobs a pool must have taken in the failure window before its failure ratio counts.
+    Default 10."""
     failure_for: NotRequired[str]
     """How long the failure ratio must stay high. Default `15m`."""
     ignored_failure_reasons: NotRequired[list[str]]
@@ -62,7 +125,7 @@ class AlertThresholds(TypedDict):
     """GitlabRunnerManagerAbsent: how long a pool may have no scraped manager. Default `5m`."""
     api_error_ratio: NotRequired[float]
     """GitlabRunnerApiRequestErrors: share of GitLab API answers that are errors (5xx, 429, and
-    401/403 to job requests) per pool and endpoint above which to alert. Default 0.05."""
+    401/403 to job requests) per pool and API endpoint above which to alert. Default 0.05."""
     api_errors_for: NotRequired[str]
     """How long the API error share must stay high. Default `10m`."""
     errors_logged_per_minute: NotRequired[float]
@@ -71,20 +134,28 @@ class AlertThresholds(TypedDict):
     errors_logged_for: NotRequired[str]
     """How long the error log rate must stay high. Default `15m`."""
     pause_pod_reconcile_errors: NotRequired[float]
-    """GitlabRunnerPausePodReconcileErrors: failed pause pod reconciles (one every 10 s) in 15
-    minutes above which to alert. Default 3."""
-    pause_pods_below_desired_for: NotRequired[str]
-    """GitlabRunnerPausePodsBelowDesired: how long a manager may keep fewer pause pods than it
-    wants. Default `15m`."""
+    """GitlabRunnerPausePodReconcileErrors: failed pause pod reconciles (one every 10 s) in the
+    event window above which to alert. Default 3."""
+    pause_pods_unavailable_for: NotRequired[str]
+    """GitlabRunnerPausePodsUnavailable: how long a pause Deployment may have fewer available
+    pods than replicas (a new node takes minutes). Default `15m`."""
     node_group_backoff_for: NotRequired[str]
     """ClusterAutoscalerNodeGroupBackedOff: how long a node group may stay backed off after a
     failed scale-up (the autoscaler's first backoff lasts 5 minutes). Default `3m`."""
     failed_scale_ups: NotRequired[float]
-    """ClusterAutoscalerScaleUpsFailing: failed scale-ups in 15 minutes above which to alert.
-    Default 0 (any)."""
+    """ClusterAutoscalerScaleUpsFailing: failed scale-ups in the event window above which to
+    alert. Default 0 (any)."""
+    cache_volume_free_ratio: NotRequired[float]
+    """RunnerCacheVolumeNearlyFull: free share of the in-cluster cache's volume below which to
+    alert. Default 0.1."""
+    cache_volume_for: NotRequired[str]
+    """How long the cache volume may stay that full. Default `10m`."""
 
 
 DEFAULT_THRESHOLDS: Final[AlertThresholds] = {
+    "rate_window": "10m",
+    "event_window": "15m",
+    "failure_window": "30m",
     "queue_wait_p95_seconds": 300,
     "queue_wait_for": "15m",
     "queuing_threshold_exceeded_jobs": 0,
@@ -100,29 +171,34 @@ DEFAULT_THRESHOLDS: Final[AlertThresholds] = {
     "errors_logged_per_minute": 1,
     "errors_logged_for": "15m",
     "pause_pod_reconcile_errors": 3,
-    "pause_pods_below_desired_for": "15m",
+    "pause_pods_unavailable_for": "15m",
     "node_group_backoff_for": "3m",
     "failed_scale_ups": 0,
+    "cache_volume_free_ratio": 0.1,
+    "cache_volume_for": "10m",
 }
-_RATIOS = ("saturation_ratio", "failure_ratio", "api_error_ratio")
+_RATIOS = ("saturation_ratio", "failure_ratio", "api_error_ratio", "cache_volume_free_ratio")
+_RENAMED_THRESHOLDS = {"pause_pods_below_desired_for": "pause_pods_unavailable_for"}
 
 
 def threshold_problems(thresholds: Mapping[str, Any]) -> list[str]:
     """Why these thresholds cannot build the rules (empty when they can)."""
     problems = []
     for key, value in thresholds.items():
-        if key not in DEFAULT_THRESHOLDS:
+        if key in _RENAMED_THRESHOLDS:
+            problems.append(
+                f"threshold {key!r} is now {_RENAMED_THRESHOLDS[key]!r} (the pause pod alert "
+                "reads the pause Deployment's available pods)"
+            )
+        elif key not in DEFAULT_THRESHOLDS:
             problems.append(f"unknown threshold {key!r}")
         elif key == "ignored_failure_reasons":
-            if not isinstance(value, list):
-                problems.append(f"ignored_failure_reasons must be a list, got {value!r}")
-            elif unknown := sorted(set(value) - set(FAILURE_REASONS)):
-                problems.append(
-                    f"ignored_failure_reasons: unknown {unknown}; runner 19.3 reports "
-                    f"{', '.join(FAILURE_REASONS)}"
-                )
-        elif key.endswith("_for"):
-            if not (isinstance(value, str) and _is_duration(value)):
+            problems += _reasons_problems(value)
+        elif key.endswith(("_window", "_for")):
+            # A window of 0 would read no samples; a `for` of 0 fires at once.
+            if not (isinstance(value, str) and is_duration(value)) or (
+                key.endswith("_window") and not duration_seconds(value)
+            ):
                 problems.append(f"{key} must be a Prometheus duration such as 15m, got {value!r}")
         elif not _is_number(value):
             problems.append(f"{key} must be a number, got {value!r}")
@@ -133,12 +209,84 @@ def threshold_problems(thresholds: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _reasons_problems(value: object) -> list[str]:
+    if not isinstance(value, list):
+        return [f"ignored_failure_reasons must be a list, got {value!r}"]
+    if unknown := sorted(set(value) - set(FAILURE_REASONS)):
+        return [
+            f"ignored_failure_reasons: unknown {unknown}; runner 19.3 reports "
+            f"{', '.join(FAILURE_REASONS)}"
+        ]
+    return []
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_duration(value: str) -> bool:
+def is_duration(value: str) -> bool:
+    """Whether a string is a Prometheus duration (`90s`, `15m`, `1h30m`, `0`)."""
     return value == "0" or (value != "" and bool(_DURATION.match(value)))
+
+
+def duration_seconds(value: str) -> float:
+    """The seconds of a Prometheus duration."""
+    return sum(int(n) * _SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+
+
+def pool_problems(pools: Sequence[MonitoredPool], years: Sequence[int] | None = None) -> list[str]:
+    """Why these pool descriptions cannot build the rules (empty when they can)."""
+    problems = []
+    names = [pool["name"] for pool in pools]
+    if not pools:
+        problems.append("pools: at least one pool is needed")
+    if len(set(names)) != len(names):
+        problems.append(f"pools: names must be unique, got {names}")
+    for pool in pools:
+        name = pool["name"]
+        if name == "":
+            problems.append("pools: a pool name must not be empty")
+        problems += [f"pool {name!r} {p}" for p in label_value_problems(name)]
+        problems += [
+            f"pool {name!r}: job_namespace {pool['job_namespace']!r} {p}"
+            for p in namespace_problems(pool["job_namespace"])
+        ]
+        if (scaler := pool_scaler(pool)) not in SCALER_GROUPS:
+            problems.append(
+                f"pool {name!r}: scaler must be one of {', '.join(SCALER_GROUPS)}, got {scaler!r}"
+            )
+        if expect := pool.get("expect_jobs"):
+            try:
+                expect_jobs_condition(expect, years)
+            except WorkingHoursError as error:
+                problems.append(f"pool {name!r}: expect_jobs: {error}")
+    return problems
+
+
+def pool_scaler(pool: MonitoredPool) -> str:
+    """What adds the pool's nodes; cluster-autoscaler unless the pool says otherwise."""
+    return pool.get("scaler", CLUSTER_AUTOSCALER)
+
+
+def expect_jobs_condition(expect: ExpectJobs, years: Sequence[int] | None = None) -> str | None:
+    """PromQL that has a value while the pool's whole `within` window lies in its working
+    hours (None when that is always so). Raises WorkingHoursError for bad input."""
+    within = expect["within"]
+    if not (is_duration(within) and duration_seconds(within) > 0):
+        raise WorkingHoursError(f"within must be a Prometheus duration such as 1h, got {within!r}")
+    windows = utc_windows(
+        expect["periods"],
+        expect["timezone"],
+        within_minutes=-(-int(duration_seconds(within)) // 60),
+        years=years or current_years(),
+    )
+    if not windows:
+        raise WorkingHoursError(
+            f"within ({within}) is longer than every stretch of working hours the periods "
+            "describe (in a zone with daylight saving time, an hour less): shorten within or "
+            "widen the periods"
+        )
+    return promql_condition(windows)
 
 
 def alert_anchor(alert: str) -> str:
@@ -146,32 +294,49 @@ def alert_anchor(alert: str) -> str:
     return alert.lower()
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every group builder reads."""
+
+    alert: "_AlertFactory"
+    thresholds: AlertThresholds
+    node_group_regex: str
+    years: Sequence[int] | None
+
+
 def prometheus_rule_spec(
-    pools: Sequence[str],
+    pools: Sequence[MonitoredPool],
     thresholds: AlertThresholds | None = None,
     *,
+    cache_volume: VolumeClaim | None = None,
     node_group_regex: str = DEFAULT_NODE_GROUP_REGEX,
     runbook_url: str = DEFAULT_RUNBOOK_URL,
+    years: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """The PrometheusRule `spec` (also a Prometheus rule file) for a fleet of these pools.
 
-    `node_group_regex` picks the Auto Scaling groups whose autoscaler backoff is alerted on.
+    `cache_volume` is the in-cluster cache's claim, watched when given. `node_group_regex`
+    picks the Auto Scaling groups whose autoscaler backoff is alerted on. `years` are those
+    whose UTC offsets working hours are converted with (default this year and the next).
     """
-    if not pools:
-        raise ValueError("prometheus_rule_spec: at least one pool is needed")
-    if problems := threshold_problems(thresholds or {}):
+    problems = pool_problems(pools, years) + threshold_problems(thresholds or {})
+    if problems:
         raise ValueError(f"prometheus_rule_spec: {'; '.join(problems)}")
-    settings: AlertThresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
-    alert = _AlertFactory(runbook_url)
-    return {
-        "groups": [
-            {"name": RULE_GROUP, "rules": _runner_alerts(alert, pools, settings)},
-            {
-                "name": AUTOSCALER_RULE_GROUP,
-                "rules": _autoscaler_alerts(alert, node_group_regex, settings),
-            },
-        ]
-    }
+    context = _Context(
+        alert=_AlertFactory(runbook_url),
+        thresholds={**DEFAULT_THRESHOLDS, **(thresholds or {})},
+        node_group_regex=node_group_regex,
+        years=years,
+    )
+    groups = [(RULE_GROUP, _runner_alerts(context, pools))]
+    if warm := [pool for pool in pools if pool.get("warm_capacity")]:
+        groups.append((PAUSE_POD_RULE_GROUP, _pause_pod_alerts(context, warm)))
+    for scaler, builder in SCALER_GROUPS.items():
+        if builder and (scaled := [pool for pool in pools if pool_scaler(pool) == scaler]):
+            groups.append(builder(context, scaled))
+    if cache_volume:
+        groups.append((CACHE_RULE_GROUP, _cache_alerts(context, cache_volume)))
+    return {"groups": [{"name": name, "rules": rules} for name, rules in groups]}
 
 
 def alert_names(spec: Mapping[str, Any]) -> list[str]:
@@ -219,24 +384,72 @@ def _string(value: str) -> str:
     return json.dumps(value)
 
 
-def _runner_alerts(
-    alert: _AlertFactory, pools: Sequence[str], t: AlertThresholds
-) -> list[dict[str, Any]]:
+def _one_of(label: str, values: Sequence[str]) -> str:
+    """A matcher for exactly these label values."""
+    if len(values) == 1:
+        return f"{label}={_string(values[0])}"
+    alternatives = "|".join(_REGEX_SPECIAL.sub(r"\\\1", value) for value in values)
+    return f"{label}=~{_string(alternatives)}"
+
+
+def _pools(pools: Sequence[MonitoredPool]) -> str:
+    return _one_of(POOL, [pool["name"] for pool in pools])
+
+
+def _selector(metric: str, *matchers: str) -> str:
+    if present := [matcher for matcher in matchers if matcher]:
+        return f"{metric}{{{', '.join(present)}}}"
+    return metric
+
+
+def counted(selector: str, window: str) -> str:
+    """PromQL: per series, how much a counter rose in the last `window`.
+
+    A series born within the window (absent `window` ago) counts with its whole value, for
+    counters created with their first increment: `increase()` has no sample before that first
+    event and would count it as 0. Prometheus may itself have missed the series: a target that
+    failed its scrapes `window` ago (`up` 0 then) or a Prometheus without data from then (no
+    `up` at all) would count a counter's whole history, so those keep `increase()`.
+    """
+    born = f"({selector} unless {selector} offset {window})"
+    trusted = (
+        f"({born} unless on (job, instance, pod) ({TARGET_HEALTH} offset {window} == 0)"
+        f" and on () count({TARGET_HEALTH} offset {window}))"
+    )
+    return f"((increase({selector}[{window}]) unless {trusted}) or {trusted})"
+
+
+def _rise(metric: str, matchers: Sequence[str], window: str) -> str:
+    """PromQL: per series, how much a counter rose in the window, first events included
+    where its series can be born with them (runner_metrics.py `born_at_first_event`)."""
+    selector = _selector(metric, *matchers)
+    if metric_named(metric).born_at_first_event:
+        return counted(selector, window)
+    return f"increase({selector}[{window}])"
+
+
+def _runner_alerts(context: _Context, pools: Sequence[MonitoredPool]) -> list[dict[str, Any]]:
+    alert, t = context.alert, context.thresholds
+    every_pool = _pools(pools)
     ignored = t["ignored_failure_reasons"]
-    failure_selector = f"{{failure_reason!~{_string('|'.join(ignored))}}}" if ignored else ""
+    counted_reasons = f"failure_reason!~{_string('|'.join(ignored))}" if ignored else ""
+    statuses = "gitlab_runner_api_request_statuses_total"
+    server_errors = [every_pool, 'status=~"5..|429"']
+    rejected_token = [every_pool, f'{API_ENDPOINT}="request_job"', 'status=~"401|403"']
     api_errors = (
-        f'rate(gitlab_runner_api_request_statuses_total{{status=~"5..|429"}}[{RATE_WINDOW}]) '
-        f"or rate(gitlab_runner_api_request_statuses_total"
-        f'{{endpoint="request_job", status=~"401|403"}}[{RATE_WINDOW}])'
+        f"{_rise(statuses, server_errors, t['event_window'])}"
+        f" or {_rise(statuses, rejected_token, t['event_window'])}"
     )
+    jobs_taken = f"increase(gitlab_runner_jobs_total{{{every_pool}}}[{t['failure_window']}])"
     absent_managers = " or ".join(
-        f"absent(gitlab_runner_version_info{{pool={_string(pool)}}})" for pool in pools
+        f"absent(gitlab_runner_version_info{{pool={_string(pool['name'])}}})" for pool in pools
     )
-    return [
+    rules = [
         alert(
             "GitlabRunnerJobsQueuedTooLong",
-            "histogram_quantile(0.95, sum by (pool, le) ("
-            f"rate(gitlab_runner_job_queue_duration_seconds_bucket[{RATE_WINDOW}])))"
+            "histogram_quantile(0.95, sum by (pool, le) (rate("
+            f"gitlab_runner_job_queue_duration_seconds_bucket{{{every_pool}}}"
+            f"[{t['rate_window']}])))"
             f" > {t['queue_wait_p95_seconds']}",
             for_=t["queue_wait_for"],
             severity="warning",
@@ -247,23 +460,33 @@ def _runner_alerts(
                 f"{t['queue_wait_p95_seconds']} s."
             ),
         ),
-        alert(
-            "GitlabRunnerQueuingThresholdExceeded",
-            "sum by (pool) (increase("
-            f"gitlab_runner_acceptable_job_queuing_duration_exceeded_total[{COUNT_WINDOW}]))"
-            f" > {t['queuing_threshold_exceeded_jobs']}",
-            for_="0m",
-            severity="warning",
-            summary="Jobs of pool {{ $labels.pool }} waited longer than the runner accepts",
-            description=(
-                f"{_more_than(t['queuing_threshold_exceeded_jobs'])} jobs of pool "
-                "{{ $labels.pool }} waited in GitLab's queue longer than the runner's "
-                f"job_queuing_durations threshold in the last {COUNT_WINDOW}."
-            ),
-        ),
+    ]
+    if queuing := [pool for pool in pools if pool.get("queuing_thresholds")]:
+        rules.append(
+            alert(
+                "GitlabRunnerQueuingThresholdExceeded",
+                "sum by (pool) ("
+                + _rise(
+                    "gitlab_runner_acceptable_job_queuing_duration_exceeded_total",
+                    [_pools(queuing)],
+                    t["event_window"],
+                )
+                + f") > {t['queuing_threshold_exceeded_jobs']}",
+                for_="0m",
+                severity="warning",
+                summary="Jobs of pool {{ $labels.pool }} waited longer than the runner accepts",
+                description=(
+                    f"{_more_than(t['queuing_threshold_exceeded_jobs'])} jobs of pool "
+                    "{{ $labels.pool }} waited in GitLab's queue longer than the runner's "
+                    f"job_queuing_durations threshold in the last {t['event_window']}."
+                ),
+            )
+        )
+    rules += [
         alert(
             "GitlabRunnerConcurrencySaturated",
-            "sum by (pool) (gitlab_runner_jobs) / sum by (pool) (gitlab_runner_concurrent)"
+            f"sum by (pool) (gitlab_runner_jobs{{{every_pool}}})"
+            f" / sum by (pool) (gitlab_runner_concurrent{{{every_pool}}})"
             f" >= {t['saturation_ratio']}",
             for_=t["saturation_for"],
             severity="warning",
@@ -275,35 +498,23 @@ def _runner_alerts(
             ),
         ),
         alert(
-            "GitlabRunnerLimitSaturated",
-            "sum by (pool, runner) (gitlab_runner_jobs)"
-            " / sum by (pool, runner) (gitlab_runner_limit > 0)"
-            f" >= {t['saturation_ratio']}",
-            for_=t["saturation_for"],
-            severity="warning",
-            summary="Runner {{ $labels.runner }} of pool {{ $labels.pool }} is at its limit",
-            description=(
-                "Runner {{ $labels.runner }} of pool {{ $labels.pool }} runs at least "
-                f"{_percent(t['saturation_ratio'])} of the jobs its `limit` allows."
-            ),
-        ),
-        alert(
             "GitlabRunnerJobFailureRateHigh",
             "(sum by (pool, failure_reason) ("
-            f"rate(gitlab_runner_failed_jobs_total{failure_selector}[{FAILURE_WINDOW}]))"
-            " / on (pool) group_left "
-            f"sum by (pool) (rate(gitlab_runner_jobs_total[{FAILURE_WINDOW}])))"
+            + _rise(
+                "gitlab_runner_failed_jobs_total",
+                [every_pool, counted_reasons],
+                t["failure_window"],
+            )
+            + f") / on (pool) group_left sum by (pool) ({jobs_taken}))"
             f" > {t['failure_ratio']}"
-            " and on (pool) "
-            f"sum by (pool) (increase(gitlab_runner_jobs_total[{FAILURE_WINDOW}]))"
-            f" >= {t['failure_min_jobs']}",
+            f" and on (pool) sum by (pool) ({jobs_taken}) >= {t['failure_min_jobs']}",
             for_=t["failure_for"],
             severity="warning",
             summary="Jobs of pool {{ $labels.pool }} fail with {{ $labels.failure_reason }}",
             description=(
                 f"More than {_percent(t['failure_ratio'])} of the jobs of pool "
                 "{{ $labels.pool }} failed with reason {{ $labels.failure_reason }} over "
-                f"{FAILURE_WINDOW}."
+                f"{t['failure_window']}."
             ),
         ),
         alert(
@@ -319,26 +530,27 @@ def _runner_alerts(
         ),
         alert(
             "GitlabRunnerApiRequestErrors",
-            f"(sum by (pool, endpoint) ({api_errors})"
-            " / sum by (pool, endpoint) ("
-            f"rate(gitlab_runner_api_request_statuses_total[{RATE_WINDOW}])))"
+            f"(sum by (pool, {API_ENDPOINT}) ({api_errors})"
+            f" / sum by (pool, {API_ENDPOINT}) ("
+            f"{_rise(statuses, [every_pool], t['event_window'])}))"
             f" > {t['api_error_ratio']}",
             for_=t["api_errors_for"],
             severity="warning",
             summary=(
-                "GitLab answers {{ $labels.endpoint }} requests of pool {{ $labels.pool }} "
-                "with errors"
+                f"GitLab answers {{{{ $labels.{API_ENDPOINT} }}}} requests of pool "
+                "{{ $labels.pool }} with errors"
             ),
             description=(
-                f"More than {_percent(t['api_error_ratio'])} of the {{{{ $labels.endpoint }}}} "
-                "requests of pool {{ $labels.pool }} get 5xx or 429 answers (or 401/403 to job "
-                "requests: a rejected runner token)."
+                f"More than {_percent(t['api_error_ratio'])} of the "
+                f"{{{{ $labels.{API_ENDPOINT} }}}} requests of pool {{{{ $labels.pool }}}} got "
+                "5xx or 429 answers (or 401/403 to job requests: a rejected runner token) in "
+                f"the last {t['event_window']}."
             ),
         ),
         alert(
             "GitlabRunnerErrorsLogged",
-            "sum by (pool) ("
-            f'rate(gitlab_runner_errors_total{{level=~"error|fatal|panic"}}[{RATE_WINDOW}]))'
+            "sum by (pool) (rate(gitlab_runner_errors_total"
+            f'{{{every_pool}, level=~"error|fatal|panic"}}[{t["rate_window"]}]))'
             f" * 60 > {t['errors_logged_per_minute']}",
             for_=t["errors_logged_for"],
             severity="warning",
@@ -348,43 +560,108 @@ def _runner_alerts(
                 f"{t['errors_logged_per_minute']} error lines a minute."
             ),
         ),
+    ]
+    if expecting := [pool for pool in pools if pool.get("expect_jobs")]:
+        rules.append(_no_jobs_alert(context, expecting))
+    return rules
+
+
+def _no_jobs_alert(context: _Context, pools: Sequence[MonitoredPool]) -> dict[str, Any]:
+    """Managers that are up but picked up no job in a pool's `within`, inside its hours."""
+    parts = []
+    for pool in pools:
+        expect = pool["expect_jobs"]
+        this_pool = _pools([pool])
+        within = expect["within"]
+        # A manager that never asked for a job has no jobs_total yet: it counts as 0. Only
+        # managers already up `within` ago count, so a new pool or Prometheus gets its window.
+        idle = (
+            f"(sum by (pool) (increase(gitlab_runner_jobs_total{{{this_pool}}}[{within}]))"
+            f" or 0 * group by (pool) (gitlab_runner_version_info{{{this_pool}}})) == 0"
+            f" and on (pool) group by (pool) "
+            f"(gitlab_runner_version_info{{{this_pool}}} offset {within})"
+        )
+        condition = expect_jobs_condition(expect, context.years)
+        parts.append(f"({idle} and on () ({condition}))" if condition else f"({idle})")
+    return context.alert(
+        "GitlabRunnerNoJobsPickedUp",
+        " or ".join(parts),
+        for_="0m",
+        severity="warning",
+        summary="Pool {{ $labels.pool }} picks up no jobs in its working hours",
+        description=(
+            "The managers of pool {{ $labels.pool }} are up but picked up no job for as long as "
+            "its expect_jobs window, inside the hours in which it always has work."
+        ),
+    )
+
+
+def _pause_pod_alerts(context: _Context, pools: Sequence[MonitoredPool]) -> list[dict[str, Any]]:
+    alert, t = context.alert, context.thresholds
+    warm = _pools(pools)
+    namespaces = _one_of("namespace", sorted({pool["job_namespace"] for pool in pools}))
+    deployments = f"deployment=~{_string(PAUSE_DEPLOYMENT_PREFIX + '.+')}"
+    unavailable = (
+        f"kube_deployment_spec_replicas{{{namespaces}, {deployments}}}"
+        f" - kube_deployment_status_replicas_available{{{namespaces}, {deployments}}}"
+    )
+    # The Deployment's name cannot be mapped back to the runner's short token (it is lowercased
+    # and stripped); its label holds the token as is.
+    owner = (
+        "max by (namespace, deployment, runner) (label_replace("
+        f'kube_deployment_labels{{{namespaces}, {deployments}, {PAUSE_DEPLOYMENT_RUNNER}!=""}}, '
+        f'"runner", "$1", "{PAUSE_DEPLOYMENT_RUNNER}", "(.+)"))'
+    )
+    pools_of_runners = (
+        "group by (runner, pool) "
+        f"(gitlab_runner_kubernetes_autoscaler_pause_pods_desired{{{warm}}})"
+    )
+    return [
         alert(
             "GitlabRunnerPausePodReconcileErrors",
-            "sum by (pool, reason) (increase("
-            f"gitlab_runner_kubernetes_autoscaler_reconcile_errors_total[{COUNT_WINDOW}]))"
-            f" > {t['pause_pod_reconcile_errors']}",
+            "sum by (pool, reason) ("
+            + _rise(
+                "gitlab_runner_kubernetes_autoscaler_reconcile_errors_total",
+                [warm],
+                t["event_window"],
+            )
+            + f") > {t['pause_pod_reconcile_errors']}",
             for_="0m",
             severity="warning",
             summary="Pool {{ $labels.pool }} fails to manage its pause pods",
             description=(
                 "The managers of pool {{ $labels.pool }} failed more than "
                 f"{t['pause_pod_reconcile_errors']} pause pod reconciles "
-                f"({{{{ $labels.reason }}}}) in the last {COUNT_WINDOW}."
+                f"({{{{ $labels.reason }}}}) in the last {t['event_window']}."
             ),
         ),
         alert(
-            "GitlabRunnerPausePodsBelowDesired",
-            "gitlab_runner_kubernetes_autoscaler_pause_pods_desired"
-            " > gitlab_runner_kubernetes_autoscaler_pause_pods_current",
-            for_=t["pause_pods_below_desired_for"],
+            "GitlabRunnerPausePodsUnavailable",
+            f"(({unavailable}) > 0)"
+            f" * on (namespace, deployment) group_left (runner) {owner}"
+            f" * on (runner) group_left (pool) {pools_of_runners}",
+            for_=t["pause_pods_unavailable_for"],
             severity="warning",
-            summary="Pool {{ $labels.pool }} keeps fewer pause pods than it wants",
+            summary="Pause pods of pool {{ $labels.pool }} do not run",
             description=(
-                "Manager {{ $labels.pod }} of pool {{ $labels.pool }} wants more pause pods "
-                "than its pause Deployment asks for, and does not catch up."
+                "{{ $value }} pause pods of pool {{ $labels.pool }} (Deployment "
+                "{{ $labels.namespace }}/{{ $labels.deployment }}) are not available: no node "
+                "has room for them and none is added, so the pool's warm capacity is missing."
             ),
         ),
     ]
 
 
-def _autoscaler_alerts(
-    alert: _AlertFactory, node_group_regex: str, t: AlertThresholds
-) -> list[dict[str, Any]]:
-    return [
+def _cluster_autoscaler_alerts(
+    context: _Context, pools: Sequence[MonitoredPool]
+) -> tuple[str, list[dict[str, Any]]]:
+    alert, t = context.alert, context.thresholds
+    failed = _rise("cluster_autoscaler_failed_scale_ups_total", [], t["event_window"])
+    return AUTOSCALER_RULE_GROUP, [
         alert(
             "ClusterAutoscalerNodeGroupBackedOff",
             "max by (node_group, reason) (cluster_autoscaler_node_group_backoff_status"
-            f"{{node_group=~{_string(node_group_regex)}}}) == 1",
+            f"{{node_group=~{_string(context.node_group_regex)}}}) == 1",
             for_=t["node_group_backoff_for"],
             severity="warning",
             summary="cluster-autoscaler stopped scaling up {{ $labels.node_group }}",
@@ -395,15 +672,47 @@ def _autoscaler_alerts(
         ),
         alert(
             "ClusterAutoscalerScaleUpsFailing",
-            "sum by (reason) (increase("
-            f"cluster_autoscaler_failed_scale_ups_total[{COUNT_WINDOW}]))"
-            f" > {t['failed_scale_ups']}",
+            f"sum by (reason) ({failed}) > {t['failed_scale_ups']}",
             for_="0m",
             severity="warning",
             summary="cluster-autoscaler scale-ups fail ({{ $labels.reason }})",
             description=(
                 f"{_more_than(t['failed_scale_ups'])} cluster-autoscaler scale-ups failed with "
-                f"reason {{{{ $labels.reason }}}} in the last {COUNT_WINDOW}."
+                f"reason {{{{ $labels.reason }}}} in the last {t['event_window']}."
+            ),
+        ),
+    ]
+
+
+SCALER_GROUPS: dict[
+    str, Callable[[_Context, Sequence[MonitoredPool]], tuple[str, list[dict[str, Any]]]] | None
+] = {
+    CLUSTER_AUTOSCALER: _cluster_autoscaler_alerts,
+    NO_SCALER: None,
+}
+"""Each scaler a pool may name, and the group of alerts its pools add (built once, from the
+pools that use it); None for scalers with nothing to watch."""
+
+
+def _cache_alerts(context: _Context, claim: VolumeClaim) -> list[dict[str, Any]]:
+    t = context.thresholds
+    volume = (
+        f"namespace={_string(claim['namespace'])}, persistentvolumeclaim={_string(claim['name'])}"
+    )
+    return [
+        context.alert(
+            "RunnerCacheVolumeNearlyFull",
+            f"kubelet_volume_stats_available_bytes{{{volume}}}"
+            f" / kubelet_volume_stats_capacity_bytes{{{volume}}}"
+            f" < {t['cache_volume_free_ratio']}",
+            for_=t["cache_volume_for"],
+            severity="warning",
+            summary="The runner cache's volume is nearly full",
+            description=(
+                "Less than "
+                f"{_percent(t['cache_volume_free_ratio'])} of the volume "
+                "{{ $labels.namespace }}/{{ $labels.persistentvolumeclaim }} is free: cache "
+                "uploads will fail once it is full."
             ),
         ),
     ]

@@ -1,8 +1,9 @@
 """The fleet's Grafana dashboard, generated with grafana-foundation-sdk. Pure: no Pulumi runtime.
 
 Every runner query filters on the `pool` template variable (the label the managers' PodMonitor
-adds, see monitoring.py); build nodes are counted from kube-state-metrics' `kube_node_labels`,
-which carries the pool only once the pool label is allow-listed there (docs/observability.md).
+adds, see monitoring.py); build nodes are counted from kube-state-metrics' `kube_node_labels`
+and pause pods from its Deployment metrics, which carry the pool's node label and the pause
+Deployment's runner label only once those are allow-listed there (docs/observability.md).
 """
 
 import json
@@ -23,7 +24,12 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
-from .runner_metrics import NODE_POOL_LABEL
+from .runner_metrics import (
+    API_ENDPOINT,
+    NODE_POOL_LABEL,
+    PAUSE_DEPLOYMENT_PREFIX,
+    PAUSE_DEPLOYMENT_RUNNER,
+)
 
 DASHBOARD_UID = "gitlab-runner-fleet"
 DASHBOARD_TITLE = "GitLab Runner fleet"
@@ -32,6 +38,17 @@ DATASOURCE_VARIABLE = "datasource"
 _DATASOURCE = DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")
 _POOLS = f'pool=~"${POOL_VARIABLE}"'
 _HEIGHT = 8
+_PAUSE_DEPLOYMENTS = f'deployment=~"{PAUSE_DEPLOYMENT_PREFIX}.+"'
+_PAUSE_PODS_AVAILABLE = (
+    f"sum by (pool) (kube_deployment_status_replicas_available{{{_PAUSE_DEPLOYMENTS}}}"
+    " * on (namespace, deployment) group_left (runner) max by (namespace, deployment, runner) "
+    f"(label_replace(kube_deployment_labels{{{_PAUSE_DEPLOYMENTS}}}, "
+    f'"runner", "$1", "{PAUSE_DEPLOYMENT_RUNNER}", "(.+)"))'
+    " * on (runner) group_left (pool) group by (runner, pool) "
+    f"(gitlab_runner_kubernetes_autoscaler_pause_pods_desired{{{_POOLS}}}))"
+)
+"""Available pause pods per pool: kube-state-metrics' view of the pause Deployments, joined to
+the pool through the runner's short token on the Deployment's label."""
 
 
 def fleet_dashboard() -> dict[str, Any]:
@@ -122,19 +139,15 @@ def fleet_dashboard() -> dict[str, Any]:
         )
         .with_panel(
             panel(
-                "Pause pods desired vs current",
+                "Pause pods wanted vs available",
                 "short",
                 8,
                 (
                     "sum by (pool) (gitlab_runner_kubernetes_autoscaler_pause_pods_desired"
                     f"{{{_POOLS}}})",
-                    "{{pool}} desired",
+                    "{{pool}} wanted",
                 ),
-                (
-                    "sum by (pool) (gitlab_runner_kubernetes_autoscaler_pause_pods_current"
-                    f"{{{_POOLS}}})",
-                    "{{pool}} current",
-                ),
+                (_PAUSE_PODS_AVAILABLE, "{{pool}} available"),
             )
         )
         .with_panel(
@@ -151,9 +164,17 @@ def fleet_dashboard() -> dict[str, Any]:
         )
         .with_panel(
             panel(
+                "Jobs picked up per hour",
+                "short",
+                8,
+                (f"sum by (pool) (increase(gitlab_runner_jobs_total{{{_POOLS}}}[1h]))", "{{pool}}"),
+            )
+        )
+        .with_panel(
+            panel(
                 "Job duration (p50, p95)",
                 "s",
-                8,
+                24,
                 *(
                     (
                         f"histogram_quantile({quantile}, sum by (pool, le) (rate("
@@ -183,9 +204,9 @@ def fleet_dashboard() -> dict[str, Any]:
                 "reqps",
                 12,
                 (
-                    "sum by (pool, endpoint, status) (rate("
+                    f"sum by (pool, {API_ENDPOINT}, status) (rate("
                     f'gitlab_runner_api_request_statuses_total{{{_POOLS}, status!~"2.."}}{rate}))',
-                    "{{pool}} {{endpoint}} {{status}}",
+                    f"{{{{pool}}}} {{{{{API_ENDPOINT}}}}} {{{{status}}}}",
                 ),
             )
         )

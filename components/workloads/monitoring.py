@@ -22,13 +22,16 @@ from .alert_rules import (
     DEFAULT_NODE_GROUP_REGEX,
     DEFAULT_RUNBOOK_URL,
     AlertThresholds,
+    MonitoredPool,
+    VolumeClaim,
     alert_names,
+    pool_problems,
     prometheus_rule_spec,
     threshold_problems,
 )
 from .dashboard import dashboard_json
 from .runner_config import METRICS_PORT
-from .runner_metrics import POOL, POOL_META_LABEL
+from .runner_metrics import API_ENDPOINT, POOL, POOL_META_LABEL
 
 DEFAULT_PROMETHEUS_SELECTOR_LABELS = {"release": "kube-prometheus-stack"}
 """What kube-prometheus-stack's Prometheus selects PodMonitors, ServiceMonitors and rules by
@@ -51,11 +54,26 @@ def pool_relabeling() -> dict[str, Any]:
     return {"sourceLabels": [POOL_META_LABEL], "targetLabel": POOL, "action": "replace"}
 
 
+def api_endpoint_relabelings() -> list[dict[str, Any]]:
+    """PodMonitor metric relabelings (operator field names) that give the runner's own
+    `endpoint` label, the GitLab API endpoint of `gitlab_runner_api_request_*`, a clear name.
+
+    The operator sets `endpoint` to the port's name on every target, and without honorLabels
+    Prometheus stores the runner's as `exported_endpoint` (prometheus scrape/scrape.go);
+    metric relabelings run after that, so they move it to `api_endpoint`.
+    """
+    return [
+        {"sourceLabels": ["exported_endpoint"], "targetLabel": API_ENDPOINT, "action": "replace"},
+        {"regex": "exported_endpoint", "action": "labeldrop"},
+    ]
+
+
 def runner_monitoring_values(
     pool: str, pod_monitor_labels: Mapping[str, str] = DEFAULT_PROMETHEUS_SELECTOR_LABELS
 ) -> dict[str, Any]:
     """Helm values of the gitlab-runner chart 0.92.0 for one pool's manager: the pool label on
-    the pod, metrics on, and the chart's PodMonitor labelled for Prometheus and adding `pool`.
+    the pod, metrics on, and the chart's PodMonitor labelled for Prometheus, adding `pool` and
+    renaming the API endpoint label.
 
     Deep-merge into the release's values. The chart renders the PodMonitor only when the cluster
     serves monitoring.coreos.com/v1 (templates/podmonitor.yaml).
@@ -70,6 +88,7 @@ def runner_monitoring_values(
                 "enabled": True,
                 "labels": dict(pod_monitor_labels),
                 "relabelings": [pool_relabeling()],
+                "metricRelabelings": api_endpoint_relabelings(),
             },
         },
     }
@@ -124,22 +143,25 @@ def dashboard_config_map_manifest(
 
 
 def monitoring_problems(
-    pools: Sequence[str],
+    pools: Sequence[MonitoredPool],
     namespace: str,
     labels: Mapping[str, Mapping[str, str]],
     thresholds: Mapping[str, Any],
+    cache_volume: VolumeClaim | None = None,
 ) -> list[str]:
     """Why these arguments cannot make the rule and dashboard (empty when they can); `labels`
     holds each label set by the name of its argument."""
     problems = [f"namespace {namespace!r} {p}" for p in namespace_problems(namespace)]
-    if not pools:
-        problems.append("pools: at least one pool is needed")
-    if len(set(pools)) != len(pools):
-        problems.append(f"pools: names must be unique, got {list(pools)}")
-    for pool in pools:
-        if pool == "":
-            problems.append("pools: a pool name must not be empty")
-        problems += [f"pool {pool!r} {p}" for p in label_value_problems(pool)]
+    problems += pool_problems(pools)
+    if cache_volume:
+        problems += [
+            f"cache_volume.namespace {cache_volume['namespace']!r} {p}"
+            for p in namespace_problems(cache_volume["namespace"])
+        ]
+        problems += [
+            f"cache_volume.name {cache_volume['name']!r} {p}"
+            for p in label_value_problems(cache_volume["name"])
+        ]
     for argument, label_set in labels.items():
         for key, value in label_set.items():
             problems += [f"{argument}: key {key!r}: {p}" for p in label_key_problems(key)]
@@ -150,8 +172,9 @@ def monitoring_problems(
 class FleetMonitoringArgs(TypedDict):
     """Inputs of FleetMonitoring."""
 
-    pools: list[str]
-    """Names of the runner pools: the values of the managers' `gitlab-runner-fleet/pool` label."""
+    pools: list[MonitoredPool]
+    """The runner pools and what each runs (job namespace, scaler, warm capacity, the runner's
+    queuing thresholds, working hours): each pool gets the alerts its facts can fire."""
     namespace: str
     """Namespace of the PrometheusRule and the dashboard ConfigMap; it must exist."""
     rule_labels: NotRequired[dict[str, str]]
@@ -162,6 +185,9 @@ class FleetMonitoringArgs(TypedDict):
     `grafana_dashboard: "1"`."""
     thresholds: NotRequired[AlertThresholds]
     """When each alert fires; unset fields keep their defaults (see alert_rules.py)."""
+    cache_volume: NotRequired[VolumeClaim]
+    """The in-cluster cache's PersistentVolumeClaim, when the stack runs that cache: its free
+    space is alerted on (kubelet volume stats)."""
     node_group_regex: NotRequired[str]
     """RE2 regex of the Auto Scaling group names whose autoscaler backoff is alerted on.
     Default `.*` (every group cluster-autoscaler manages)."""
@@ -201,16 +227,19 @@ class FleetMonitoring(pulumi.ComponentResource):
         rule_labels = args.get("rule_labels", DEFAULT_PROMETHEUS_SELECTOR_LABELS)
         dashboard_labels = args.get("dashboard_labels", DEFAULT_DASHBOARD_LABELS)
         thresholds = args.get("thresholds", {})
+        cache_volume = args.get("cache_volume")
         if problems := monitoring_problems(
             args["pools"],
             namespace,
             {"rule_labels": rule_labels, "dashboard_labels": dashboard_labels},
             thresholds,
+            cache_volume,
         ):
             raise ValueError(f"FleetMonitoring {name}: {'; '.join(problems)}")
         spec = prometheus_rule_spec(
             args["pools"],
             thresholds,
+            cache_volume=cache_volume,
             node_group_regex=args.get("node_group_regex", DEFAULT_NODE_GROUP_REGEX),
             runbook_url=args.get("runbook_url", DEFAULT_RUNBOOK_URL),
         )

@@ -88,6 +88,17 @@ class WarmCapacity(TypedDict):
     policies: list[WarmCapacityPolicy]
 
 
+class JobQueuingDuration(TypedDict):
+    """One `[[runners.monitoring.job_queuing_durations]]`: how long a job may wait in GitLab's
+    queue during some periods before the runner counts it as waiting too long."""
+
+    periods: list[str]
+    """5-field cron periods (minute hour day-of-month month weekday), as the pool writes them."""
+    timezone: str
+    threshold: str
+    """Go duration, above 0."""
+
+
 class BuildTaint(TypedDict):
     """A build node taint in Kubernetes casing."""
 
@@ -143,6 +154,7 @@ class JobSpec(TypedDict):
     """Service account of the job pods (no token mounted, no IAM role)."""
     config_map_volumes: NotRequired[list[ConfigMapVolume]]
     warm_capacity: NotRequired[WarmCapacity]
+    job_queuing_durations: NotRequired[list[JobQueuingDuration]]
 
 
 class S3CacheSpec(TypedDict, total=False):
@@ -357,10 +369,34 @@ def kubernetes_section(job: JobSpec) -> dict[str, Any]:
     return section
 
 
+def runner_period(period: str) -> str:
+    """A 5-field cron period as `job_queuing_durations` needs it: 7 fields, any second and year.
+
+    The runner matches these periods with gorhill/cronexpr (helpers/timeperiod/period.go,
+    runner 19.3), which reads 5 fields as "second 0" and counts a time as inside only within a
+    second of the next match: a 5-field period would be active one second a minute.
+    """
+    return f"* {period} *"
+
+
+def monitoring_section(durations: Sequence[JobQueuingDuration]) -> dict[str, Any]:
+    """`[runners.monitoring]`; the last entry whose periods match wins (GetActiveConfiguration)."""
+    return {
+        "job_queuing_durations": [
+            {
+                "periods": [runner_period(period) for period in duration["periods"]],
+                "timezone": duration["timezone"],
+                "threshold": duration["threshold"],
+            }
+            for duration in durations
+        ]
+    }
+
+
 def runner_entry(job: JobSpec, cache: CacheSpec) -> dict[str, Any]:
     """The one `[[runners]]` entry the chart registers (no URL or token: the chart sets those)."""
     dind_environment = list(DIND_ENVIRONMENT) if job["build_mode"] == "dind" else []
-    return {
+    entry: dict[str, Any] = {
         "executor": "kubernetes",
         "request_concurrency": job["request_concurrency"],
         "output_limit": job["output_limit"],
@@ -371,6 +407,9 @@ def runner_entry(job: JobSpec, cache: CacheSpec) -> dict[str, Any]:
         "kubernetes": kubernetes_section(job),
         "cache": dict(cache),
     }
+    if durations := job.get("job_queuing_durations"):
+        entry["monitoring"] = monitoring_section(durations)
+    return entry
 
 
 def template_toml(job: JobSpec, cache: CacheSpec) -> str:

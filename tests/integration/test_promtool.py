@@ -1,12 +1,14 @@
-"""The alert rules under the real Prometheus tools.
+"""The alert rules under promtool.
 
 `promtool check rules` validates the rendered groups; `promtool test rules` replays synthetic
-series, labelled exactly as gitlab-runner 19.3, cluster-autoscaler and the Prometheus operator's
-scrape give them, through every alert: each fires for a broken pool (or node group, or reason)
-and stays silent for a healthy one, and alerts with a `for` are still pending before it ends.
-`promtool check config` takes the PodMonitor's relabeling as the operator hands it over.
+series, labelled exactly as gitlab-runner 19.3, cluster-autoscaler, kube-state-metrics and the
+kubelet export them and the Prometheus operator's scrape stores them (runner_metrics.py), through
+every alert: each fires for a broken pool (or node group, reason, volume) and stays silent for
+a healthy one, counters born with their first event count it, and alerts with a `for` are still
+pending before it ends. `promtool check config` takes the PodMonitor's relabelings as the
+operator hands them over. tests/integration/test_prometheus.py runs a real server on top.
 
-Never skipped: promtool and prometheus come from Debian's `prometheus` package (.ci/run).
+Never skipped: promtool comes from Debian's `prometheus` package (.ci/run).
 """
 
 from __future__ import annotations
@@ -22,16 +24,39 @@ from typing import Any
 import pytest
 import yaml
 
-from components.workloads.alert_rules import alert_names, prometheus_rule_spec
+from components.workloads.alert_rules import (
+    ExpectJobs,
+    MonitoredPool,
+    VolumeClaim,
+    alert_names,
+    prometheus_rule_spec,
+)
 from components.workloads.monitoring import runner_monitoring_values
 from components.workloads.runner_metrics import (
+    API_ENDPOINT,
+    PAUSE_DEPLOYMENT_RUNNER,
     POOL,
     POOL_META_LABEL,
 )
 from tests.test_alert_rules import KNOWN_SERIES, labels_of
 
-POOLS = ["default", "arm64"]
-SPEC = prometheus_rule_spec(POOLS)
+# promtool starts at the Unix epoch, a Thursday at 00:00 UTC.
+WORKING_HOURS: ExpectJobs = {"periods": ["* 0-11 * * thu"], "timezone": "UTC", "within": "30m"}
+POOLS: list[MonitoredPool] = [
+    *(
+        MonitoredPool(
+            name=name,
+            job_namespace="gitlab-runner-jobs-dind",
+            warm_capacity=True,
+            queuing_thresholds=True,
+            expect_jobs=WORKING_HOURS,
+        )
+        for name in ("default", "arm64")
+    ),
+    {"name": "large-memory", "job_namespace": "gitlab-runner-jobs-rootless"},
+]
+CACHE_VOLUME: VolumeClaim = {"namespace": "runner-cache", "name": "runner-cache-data"}
+SPEC = prometheus_rule_spec(POOLS, cache_volume=CACHE_VOLUME)
 RULES = {rule["alert"]: rule for group in SPEC["groups"] for rule in group["rules"]}
 # commands/builds_helper.go: gitlab_runner_job_queue_duration_seconds buckets.
 QUEUE_BUCKETS = ("1", "3", "10", "30", "60", "120", "300", "900", "1800", "3600", "+Inf")
@@ -43,39 +68,70 @@ def program(name: str) -> str:
     return path
 
 
-# --- Synthetic series, labelled like the real ones --------------------------------------------
+# --- Synthetic series, labelled as the scrape stores them -------------------------------------
 
 
-def manager_labels(pool: str) -> dict[str, str]:
-    """A runner series' labels once scraped: the operator's target labels, the relabelled
-    pool, and the runner's own (short token, name, system id)."""
+def manager_target(pool: str) -> dict[str, str]:
+    """The target labels of a pool's manager as the operator's PodMonitor scrape sets them:
+    job `<namespace>/<PodMonitor>` (the chart names it after the release), the port's name as
+    `endpoint`, and the relabelled pool."""
     return {
         "job": f"gitlab-runner/gitlab-runner-{pool}",
         "namespace": "gitlab-runner",
         "pod": f"gitlab-runner-{pool}-6b7c9d-x2k4q",
         "container": "gitlab-runner",
         "endpoint": "metrics",
-        "instance": "10.0.3.17:9252",
+        "instance": f"10.0.3.{len(pool)}:9252",
         POOL: pool,
-        "runner": f"t1_{pool[:4]}Xy",
-        "runner_name": f"{pool}-runner",
+    }
+
+
+def runner_token(pool: str) -> str:
+    """The runner's short token: 9 characters of its glrt- token (helpers/shorten_token.go)."""
+    return f"{pool[:4]}Xy_8kQ"[:9]
+
+
+def manager_labels(pool: str) -> dict[str, str]:
+    """A runner series' labels: the target's and the runner's own."""
+    return {
+        **manager_target(pool),
+        "runner": runner_token(pool),
+        "runner_name": f"gitlab-runner-fleet-prod-{pool}",
         "system_id": "s_0a1b2c3d4e5f",
     }
 
 
-AUTOSCALER_LABELS = {
+AUTOSCALER_TARGET = {
     "job": "cluster-autoscaler",
     "namespace": "kube-system",
     "pod": "cluster-autoscaler-7f8d6c-p9zq2",
-    "container": "cluster-autoscaler",
+    "container": "aws-cluster-autoscaler",
     "endpoint": "http",
     "service": "cluster-autoscaler",
     "instance": "10.0.1.4:8085",
 }
+KUBE_STATE_METRICS_TARGET = {
+    "job": "kube-state-metrics",
+    "namespace": "monitoring",
+    "pod": "kube-prometheus-stack-kube-state-metrics-5d9f7-hx2lm",
+    "container": "kube-state-metrics",
+    "endpoint": "http",
+    "service": "kube-prometheus-stack-kube-state-metrics",
+    "instance": "10.0.1.9:8080",
+}
+KUBELET_TARGET = {
+    "job": "kubelet",
+    "namespace": "kube-system",
+    "node": "ip-10-0-2-8.eu-west-1.compute.internal",
+    "endpoint": "https-metrics",
+    "service": "kube-prometheus-stack-kubelet",
+    "metrics_path": "/metrics",
+    "instance": "10.0.2.8:10250",
+}
 
 
 def series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
-    """An input series, refused unless its name and labels are ones the exporters produce."""
+    """An input series, refused unless its name and labels are ones a scrape stores."""
     assert name in KNOWN_SERIES, name
     assert set(labels) <= labels_of(name), (name, set(labels) - labels_of(name))
     rendered = ", ".join(f"{key}={json.dumps(value)}" for key, value in sorted(labels.items()))
@@ -85,6 +141,11 @@ def series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
 def runner_series(metric: str, pool: str, values: str, /, **labels: str) -> dict[str, str]:
     own = {k: v for k, v in manager_labels(pool).items() if k in labels_of(metric)}
     return series(metric, {**own, **labels}, values)
+
+
+def up(target: dict[str, str], values: str) -> dict[str, str]:
+    """Prometheus's health series of a target: 1 while its scrapes succeed."""
+    return series("up", target, values)
 
 
 def queue_histogram(pool: str, waited_seconds: float, jobs_per_minute: int) -> list[dict[str, str]]:
@@ -118,6 +179,56 @@ def job_gauges(pool: str, running: int) -> list[dict[str, str]]:
     ]
 
 
+def version_info(pool: str, values: str) -> dict[str, str]:
+    return runner_series(
+        "gitlab_runner_version_info",
+        pool,
+        values,
+        name="gitlab-runner",
+        version="19.3.0",
+        revision="0c9a3f5b",
+        branch="19-3-stable",
+        go_version="go1.25.1",
+        built_at="2026-08-18T10:11:12+0000",
+        os="linux",
+        architecture="amd64",
+    )
+
+
+def pause_deployment(pool: str) -> dict[str, str]:
+    """kube-state-metrics' labels of a pool's pause Deployment (honor_labels: `namespace` is
+    the Deployment's); its name is the token and system id lowercased, `_` dropped."""
+    token = runner_token(pool)
+    name = "runner-pause-" + re.sub("[^-a-z0-9]", "", f"{token}-s_0a1b2c3d4e5f".lower())
+    return {**KUBE_STATE_METRICS_TARGET, "namespace": "gitlab-runner-jobs-dind", "deployment": name}
+
+
+def pause_pods(pool: str, replicas: int, available: int) -> list[dict[str, str]]:
+    deployment = pause_deployment(pool)
+    return [
+        series("kube_deployment_spec_replicas", deployment, f"{replicas}x40"),
+        series("kube_deployment_status_replicas_available", deployment, f"{available}x40"),
+        series(
+            "kube_deployment_labels",
+            {**deployment, PAUSE_DEPLOYMENT_RUNNER: runner_token(pool)},
+            "1x40",
+        ),
+        runner_series(
+            "gitlab_runner_kubernetes_autoscaler_pause_pods_desired", pool, f"{replicas}x40"
+        ),
+    ]
+
+
+def volume(
+    namespace: str, claim: str, free_bytes: float, capacity_bytes: float
+) -> list[dict[str, str]]:
+    labels = {**KUBELET_TARGET, "namespace": namespace, "persistentvolumeclaim": claim}
+    return [
+        series("kubelet_volume_stats_available_bytes", labels, f"{free_bytes:g}x30"),
+        series("kubelet_volume_stats_capacity_bytes", labels, f"{capacity_bytes:g}x30"),
+    ]
+
+
 @dataclass
 class AlertCase:
     """One alert replayed on a broken and a healthy subject."""
@@ -131,13 +242,19 @@ class AlertCase:
     """Labels of each expected alert, without `severity` (taken from the rule)."""
     pending_at: str | None = None
     """A time the condition already holds but `for` has not passed: nothing fires yet."""
+    silent_at: str | None = None
+    """A time nothing may fire although the broken subject already looks broken."""
     subject_label: str = POOL
+    value: str | None = None
+    """The `$value` the description shows, where it uses one."""
 
     def test_group(self) -> dict[str, Any]:
         rule = RULES[self.alert]
-        checks: list[dict[str, Any]] = []
-        if self.pending_at:
-            checks.append({"eval_time": self.pending_at, "alertname": self.alert, "exp_alerts": []})
+        checks: list[dict[str, Any]] = [
+            {"eval_time": at, "alertname": self.alert, "exp_alerts": []}
+            for at in (self.pending_at, self.silent_at)
+            if at
+        ]
         checks.append(
             {
                 "eval_time": self.fires_at,
@@ -145,7 +262,7 @@ class AlertCase:
                 "exp_alerts": [
                     {
                         "exp_labels": {**labels, **rule["labels"]},
-                        "exp_annotations": rendered_annotations(rule, labels),
+                        "exp_annotations": rendered_annotations(rule, labels, self.value),
                     }
                     for labels in self.expected
                 ],
@@ -159,13 +276,20 @@ class AlertCase:
         }
 
 
-def rendered_annotations(rule: dict[str, Any], labels: dict[str, str]) -> dict[str, str]:
+def rendered_annotations(
+    rule: dict[str, Any], labels: dict[str, str], value: str | None
+) -> dict[str, str]:
     """The annotations as Prometheus expands them for an alert with these labels."""
 
     def expand(text: str) -> str:
-        return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m[1]], text)
+        text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m[1]], text)
+        return text.replace("{{ $value }}", value or "")
 
-    return {key: expand(value) for key, value in rule["annotations"].items()}
+    return {key: expand(value_) for key, value_ in rule["annotations"].items()}
+
+
+def every_manager_up(values: str = "1x70") -> list[dict[str, str]]:
+    return [up(manager_target(pool["name"]), values) for pool in POOLS]
 
 
 def cases() -> list[AlertCase]:
@@ -181,19 +305,30 @@ def cases() -> list[AlertCase]:
         ),
         AlertCase(
             "GitlabRunnerQueuingThresholdExceeded",
-            broken="default (a job over the runner's threshold)",
-            healthy=["arm64 (none)"],
+            broken="default (its first job over the runner's threshold, at pick-up)",
+            healthy=["arm64 (none)", "large-memory (no threshold configured)"],
             input_series=[
+                *every_manager_up(),
+                # builds_helper.go evaluateJobQueuingDuration: Add(0) and Inc() in one call,
+                # so a first job that waited too long creates the series at 1.
                 runner_series(
                     "gitlab_runner_acceptable_job_queuing_duration_exceeded_total",
                     "default",
-                    "0x10 1x30",
+                    "_x20 1x20",
                 ),
                 runner_series(
-                    "gitlab_runner_acceptable_job_queuing_duration_exceeded_total", "arm64", "0x40"
+                    "gitlab_runner_acceptable_job_queuing_duration_exceeded_total",
+                    "arm64",
+                    "0x40",
+                ),
+                runner_series(
+                    "gitlab_runner_acceptable_job_queuing_duration_exceeded_total",
+                    "large-memory",
+                    "_x20 1x20",
                 ),
             ],
-            fires_at="15m",
+            silent_at="19m",
+            fires_at="25m",
             expected=[{POOL: "default"}],
         ),
         AlertCase(
@@ -211,41 +346,26 @@ def cases() -> list[AlertCase]:
             expected=[{POOL: "default"}],
         ),
         AlertCase(
-            "GitlabRunnerLimitSaturated",
-            broken="default (4 jobs, limit 4)",
-            healthy=["arm64 (25 jobs, limit 0: unlimited)", "large-memory (5 jobs, limit 10)"],
-            input_series=[
-                *job_gauges("default", 4),
-                runner_series("gitlab_runner_limit", "default", "4x40"),
-                *job_gauges("arm64", 25),
-                runner_series("gitlab_runner_limit", "arm64", "0x40"),
-                *job_gauges("large-memory", 5),
-                runner_series("gitlab_runner_limit", "large-memory", "10x40"),
-            ],
-            pending_at="10m",
-            fires_at="20m",
-            expected=[{POOL: "default", "runner": manager_labels("default")["runner"]}],
-        ),
-        AlertCase(
             "GitlabRunnerJobFailureRateHigh",
-            broken="default (half its jobs fail with runner_system_failure)",
+            broken="default (half its jobs fail with runner_system_failure, a reason new at 5m)",
             healthy=[
                 "arm64 (half fail with script_failure or job_canceled, ignored)",
                 "large-memory (all fail, but only 3 jobs in 30 minutes)",
             ],
             input_series=[
+                *every_manager_up(),
                 runner_series("gitlab_runner_jobs_total", "default", "0+2x60"),
                 runner_series(
                     "gitlab_runner_failed_jobs_total",
                     "default",
-                    "0+1x60",
+                    "_x5 1+1x55",
                     failure_reason="runner_system_failure",
                     mode="traditional",
                 ),
                 runner_series(
                     "gitlab_runner_failed_jobs_total",
                     "default",
-                    "0+1x60",
+                    "_x5 1+1x55",
                     failure_reason="script_failure",
                     mode="traditional",
                 ),
@@ -253,14 +373,14 @@ def cases() -> list[AlertCase]:
                 runner_series(
                     "gitlab_runner_failed_jobs_total",
                     "arm64",
-                    "0+0.5x60",
+                    "1+0.5x60",
                     failure_reason="script_failure",
                     mode="traditional",
                 ),
                 runner_series(
                     "gitlab_runner_failed_jobs_total",
                     "arm64",
-                    "0+0.5x60",
+                    "1+0.5x60",
                     failure_reason="job_canceled",
                     mode="traditional",
                 ),
@@ -268,7 +388,7 @@ def cases() -> list[AlertCase]:
                 runner_series(
                     "gitlab_runner_failed_jobs_total",
                     "large-memory",
-                    "0+0.1x60",
+                    "1+0.1x60",
                     failure_reason="runner_system_failure",
                     mode="traditional",
                 ),
@@ -280,57 +400,45 @@ def cases() -> list[AlertCase]:
         AlertCase(
             "GitlabRunnerManagerAbsent",
             broken="arm64 (no manager scraped)",
-            healthy=["default (its manager reports)"],
-            input_series=[
-                runner_series(
-                    "gitlab_runner_version_info",
-                    "default",
-                    "1x20",
-                    name="gitlab-runner",
-                    version="19.3.0",
-                    revision="0c9a3f5b",
-                    branch="19-3-stable",
-                    go_version="go1.25.1",
-                    built_at="2026-08-18T10:11:12+0000",
-                    os="linux",
-                    architecture="amd64",
-                )
-            ],
+            healthy=["default, large-memory (their managers report)"],
+            input_series=[version_info("default", "1x20"), version_info("large-memory", "1x20")],
             pending_at="3m",
             fires_at="10m",
             expected=[{POOL: "arm64"}],
         ),
         AlertCase(
             "GitlabRunnerApiRequestErrors",
-            broken="default (token rejected on request_job, 5xx on update_job)",
+            broken="default (token rejected on request_job; update_job 500s from 20m on)",
             healthy=["arm64 (2xx, and 403 on update_job for a canceled job)"],
             input_series=[
+                *every_manager_up(),
                 *(
                     runner_series(
                         "gitlab_runner_api_request_statuses_total",
                         pool,
                         values,
-                        endpoint=endpoint,
+                        **{API_ENDPOINT: endpoint},
                         status=status,
                         method=method,
                     )
                     for pool, endpoint, status, method, values in (
-                        ("default", "request_job", "201", "post", "0+1x40"),
-                        ("default", "request_job", "403", "post", "0+19x40"),
-                        ("default", "update_job", "200", "put", "0+10x40"),
-                        ("default", "update_job", "500", "put", "0+10x40"),
-                        ("arm64", "request_job", "201", "post", "0+5x40"),
-                        ("arm64", "request_job", "204", "post", "0+50x40"),
-                        ("arm64", "update_job", "200", "put", "0+10x40"),
-                        ("arm64", "update_job", "403", "put", "0+5x40"),
+                        ("default", "request_job", "201", "post", "1+1x40"),
+                        ("default", "request_job", "403", "post", "1+19x40"),
+                        ("default", "update_job", "200", "put", "1+10x40"),
+                        # A status's series appears with its first answer.
+                        ("default", "update_job", "500", "put", "_x20 1+10x20"),
+                        ("arm64", "request_job", "201", "post", "1+5x40"),
+                        ("arm64", "request_job", "204", "post", "1+50x40"),
+                        ("arm64", "update_job", "200", "put", "1+10x40"),
+                        ("arm64", "update_job", "403", "put", "1+5x40"),
                     )
-                )
+                ),
             ],
             pending_at="5m",
-            fires_at="25m",
+            fires_at="35m",
             expected=[
-                {POOL: "default", "endpoint": "request_job"},
-                {POOL: "default", "endpoint": "update_job"},
+                {POOL: "default", API_ENDPOINT: "request_job"},
+                {POOL: "default", API_ENDPOINT: "update_job"},
             ],
         ),
         AlertCase(
@@ -348,48 +456,66 @@ def cases() -> list[AlertCase]:
             expected=[{POOL: "default"}],
         ),
         AlertCase(
-            "GitlabRunnerPausePodReconcileErrors",
-            broken="default (every reconcile fails to apply)",
-            healthy=["arm64 (one failed read, long ago)"],
+            # Working hours from Thursday 00:00 UTC with a 30 minute window: watched from 00:30;
+            # at 00:20 the window still reaches into Wednesday night.
+            "GitlabRunnerNoJobsPickedUp",
+            broken="default (manager up and polling, no job all morning)",
+            healthy=[
+                "arm64 (a job every few minutes)",
+                "large-memory (no jobs either, but no working hours)",
+            ],
             input_series=[
+                *(version_info(pool["name"], "1x60") for pool in POOLS),
+                runner_series("gitlab_runner_jobs_total", "default", "0x60"),
+                runner_series("gitlab_runner_jobs_total", "arm64", "0+0.25x60"),
+                runner_series("gitlab_runner_jobs_total", "large-memory", "0x60"),
+            ],
+            silent_at="20m",
+            fires_at="40m",
+            expected=[{POOL: "default"}],
+        ),
+        AlertCase(
+            "GitlabRunnerPausePodReconcileErrors",
+            broken="default (4 failed applies, the reason's series new at 10m)",
+            healthy=[
+                "arm64 (7 old errors that appeared when its target came back after 12 minutes"
+                " down: not new)",
+            ],
+            input_series=[
+                up(manager_target("default"), "1x40"),
+                up(manager_target("arm64"), "0x12 1x28"),
                 runner_series(
                     "gitlab_runner_kubernetes_autoscaler_reconcile_errors_total",
                     "default",
-                    "0+1x30",
+                    "_x10 4x30",
                     reason="apply_state",
                 ),
                 runner_series(
                     "gitlab_runner_kubernetes_autoscaler_reconcile_errors_total",
                     "arm64",
-                    "0x5 1x25",
+                    "_x12 7x28",
                     reason="get_deployment",
                 ),
             ],
+            silent_at="9m",
             fires_at="20m",
             expected=[{POOL: "default", "reason": "apply_state"}],
         ),
         AlertCase(
-            "GitlabRunnerPausePodsBelowDesired",
-            broken="default (wants 3, has 1)",
-            healthy=["arm64 (wants 1, keeps 3 during idle_time)"],
-            input_series=[
-                runner_series(
-                    "gitlab_runner_kubernetes_autoscaler_pause_pods_desired", "default", "3x30"
-                ),
-                runner_series(
-                    "gitlab_runner_kubernetes_autoscaler_pause_pods_current", "default", "1x30"
-                ),
-                runner_series(
-                    "gitlab_runner_kubernetes_autoscaler_pause_pods_desired", "arm64", "1x30"
-                ),
-                runner_series(
-                    "gitlab_runner_kubernetes_autoscaler_pause_pods_current", "arm64", "3x30"
-                ),
-            ],
+            "GitlabRunnerPausePodsUnavailable",
+            broken="default (4 pause pods, 1 available: 3 Pending without a node)",
+            healthy=["arm64 (2 of 2 available)"],
+            input_series=[*pause_pods("default", 4, 1), *pause_pods("arm64", 2, 2)],
             pending_at="10m",
             fires_at="20m",
-            # A plain comparison keeps every label of the series but its name.
-            expected=[manager_labels("default")],
+            expected=[
+                {
+                    **pause_deployment("default"),
+                    "runner": runner_token("default"),
+                    POOL: "default",
+                }
+            ],
+            value="3",
         ),
         AlertCase(
             "ClusterAutoscalerNodeGroupBackedOff",
@@ -399,15 +525,16 @@ def cases() -> list[AlertCase]:
                 series(
                     "cluster_autoscaler_node_group_backoff_status",
                     {
-                        **AUTOSCALER_LABELS,
+                        **AUTOSCALER_TARGET,
                         "node_group": "eks-build-arm64-0ac1",
                         "reason": "placeholder-cannot-be-fulfilled",
                     },
                     "1x20",
                 ),
+                # metrics.go UpdateNodeGroupBackOffStatus: an empty reason when not backed off.
                 series(
                     "cluster_autoscaler_node_group_backoff_status",
-                    {**AUTOSCALER_LABELS, "node_group": "eks-build-default-77b2"},
+                    {**AUTOSCALER_TARGET, "node_group": "eks-build-default-77b2", "reason": ""},
                     "0x20",
                 ),
             ],
@@ -420,23 +547,52 @@ def cases() -> list[AlertCase]:
         ),
         AlertCase(
             "ClusterAutoscalerScaleUpsFailing",
-            broken="placeholder-cannot-be-fulfilled (two failures)",
-            healthy=["timeout (failures from before the window)"],
+            broken="placeholder-cannot-be-fulfilled (its first failure creates its series)",
+            healthy=[
+                "timeout (created at 0 by InitMetrics, no failure)",
+                "cloudProviderError (failures from before the window)",
+            ],
             input_series=[
+                up(AUTOSCALER_TARGET, "1x40"),
                 series(
                     "cluster_autoscaler_failed_scale_ups_total",
-                    {**AUTOSCALER_LABELS, "reason": "placeholder-cannot-be-fulfilled"},
-                    "0x5 1x5 2x10",
+                    {**AUTOSCALER_TARGET, "reason": "placeholder-cannot-be-fulfilled"},
+                    "_x18 1x20",
                 ),
                 series(
                     "cluster_autoscaler_failed_scale_ups_total",
-                    {**AUTOSCALER_LABELS, "reason": "timeout"},
-                    "4x20",
+                    {**AUTOSCALER_TARGET, "reason": "timeout"},
+                    "0x40",
+                ),
+                series(
+                    "cluster_autoscaler_failed_scale_ups_total",
+                    {**AUTOSCALER_TARGET, "reason": "cloudProviderError"},
+                    "0 4x40",
                 ),
             ],
-            fires_at="12m",
+            silent_at="17m",
+            fires_at="20m",
             expected=[{"reason": "placeholder-cannot-be-fulfilled"}],
             subject_label="reason",
+        ),
+        AlertCase(
+            "RunnerCacheVolumeNearlyFull",
+            broken="runner-cache/runner-cache-data (5% free)",
+            healthy=["registry-mirror/registry-data (1% free, not the cache's)"],
+            input_series=[
+                *volume("runner-cache", "runner-cache-data", 5e9, 100e9),
+                *volume("registry-mirror", "registry-data", 1e9, 100e9),
+            ],
+            pending_at="5m",
+            fires_at="15m",
+            expected=[
+                {
+                    **KUBELET_TARGET,
+                    "namespace": "runner-cache",
+                    "persistentvolumeclaim": "runner-cache-data",
+                }
+            ],
+            subject_label="persistentvolumeclaim",
         ),
     ]
 
@@ -459,24 +615,32 @@ def test_every_alert_has_a_case_with_a_broken_and_a_healthy_subject():
 
 
 @pytest.fixture
-def rule_files(tmp_path: Path) -> tuple[Path, Path]:
+def rule_files(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """The whole rule file, and per alert a test file with a rule file holding only that
+    alert: promtool evaluates every rule of its rule files in every test group."""
     rules = tmp_path / "fleet-rules.yaml"
     rules.write_text(yaml.safe_dump(SPEC, sort_keys=False))
-    tests = tmp_path / "fleet-rules-test.yaml"
-    tests.write_text(
-        yaml.safe_dump(
-            {
-                "rule_files": [rules.name],
-                "evaluation_interval": "1m",
-                "tests": [case.test_group() for case in cases()],
-            },
-            sort_keys=False,
+    tests = []
+    for case in cases():
+        alert_rules = tmp_path / f"{case.alert}-rules.yaml"
+        group = {"name": case.alert, "rules": [RULES[case.alert]]}
+        alert_rules.write_text(yaml.safe_dump({"groups": [group]}, sort_keys=False))
+        test = tmp_path / f"{case.alert}-test.yaml"
+        test.write_text(
+            yaml.safe_dump(
+                {
+                    "rule_files": [alert_rules.name],
+                    "evaluation_interval": "1m",
+                    "tests": [case.test_group()],
+                },
+                sort_keys=False,
+            )
         )
-    )
+        tests.append(test)
     return rules, tests
 
 
-def test_promtool_checks_the_rules(rule_files: tuple[Path, Path]):
+def test_promtool_checks_the_rules(rule_files: tuple[Path, list[Path]]):
     rules, _ = rule_files
     result = subprocess.run(
         [program("promtool"), "check", "rules", str(rules)],
@@ -489,21 +653,21 @@ def test_promtool_checks_the_rules(rule_files: tuple[Path, Path]):
     assert f"SUCCESS: {len(RULES)} rules found" in result.stdout
 
 
-def test_promtool_unit_tests_every_alert(rule_files: tuple[Path, Path]):
-    _, tests = rule_files
+def test_promtool_unit_tests_every_alert(rule_files: tuple[Path, list[Path]]):
+    rules, tests = rule_files
     result = subprocess.run(
-        [program("promtool"), "test", "rules", str(tests)],
+        [program("promtool"), "test", "rules", *(test.name for test in tests)],
         capture_output=True,
         text=True,
         check=False,
-        cwd=tests.parent,
+        cwd=rules.parent,
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert result.stdout.count("SUCCESS") == len(tests), result.stdout
 
 
-# --- The PodMonitor's relabeling as Prometheus receives it -------------------------------------
+# --- The PodMonitor's relabelings as Prometheus receives them ---------------------------------
 
 
 def prometheus_relabel_config(relabeling: dict[str, Any]) -> dict[str, Any]:
@@ -516,8 +680,8 @@ def prometheus_relabel_config(relabeling: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def test_promtool_accepts_the_pod_monitor_relabeling_as_the_operator_writes_it(tmp_path: Path):
-    relabelings = runner_monitoring_values("arm64")["metrics"]["podMonitor"]["relabelings"]
+def test_promtool_accepts_the_pod_monitor_relabelings_as_the_operator_writes_them(tmp_path: Path):
+    pod_monitor = runner_monitoring_values("arm64")["metrics"]["podMonitor"]
     config = {
         "global": {"scrape_interval": "30s"},
         "rule_files": ["fleet-rules.yaml"],
@@ -528,7 +692,12 @@ def test_promtool_accepts_the_pod_monitor_relabeling_as_the_operator_writes_it(t
                 "static_configs": [
                     {"targets": ["127.0.0.1:9252"], "labels": {POOL_META_LABEL: "arm64"}}
                 ],
-                "relabel_configs": [prometheus_relabel_config(r) for r in relabelings],
+                "relabel_configs": [
+                    prometheus_relabel_config(r) for r in pod_monitor["relabelings"]
+                ],
+                "metric_relabel_configs": [
+                    prometheus_relabel_config(r) for r in pod_monitor["metricRelabelings"]
+                ],
             }
         ],
     }

@@ -1,0 +1,227 @@
+"""Every alert a stack generates can fire there: its input metrics are produced by what that
+stack's own configuration deploys (issue 20, item 5), for every stack with monitoring on.
+
+A runner metric must come from a pool whose manager is scraped by the chart's PodMonitor with
+the pool relabeling; pause pod metrics only from managers whose config.toml has
+`[runners.kubernetes.autoscaler]`; the queuing-threshold counter only moves with
+`[[runners.monitoring.job_queuing_durations]]` (commands/builds_helper.go); cluster-autoscaler's
+only from the stack's own release with its ServiceMonitor, per-node-group ones only with
+`--emit-per-nodegroup-metrics`, and only from an image whose metrics.go was read; the pause
+Deployments only in the job namespace of a warm pool; volume stats only for a claim the stack
+creates. kube-state-metrics' and the kubelet's own scrape are kube-prometheus-stack's
+(docs/observability.md says what it must allow).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from components.workloads.alert_rules import alert_names
+from components.workloads.monitoring import api_endpoint_relabelings, pool_relabeling
+from components.workloads.runner_metrics import (
+    API_ENDPOINT,
+    CLUSTER_AUTOSCALER_METRICS,
+    CLUSTER_AUTOSCALER_VERSIONS_READ,
+    KUBE_STATE_METRICS,
+    KUBELET_METRICS,
+    PAUSE_DEPLOYMENT_RUNNER,
+    POOL,
+    RUNNER_METRICS,
+    TARGET_HEALTH,
+)
+from tests.harness import PROJECT, ProgramRun, config_from_stack_file, run_stack, stack_names
+from tests.test_alert_rules import DOCS, Selector, read_promql
+
+MONITORED = [
+    stack
+    for stack in stack_names()
+    if config_from_stack_file(stack).get(f"{PROJECT}:monitoring", {}).get("enabled")
+]
+RULE_TYPE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
+
+
+def series_of(metrics: tuple[Any, ...]) -> set[str]:
+    return {name for metric in metrics for name in metric.series_names()}
+
+
+RUNNER_SERIES = series_of(RUNNER_METRICS)
+AUTOSCALER_SERIES = series_of(CLUSTER_AUTOSCALER_METRICS)
+PAUSE_POD_SERIES = {
+    "gitlab_runner_kubernetes_autoscaler_pause_pods_desired",
+    "gitlab_runner_kubernetes_autoscaler_pause_pods_current",
+    "gitlab_runner_kubernetes_autoscaler_reconcile_errors_total",
+    "gitlab_runner_kubernetes_autoscaler_scale_operations_total",
+}
+
+
+@dataclass
+class ScrapedManager:
+    """What one pool's gitlab-runner release makes its manager export, and how it is scraped."""
+
+    pod_monitor: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def scraped_with_pool(self) -> bool:
+        return bool(self.pod_monitor.get("enabled")) and pool_relabeling() in self.pod_monitor.get(
+            "relabelings", []
+        )
+
+    @property
+    def api_endpoint_renamed(self) -> bool:
+        return self.pod_monitor.get("metricRelabelings") == api_endpoint_relabelings()
+
+    @property
+    def keeps_pause_pods(self) -> bool:
+        return "autoscaler" in self.config["kubernetes"]
+
+    @property
+    def counts_long_waits(self) -> bool:
+        durations = self.config.get("monitoring", {}).get("job_queuing_durations", [])
+        return any(duration["threshold"] for duration in durations)
+
+    @property
+    def job_namespace(self) -> str:
+        namespace: str = self.config["kubernetes"]["namespace"]
+        return namespace
+
+
+@dataclass
+class Deployed:
+    """What a stack deploys that produces metrics."""
+
+    managers: dict[str, ScrapedManager] = field(default_factory=dict)
+    autoscaler: dict[str, Any] | None = None
+    claims: set[tuple[str, str]] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, run: ProgramRun) -> Deployed:
+        deployed = cls()
+        for release in run.of_type("kubernetes:helm.sh/v3:Release"):
+            values = release.inputs["values"]
+            if release.inputs["chart"] == "gitlab-runner":
+                pool = values["podLabels"]["gitlab-runner-fleet/pool"]
+                (config,) = tomllib.loads(values["runners"]["config"])["runners"]
+                deployed.managers[pool] = ScrapedManager(values["metrics"]["podMonitor"], config)
+            elif release.inputs["chart"] == "cluster-autoscaler":
+                deployed.autoscaler = values
+        for claim in run.of_type("kubernetes:core/v1:PersistentVolumeClaim"):
+            metadata = claim.inputs["metadata"]
+            deployed.claims.add((metadata["namespace"], metadata["name"]))
+        return deployed
+
+    def runner_problems(self, selector: Selector) -> list[str]:
+        operator, value = selector.matchers[POOL]
+        pools = [value] if operator == "=" else value.split("|")
+        problems = []
+        for pool in pools:
+            manager = self.managers.get(pool)
+            if manager is None or not manager.scraped_with_pool:
+                problems.append(f"pool {pool} has no manager scraped with its pool label")
+                continue
+            if selector.metric in PAUSE_POD_SERIES and not manager.keeps_pause_pods:
+                problems.append(f"pool {pool} keeps no pause pods")
+            if (
+                selector.metric == "gitlab_runner_acceptable_job_queuing_duration_exceeded_total"
+                and not manager.counts_long_waits
+            ):
+                problems.append(f"pool {pool} has no job_queuing_durations threshold")
+            if API_ENDPOINT in selector.matchers and not manager.api_endpoint_renamed:
+                problems.append(f"pool {pool}'s PodMonitor does not rename the API endpoint")
+        return problems
+
+    def autoscaler_problems(self, selector: Selector) -> list[str]:
+        values = self.autoscaler
+        if values is None or not values.get("serviceMonitor", {}).get("enabled"):
+            return ["no cluster-autoscaler of the stack's own is scraped"]
+        problems = []
+        if values["image"]["tag"] not in CLUSTER_AUTOSCALER_VERSIONS_READ:
+            problems.append(f"cluster-autoscaler {values['image']['tag']}'s metrics were not read")
+        per_group = selector.metric.startswith("cluster_autoscaler_node_group_")
+        if per_group and values["extraArgs"].get("emit-per-nodegroup-metrics") is not True:
+            problems.append("per-node-group metrics are not emitted")
+        return problems
+
+    def pause_deployment_problems(self, selector: Selector) -> list[str]:
+        warm = {m.job_namespace for m in self.managers.values() if m.keeps_pause_pods}
+        operator, value = selector.matchers["namespace"]
+        namespaces = {value} if operator == "=" else set(value.split("|"))
+        return [f"no warm pool runs jobs in {ns}" for ns in sorted(namespaces - warm)]
+
+    def volume_problems(self, selector: Selector) -> list[str]:
+        claim = (selector.matchers["namespace"][1], selector.matchers["persistentvolumeclaim"][1])
+        return [] if claim in self.claims else [f"the stack creates no claim {claim}"]
+
+    def problems(self, selector: Selector) -> list[str]:
+        if selector.metric in RUNNER_SERIES:
+            return self.runner_problems(selector)
+        if selector.metric in AUTOSCALER_SERIES:
+            return self.autoscaler_problems(selector)
+        if selector.metric.startswith("kube_deployment_"):
+            return self.pause_deployment_problems(selector)
+        if selector.metric in series_of(KUBELET_METRICS):
+            return self.volume_problems(selector)
+        if selector.metric in (TARGET_HEALTH, *series_of(KUBE_STATE_METRICS)):
+            return []
+        return [f"{selector.metric}: no producer known"]
+
+
+def test_monitoring_is_on_in_the_stacks_whose_alerts_other_issues_add():
+    assert MONITORED == ["basement", "dev", "prod"]
+
+
+@pytest.mark.parametrize("stack", MONITORED)
+def test_every_generated_alert_reads_metrics_the_stack_produces(stack: str) -> None:
+    run = run_stack(stack)
+    deployed = Deployed.of(run)
+    spec = run.one(RULE_TYPE).inputs["spec"]
+    problems = [
+        f"{rule['alert']}: {problem}"
+        for group in spec["groups"]
+        for rule in group["rules"]
+        for selector in read_promql(rule["expr"]).selectors
+        for problem in deployed.problems(selector)
+    ]
+    assert problems == []
+    assert set(run.outputs["alerts"]) == set(alert_names(spec))
+
+
+def alerts_of(stack: str) -> list[str]:
+    return alert_names(run_stack(stack).one(RULE_TYPE).inputs["spec"])
+
+
+def test_each_stack_gets_the_alerts_of_what_it_runs() -> None:
+    runner = [
+        "GitlabRunnerJobsQueuedTooLong",
+        "GitlabRunnerConcurrencySaturated",
+        "GitlabRunnerJobFailureRateHigh",
+        "GitlabRunnerManagerAbsent",
+        "GitlabRunnerApiRequestErrors",
+        "GitlabRunnerErrorsLogged",
+    ]
+    autoscaler = ["ClusterAutoscalerNodeGroupBackedOff", "ClusterAutoscalerScaleUpsFailing"]
+    # prod: warm capacity, a queuing threshold and office hours on its default pool.
+    assert alerts_of("prod") == [
+        runner[0],
+        "GitlabRunnerQueuingThresholdExceeded",
+        *runner[1:],
+        "GitlabRunnerNoJobsPickedUp",
+        "GitlabRunnerPausePodReconcileErrors",
+        "GitlabRunnerPausePodsUnavailable",
+        *autoscaler,
+    ]
+    # dev: one plain pool on a created cluster with the stack's cluster-autoscaler.
+    assert alerts_of("dev") == [*runner, *autoscaler]
+    # basement: the office's own nodes (nothing scales them) and the edge cache's volume.
+    assert alerts_of("basement") == [*runner, "RunnerCacheVolumeNearlyFull"]
+
+
+def test_the_docs_ask_kube_state_metrics_for_the_labels_the_alerts_join_on() -> None:
+    # kube_deployment_labels has no series without an allow-list (internal/store/deployment.go).
+    text = DOCS.read_text()
+    assert "deployments=[manager.runner.gitlab.com/id-short]" in text
+    assert PAUSE_DEPLOYMENT_RUNNER in text
