@@ -14,9 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .kubernetes_names import LabelKey, LabelValue, quantity_value
+from .kubernetes_names import (
+    LabelKey,
+    LabelValue,
+    label_key_problems,
+    label_value_problems,
+    quantity_problems,
+    quantity_value,
+)
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 # The EKS API spells effects differently from Kubernetes.
@@ -354,6 +361,104 @@ def fitting_request_ceiling(
 
 IMDS_HOP_LIMITS = (1, 2)
 """1: only the node reaches the instance metadata service; 2: containers in pods do too."""
+MIN_DISK_SIZE_GIB = 20
+MAX_DISK_SIZE_GIB = 16384
+"""The gp3 root volume's bounds (EC2 gp3: 1 GiB to 16 TiB; the AL2023 EKS AMI needs 20)."""
+MAX_GROUP_SIZE = 1000
+
+
+def instance_types_problems(instance_types: Sequence[str]) -> list[str]:
+    """Why these types cannot make one node group: none, repeated, unknown, or of several
+    architectures or shapes."""
+    if not instance_types:
+        return ["must list at least one instance type"]
+    if duplicates := sorted({t for t in instance_types if list(instance_types).count(t) > 1}):
+        return [f"must not repeat instance types, repeated: {', '.join(duplicates)}"]
+    problem = instance_type_problem(instance_types)
+    return [problem] if problem else []
+
+
+def group_size_problems(min_size: int, max_size: int) -> list[tuple[str, str]]:
+    """Why a group cannot have these sizes, by argument (`min_size`, `max_size`)."""
+    problems = []
+    if min_size < 0:
+        problems.append(("min_size", f"must be >= 0, got {min_size}"))
+    if not 1 <= max_size <= MAX_GROUP_SIZE:
+        problems.append(("max_size", f"must be 1 to {MAX_GROUP_SIZE}, got {max_size}"))
+    if not problems and min_size > max_size:
+        problems.append(("min_size", f"must be <= max_size ({max_size}), got {min_size}"))
+    return problems
+
+
+def taints_problems(taints: Sequence[Mapping[str, Any] | Taint]) -> list[str]:
+    """Why these cannot be a node group's taints: invalid ones, a key and effect twice, or more
+    than EKS takes."""
+    problems: list[str] = []
+    parsed: list[Taint] = []
+    for index, taint in enumerate(taints):
+        try:
+            parsed.append(taint if isinstance(taint, Taint) else Taint.model_validate(taint))
+        except ValidationError as error:
+            problems += [
+                f"[{index}].{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+            ]
+    seen = [(taint.key, taint.effect) for taint in parsed]
+    if duplicates := sorted({pair for pair in seen if seen.count(pair) > 1}):
+        problems.append(f"each key and effect may appear once, repeated: {duplicates}")
+    if len(taints) > MAX_TAINTS_PER_NODE_GROUP:
+        problems.append(f"at most {MAX_TAINTS_PER_NODE_GROUP} taints, got {len(taints)}")
+    return problems
+
+
+def advertised_storage_problems(advertised: str, disk_size_gib: int) -> list[str]:
+    """Why cluster-autoscaler must not be told a node of this disk has `advertised` storage."""
+    if problems := quantity_problems(advertised):
+        return problems
+    allocatable = allocatable_ephemeral_storage_gib(disk_size_gib)
+    if quantity_value(advertised) > allocatable * GIB:
+        return [
+            f"must be <= {allocatable}Gi, what a {disk_size_gib} GiB disk offers pods after "
+            f"kubelet's 10% eviction threshold and reservations, got {advertised}; "
+            "cluster-autoscaler would launch nodes the job never fits on"
+        ]
+    return []
+
+
+def spot_group_problems(
+    *,
+    instance_types: Sequence[str],
+    min_size: int,
+    max_size: int,
+    disk_size_gib: int,
+    labels: Mapping[str, str],
+    taints: Sequence[Mapping[str, Any] | Taint],
+    advertised_storage: str | None,
+    imds_hop_limit: int,
+) -> list[str]:
+    """Every rule of one spot node group, each problem prefixed with its argument's name; the
+    stack settings check a pool with the same functions."""
+    problems = [f"instance_types: {p}" for p in instance_types_problems(instance_types)]
+    problems += [f"{argument}: {p}" for argument, p in group_size_problems(min_size, max_size)]
+    if not MIN_DISK_SIZE_GIB <= disk_size_gib <= MAX_DISK_SIZE_GIB:
+        bounds = f"{MIN_DISK_SIZE_GIB} to {MAX_DISK_SIZE_GIB}"
+        problems.append(f"disk_size_gib: must be {bounds}, got {disk_size_gib}")
+    problems += [
+        f"labels: {key!r}: {p}"
+        for key, value in labels.items()
+        for p in label_key_problems(key) + label_value_problems(value)
+    ]
+    problems += [
+        f"taints{p}" if p.startswith("[") else f"taints: {p}" for p in taints_problems(taints)
+    ]
+    if advertised_storage is not None and not problems:
+        problems += [
+            f"scale_from_zero_ephemeral_storage: {p}"
+            for p in advertised_storage_problems(advertised_storage, disk_size_gib)
+        ]
+    if imds_hop_limit not in IMDS_HOP_LIMITS:
+        # More hops would let traffic relayed by a pod, or from further away, in as well.
+        problems.append(f"imds_hop_limit: must be 1 or 2, got {imds_hop_limit}")
+    return problems
 
 
 def node_selector(labels: Mapping[str, str], architecture: Architecture) -> dict[str, str]:

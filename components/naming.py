@@ -43,6 +43,47 @@ def bucket_name_problems(name: str) -> list[str]:
     return problems
 
 
+_S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
+
+
+def s3_prefix_problems(prefix: str) -> list[str]:
+    """Why `prefix` cannot scope cache objects, a lifecycle rule and an IAM policy alike."""
+    if _S3_PREFIX.match(prefix):
+        return []
+    return [
+        "must be a non-empty S3 key prefix without leading or trailing '/' and of letters, "
+        f"digits and !_.*'()- only, e.g. 'runner-cache', got {prefix!r}"
+    ]
+
+
+_GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
+
+
+def go_duration_problems(duration: str) -> list[str]:
+    """Why `duration` is not a Go duration (`10m`, `1h30m`), as the runner's and
+    cluster-autoscaler's flags take them."""
+    return [] if _GO_DURATION.match(duration) else ["must be a duration such as 10m or 1h30m"]
+
+
+_IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+
+
+def iam_role_arn_problems(arn: str) -> list[str]:
+    """Why `arn` is not an IAM role ARN."""
+    return [] if _IAM_ROLE_ARN.match(arn) else [f"must be an IAM role ARN, got {arn!r}"]
+
+
+def iam_principal_arn_problems(arn: str) -> list[str]:
+    """Why `arn` is not an IAM role or user ARN (an EKS access entry's principal)."""
+    if _IAM_PRINCIPAL_ARN.match(arn):
+        return []
+    return [
+        "each entry must be an IAM role or user ARN such as "
+        f"arn:aws:iam::123456789012:role/gitlab-deploy, got {arn!r}"
+    ]
+
+
 def derived_bucket_name(project: str, stack: str, account_id: str) -> str:
     """A deterministic, valid, globally unique-per-account bucket name for a stack's cache.
 

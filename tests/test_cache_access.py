@@ -120,8 +120,11 @@ def test_every_child_is_parented_to_the_component() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"mode": "instanceProfile"}, "mode must be one of ('irsa', 'accessKey')"),
-        ({"oidc_provider_arn": None}, "irsa mode needs oidc_provider_arn"),
+        (
+            {"mode": "instanceProfile"},
+            "mode: must be one of irsa, accessKey, got 'instanceProfile'",
+        ),
+        ({"oidc_provider_arn": None}, "oidc_provider_arn: required in irsa mode"),
     ],
 )
 def test_direct_use_with_bad_args_is_refused(overrides: dict[str, Any], message: str) -> None:

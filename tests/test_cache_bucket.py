@@ -55,7 +55,7 @@ def test_protect_and_force_destroy_together_are_refused() -> None:
         ),
         return_error=True,
     )
-    assert "force_destroy cannot be combined with protect" in str(run.error)
+    assert "force_destroy: cannot be combined with protect" in str(run.error)
 
 
 def test_all_four_public_access_blocks_are_on() -> None:

@@ -170,7 +170,7 @@ def test_create_without_network_is_refused() -> None:
         ),
         return_error=True,
     )
-    assert "create mode needs vpc_id and private_subnet_ids" in str(run.error)
+    assert "vpc_id: required in create mode" in str(run.error)
 
 
 def test_the_system_node_group_follows_the_clusters_version() -> None:
@@ -281,7 +281,7 @@ def test_a_created_cluster_takes_its_service_range_from_the_arguments() -> None:
         ),
         return_error=True,
     )
-    assert "service_cidr must lie within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16" in str(
+    assert "service_cidr: must lie within 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16" in str(
         run.error
     )
 

@@ -167,7 +167,7 @@ def test_an_unpinned_kubernetes_minor_is_refused() -> None:
         ),
         return_error=True,
     )
-    assert "no pinned image for Kubernetes 1.20" in str(run.error)
+    assert "kubernetes_version: no pinned cluster-autoscaler image for '1.20'" in str(run.error)
 
 
 def test_the_renamed_lease_and_status_configmap_are_within_the_release_rbac() -> None:

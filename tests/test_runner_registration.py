@@ -334,8 +334,8 @@ def test_invalid_arguments_fail_before_anything_is_created() -> None:
         return_error=True,
     )
     assert isinstance(run.error, ValueError)
-    assert "groupId is required when runnerType is group_type" in str(run.error)
-    assert "tags must list the tags" in str(run.error)
+    assert "group_id: is required when runnerType is group_type" in str(run.error)
+    assert "tags: must list the tags" in str(run.error)
     assert run.resources == []
 
 

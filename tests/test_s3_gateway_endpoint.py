@@ -39,7 +39,7 @@ def test_route_tables_are_looked_up_from_the_node_subnets() -> None:
 
 def test_neither_route_tables_nor_subnets_is_refused() -> None:
     run = run_program(lambda: S3GatewayEndpoint("s3", {"vpc_id": "vpc-1"}), return_error=True)
-    assert "give route_table_ids or subnet_ids" in str(run.error)
+    assert "route_table_ids: give route_table_ids, or subnet_ids to look them up" in str(run.error)
 
 
 def test_no_route_table_found_is_warned(

@@ -132,9 +132,9 @@ def test_labels_and_taints_go_on_the_node_group_in_eks_casing() -> None:
 
 
 def test_scale_from_zero_tags_are_put_on_the_asg_and_the_node_group() -> None:
-    run = declare(scale_from_zero_ephemeral_storage="89Gi")
+    run = declare(scale_from_zero_ephemeral_storage="88Gi")
     expected = scale_from_zero_tags(
-        LABELS, [Taint.model_validate(t) for t in TAINTS], "x86_64", "89Gi"
+        LABELS, [Taint.model_validate(t) for t in TAINTS], "x86_64", "88Gi"
     )
     expected[DISCOVERY["key"]] = DISCOVERY["value"]
     asg_tags = run.of_type("aws:autoscaling/tag:Tag")
@@ -233,4 +233,4 @@ def test_hop_limits_other_than_one_or_two_are_refused(hop_limit: int) -> None:
         ),
         return_error=True,
     )
-    assert "imds_hop_limit must be 1 or 2" in str(run.error)
+    assert f"imds_hop_limit: must be 1 or 2, got {hop_limit}" in str(run.error)

@@ -6,6 +6,8 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_aws import iam
 
+from ..arguments import check_arguments
+from ..naming import s3_prefix_problems
 from ..workloads.runner_config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT
 from .iam_documents import cache_access_policy
 from .iam_user import create_user_with_key
@@ -59,15 +61,10 @@ class CacheAccess(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: CacheAccessArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments("CacheAccess", name, args, CacheAccessArgs, lambda: _problems(args))
         super().__init__("gitlab-runner-fleet:index:CacheAccess", name, None, opts)
         mode = args["mode"]
-        if mode not in IDENTITY_MODES:
-            raise ValueError(
-                f"CacheAccess {name}: mode must be one of {IDENTITY_MODES}, got {mode!r}"
-            )
         oidc_provider_arn = args.get("oidc_provider_arn")
-        if mode == IRSA_MODE and oidc_provider_arn is None:
-            raise ValueError(f"CacheAccess {name}: irsa mode needs oidc_provider_arn")
         tags = args.get("tags", {})
 
         policy = self._create_policy(
@@ -130,3 +127,14 @@ class CacheAccess(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def _problems(args: CacheAccessArgs) -> list[str]:
+    problems = []
+    mode = args["mode"]
+    if mode not in IDENTITY_MODES:
+        problems.append(f"mode: must be one of {', '.join(IDENTITY_MODES)}, got {mode!r}")
+    if mode == IRSA_MODE and args.get("oidc_provider_arn") is None:
+        problems.append("oidc_provider_arn: required in irsa mode (the role trusts it)")
+    problems += [f"cache_prefix: {p}" for p in s3_prefix_problems(args["cache_prefix"])]
+    return problems

@@ -6,8 +6,12 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_aws import s3
 
+from ..arguments import check_arguments
+from ..naming import bucket_name_problems, s3_prefix_problems
 from .bucket_rules import DEFAULT_ACCESS_LOG_PREFIX, encryption_rule, lifecycle_rules
 from .iam_documents import tls_only_bucket_policy
+
+MAX_EXPIRATION_DAYS = 3650
 
 
 class CacheBucketArgs(TypedDict):
@@ -58,11 +62,10 @@ class CacheBucket(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: CacheBucketArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments("CacheBucket", name, args, CacheBucketArgs, lambda: _problems(args))
         super().__init__("gitlab-runner-fleet:index:CacheBucket", name, None, opts)
         protect = args.get("protect", True)
         force_destroy = args.get("force_destroy", False)
-        if protect and force_destroy:
-            raise ValueError(f"CacheBucket {name}: force_destroy cannot be combined with protect")
         tags = args.get("tags", {})
 
         bucket = self._create_bucket(name, args["bucket_name"], protect, force_destroy, tags)
@@ -179,3 +182,29 @@ class CacheBucket(pulumi.ComponentResource):
             target_prefix=log_prefix,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def _problems(args: CacheBucketArgs) -> list[str]:
+    problems = []
+    if isinstance(name := args["bucket_name"], str):
+        problems += [f"bucket_name: {p}, got {name!r}" for p in bucket_name_problems(name)]
+    for key, prefix in (
+        ("cache_prefix", args["cache_prefix"]),
+        *((f"other_prefixes[{p!r}]", p) for p in args.get("other_prefixes", {})),
+    ):
+        problems += [f"{key}: {p}" for p in s3_prefix_problems(prefix)]
+    days = {
+        "expiration_days": args["expiration_days"],
+        **{f"other_prefixes[{p!r}]": d for p, d in args.get("other_prefixes", {}).items()},
+    }
+    problems += [
+        f"{key}: must be 1 to 3650 days, got {value}"
+        for key, value in days.items()
+        if not 1 <= value <= MAX_EXPIRATION_DAYS
+    ]
+    if args.get("protect", True) and args.get("force_destroy", False):
+        problems.append(
+            "force_destroy: cannot be combined with protect (the default); pass "
+            "protect: False for a disposable bucket"
+        )
+    return problems

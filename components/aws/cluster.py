@@ -13,7 +13,10 @@ import pulumi_kubernetes as k8s
 from pulumi_aws import eks as aws_eks
 from pulumi_aws import iam
 
-from ..build_nodes import ami_type_for
+from ..arguments import check_arguments
+from ..build_nodes import ami_type_for, instance_types_problems
+from ..naming import iam_principal_arn_problems
+from ..versions import SUPPORTED_KUBERNETES_VERSIONS
 from .iam_documents import STS_AUDIENCE, oidc_issuer_host_path
 from .irsa_role import IrsaRole
 from .node_role import CNI_POLICY, NodeRole
@@ -146,16 +149,15 @@ class EksCluster(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: EksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments("EksCluster", name, args, EksClusterArgs, lambda: _problems(args))
         super().__init__("gitlab-runner-fleet:index:EksCluster", name, None, opts)
         # In-cluster resources wait for these: Helm releases need nodes to schedule on.
         nodes: list[pulumi.Resource] = []
         if args["mode"] == CREATE_MODE:
             nodes.append(self._create_cluster(name, args))
-        elif args["mode"] == EXISTING_MODE:
+        else:
             self._use_existing_cluster(name, args)
             self.vpc_cni_role_arn = pulumi.Output.from_input(None)
-        else:
-            raise ValueError(f"EksCluster {name}: mode must be create or existing")
         self.kubernetes_provider = k8s.Provider(
             f"{name}-kubernetes",
             kubeconfig=self.kubeconfig,
@@ -178,13 +180,9 @@ class EksCluster(pulumi.ComponentResource):
     def _create_cluster(self, name: str, args: EksClusterArgs) -> aws_eks.NodeGroup:
         """Creates the cluster and its system node group, which it returns."""
         tags = args.get("tags", {})
-        vpc_id = args.get("vpc_id")
+        vpc_id = str(args.get("vpc_id"))  # checked in create mode (_problems)
         private_subnet_ids = args.get("private_subnet_ids", [])
-        if not vpc_id or not private_subnet_ids:
-            raise ValueError(f"EksCluster {name}: create mode needs vpc_id and private_subnet_ids")
         service_cidr = args.get("service_cidr", CREATED_SERVICE_CIDR)
-        if problems := service_cidr_problems(service_cidr):
-            raise ValueError(f"EksCluster {name}: service_cidr {'; '.join(problems)}")
         cluster = eks.Cluster(
             name,
             name=args["name"],
@@ -341,6 +339,42 @@ class EksCluster(pulumi.ComponentResource):
                 )
             )
         )
+
+
+def _problems(args: EksClusterArgs) -> list[str]:
+    """The settings' rules for a cluster, by argument."""
+    mode = args["mode"]
+    if mode not in (CREATE_MODE, EXISTING_MODE):
+        return [f"mode: must be {CREATE_MODE} or {EXISTING_MODE}, got {mode!r}"]
+    problems = []
+    if args["version"] not in SUPPORTED_KUBERNETES_VERSIONS:
+        problems.append(
+            f"version: must be one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}, "
+            f"got {args['version']!r}"
+        )
+    if mode == CREATE_MODE:
+        if not args.get("vpc_id"):
+            problems.append("vpc_id: required in create mode")
+        if len(args.get("private_subnet_ids", [])) < 2:
+            problems.append("private_subnet_ids: at least two in different availability zones")
+        problems += [
+            f"service_cidr: {p}"
+            for p in service_cidr_problems(args.get("service_cidr", CREATED_SERVICE_CIDR))
+        ]
+        problems += [
+            f"system_instance_types: {p}"
+            for p in instance_types_problems(
+                args.get("system_instance_types", list(DEFAULT_SYSTEM_INSTANCE_TYPES))
+            )
+        ]
+        if args.get("system_node_count", DEFAULT_SYSTEM_NODE_COUNT) < 1:
+            problems.append("system_node_count: must be >= 1")
+    problems += [
+        f"admin_principal_arns: {p}"
+        for arn in args.get("admin_principal_arns", [])
+        for p in iam_principal_arn_problems(arn)
+    ]
+    return problems
 
 
 def _warn_on_version_mismatch(args: EksClusterArgs, actual: str) -> None:

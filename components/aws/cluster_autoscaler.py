@@ -2,14 +2,15 @@
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NotRequired, Optional, TypedDict
+from typing import Any, Literal, NotRequired, Optional, TypedDict, get_args
 
 import pulumi
 from pulumi_aws import iam
 from pulumi_kubernetes.helm import v3 as helm
 
+from ..arguments import check_arguments
 from ..build_nodes import keep_off_build_nodes
-from ..naming import TagArgs
+from ..naming import TagArgs, go_duration_problems
 from ..versions import (
     CLUSTER_AUTOSCALER_CHART,
     CLUSTER_AUTOSCALER_CHART_REPO,
@@ -173,10 +174,11 @@ class ClusterAutoscaler(pulumi.ComponentResource):
         args: ClusterAutoscalerArgs,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
+        check_arguments(
+            "ClusterAutoscaler", name, args, ClusterAutoscalerArgs, lambda: _problems(args)
+        )
         super().__init__("gitlab-runner-fleet:index:ClusterAutoscaler", name, None, opts)
         version = args["kubernetes_version"]
-        if version not in CLUSTER_AUTOSCALER_IMAGE_TAGS:
-            raise ValueError(f"ClusterAutoscaler {name}: no pinned image for Kubernetes {version}")
         tags = args.get("tags", {})
         discovery = (args["discovery_tag"]["key"], args["discovery_tag"]["value"])
         instance = instance_name(discovery[1])
@@ -238,3 +240,25 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 "release_name": self.release_name,
             }
         )
+
+
+def _problems(args: ClusterAutoscalerArgs) -> list[str]:
+    problems = []
+    if (version := args["kubernetes_version"]) not in CLUSTER_AUTOSCALER_IMAGE_TAGS:
+        problems.append(
+            f"kubernetes_version: no pinned cluster-autoscaler image for {version!r}; one of "
+            f"{', '.join(CLUSTER_AUTOSCALER_IMAGE_TAGS)}"
+        )
+    if (expander := args.get("expander", DEFAULT_EXPANDER)) not in get_args(Expander):
+        problems.append(
+            f"expander: must be one of {', '.join(get_args(Expander))}, got {expander!r}"
+        )
+    problems += [
+        f"scale_down_unneeded_time: {p}"
+        for p in go_duration_problems(
+            args.get("scale_down_unneeded_time", DEFAULT_SCALE_DOWN_UNNEEDED_TIME)
+        )
+    ]
+    if not (args["discovery_tag"].get("key") and args["discovery_tag"].get("value")):
+        problems.append("discovery_tag: needs a key and a value (the stack's own ASG tag)")
+    return problems

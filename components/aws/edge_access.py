@@ -6,6 +6,8 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_aws import iam
 
+from ..arguments import check_arguments
+from ..naming import s3_prefix_problems
 from ..workloads.rclone import replicate_object_patterns, replicate_problems
 from .iam_documents import edge_cache_policy
 from .iam_user import create_user_with_key
@@ -49,9 +51,17 @@ class EdgeAccess(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: EdgeAccessArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments(
+            "EdgeAccess",
+            name,
+            args,
+            EdgeAccessArgs,
+            lambda: [
+                *(f"replicate: {p}" for p in replicate_problems(args["replicate"])),
+                *(f"cache_prefix: {p}" for p in s3_prefix_problems(args["cache_prefix"])),
+            ],
+        )
         super().__init__("gitlab-runner-fleet:index:EdgeAccess", name, None, opts)
-        if problems := replicate_problems(args["replicate"]):
-            raise ValueError(f"EdgeAccess {name}: {'; '.join(problems)}")
         tags = args.get("tags", {})
         patterns = replicate_object_patterns(args["cache_prefix"], args["replicate"])
         document = pulumi.Output.all(args["bucket_arn"], args.get("kms_key_arn")).apply(

@@ -6,6 +6,8 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_aws import iam
 
+from ..arguments import check_arguments
+from ..kubernetes_names import namespace_problems, object_name_problems
 from .iam_documents import irsa_trust_policy
 
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -41,6 +43,19 @@ class IrsaRole(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: IrsaRoleArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments(
+            "IrsaRole",
+            name,
+            args,
+            IrsaRoleArgs,
+            lambda: [
+                *(f"namespace: {p}" for p in namespace_problems(args["namespace"])),
+                *(
+                    f"service_account: {p}"
+                    for p in object_name_problems("service account")(args["service_account"])
+                ),
+            ],
+        )
         super().__init__("gitlab-runner-fleet:index:IrsaRole", name, None, opts)
         namespace, service_account = args["namespace"], args["service_account"]
         trust = pulumi.Output.from_input(args["oidc_provider_arn"]).apply(

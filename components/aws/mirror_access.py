@@ -6,6 +6,8 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_aws import iam
 
+from ..arguments import check_arguments
+from ..naming import s3_prefix_problems
 from .iam_documents import registry_mirror_storage_policy
 from .irsa_role import IrsaRole
 
@@ -41,6 +43,13 @@ class RegistryMirrorAccess(pulumi.ComponentResource):
         args: RegistryMirrorAccessArgs,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
+        check_arguments(
+            "RegistryMirrorAccess",
+            name,
+            args,
+            RegistryMirrorAccessArgs,
+            lambda: [f"prefix: {p}" for p in s3_prefix_problems(args["prefix"])],
+        )
         super().__init__("gitlab-runner-fleet:index:RegistryMirrorAccess", name, None, opts)
         tags = args.get("tags", {})
         policy = iam.Policy(

@@ -7,6 +7,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi_aws import iam
 
+from ..arguments import check_arguments
 from .iam_documents import ec2_trust_policy
 
 # What a managed node needs to join the cluster and pull images from ECR.
@@ -45,6 +46,7 @@ class NodeRole(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: NodeRoleArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments("NodeRole", name, args, NodeRoleArgs)
         super().__init__("gitlab-runner-fleet:index:NodeRole", name, None, opts)
         role = iam.Role(
             name,

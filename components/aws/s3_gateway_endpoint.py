@@ -7,6 +7,7 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_aws import ec2, resourcegroupstaggingapi
 
+from ..arguments import check_arguments
 from ..naming import ALLOCATION_TAG_KEYS
 
 
@@ -94,6 +95,17 @@ class S3GatewayEndpoint(pulumi.ComponentResource):
         args: S3GatewayEndpointArgs,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
+        check_arguments(
+            "S3GatewayEndpoint",
+            name,
+            args,
+            S3GatewayEndpointArgs,
+            lambda: (
+                []
+                if args.get("route_table_ids") or args.get("subnet_ids")
+                else ["route_table_ids: give route_table_ids, or subnet_ids to look them up"]
+            ),
+        )
         super().__init__("gitlab-runner-fleet:index:S3GatewayEndpoint", name, None, opts)
         invoke_opts = pulumi.InvokeOptions(parent=self)
         vpc_id, tags = args["vpc_id"], args.get("tags", {})
@@ -143,8 +155,6 @@ class S3GatewayEndpoint(pulumi.ComponentResource):
     ) -> list[str]:
         if explicit := args.get("route_table_ids"):
             return list(explicit)
-        if not args.get("subnet_ids"):
-            raise ValueError(f"S3GatewayEndpoint {name}: give route_table_ids or subnet_ids")
         tables = ec2.get_route_tables(
             vpc_id=args["vpc_id"],
             filters=[{"name": "association.subnet-id", "values": args["subnet_ids"]}],

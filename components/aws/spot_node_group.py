@@ -7,13 +7,14 @@ import pulumi
 from pulumi_aws import autoscaling, ec2
 from pulumi_aws import eks as aws_eks
 
+from ..arguments import check_arguments
 from ..build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
-    IMDS_HOP_LIMITS,
     Taint,
     ami_type_for,
     group_architecture,
     scale_from_zero_tags,
+    spot_group_problems,
 )
 from ..naming import TagArgs
 from .node_role import NodeRole
@@ -105,6 +106,22 @@ class SpotNodeGroup(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: SpotNodeGroupArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments(
+            "SpotNodeGroup",
+            name,
+            args,
+            SpotNodeGroupArgs,
+            lambda: spot_group_problems(
+                instance_types=args["instance_types"],
+                min_size=args.get("min_size", 0),
+                max_size=args["max_size"],
+                disk_size_gib=args.get("disk_size_gib", DEFAULT_DISK_SIZE_GIB),
+                labels=args.get("labels", {}),
+                taints=args.get("taints", []),
+                advertised_storage=args.get("scale_from_zero_ephemeral_storage"),
+                imds_hop_limit=args.get("imds_hop_limit", DEFAULT_IMDS_HOP_LIMIT),
+            ),
+        )
         super().__init__("gitlab-runner-fleet:index:SpotNodeGroup", name, None, opts)
         labels = args.get("labels", {})
         taints = [Taint.model_validate(taint) for taint in args.get("taints", [])]
@@ -192,11 +209,6 @@ class SpotNodeGroup(pulumi.ComponentResource):
         instance_tags = args.get("instance_tags", {})
         user_data = args.get("user_data")
         hop_limit = args.get("imds_hop_limit", DEFAULT_IMDS_HOP_LIMIT)
-        if hop_limit not in IMDS_HOP_LIMITS:
-            # More hops would let traffic relayed by a pod, or from further away, in as well.
-            raise ValueError(
-                f"SpotNodeGroup {name}: imds_hop_limit must be 1 or 2, got {hop_limit}"
-            )
         return ec2.LaunchTemplate(
             name,
             description=f"GitLab CI build nodes: IMDSv2 only, hop limit {hop_limit}; root volume; "

@@ -5,7 +5,9 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 import pulumi_gitlab as gitlab
 import pulumiverse_time
+from pydantic.alias_generators import to_snake
 
+from ..arguments import check_arguments
 from .runner_spec import (
     DEFAULT_ACCESS_LEVEL,
     DEFAULT_LOCKED,
@@ -91,19 +93,25 @@ class RunnerRegistration(pulumi.ComponentResource):
         rotate_token_days = args.get("rotate_token_days")
         access_level = args.get("access_level", DEFAULT_ACCESS_LEVEL)
         maximum_timeout = args.get("maximum_timeout", DEFAULT_MAXIMUM_TIMEOUT)
-        problems = registration_problems(
-            runner_type=args["runner_type"],
-            group_id=args.get("group_id"),
-            project_id=args.get("project_id"),
-            tags=args["tags"],
-            run_untagged=args.get("run_untagged", False),
-            access_level=access_level,
-            maximum_timeout=maximum_timeout,
-            rotate_token_days=rotate_token_days,
+        check_arguments(
+            "RunnerRegistration",
+            name,
+            args,
+            RunnerRegistrationArgs,
+            lambda: [
+                f"{to_snake(key)}: {message}"
+                for key, message in registration_problems(
+                    runner_type=args["runner_type"],
+                    group_id=args.get("group_id"),
+                    project_id=args.get("project_id"),
+                    tags=args["tags"],
+                    run_untagged=args.get("run_untagged", False),
+                    access_level=access_level,
+                    maximum_timeout=maximum_timeout,
+                    rotate_token_days=rotate_token_days,
+                )
+            ],
         )
-        if problems:
-            details = "; ".join(f"{key} {message}" for key, message in problems)
-            raise ValueError(f"RunnerRegistration {name!r}: {details}")
         super().__init__("gitlab-runner-fleet:index:RunnerRegistration", name, None, opts)
 
         rotation = self._create_rotation(name, rotate_token_days) if rotate_token_days else None

@@ -6,7 +6,6 @@ A problem carries its config key path, the same path `pulumi config set --path` 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
@@ -16,18 +15,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ..kubernetes_names import checked
-from ..naming import bucket_name_problems
+from ..naming import bucket_name_problems, go_duration_problems
 
-_GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
-IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
-
-
-def _go_duration_problems(duration: str) -> list[str]:
-    return [] if _GO_DURATION.match(duration) else ["must be a duration such as 10m or 1h30m"]
-
-
-GoDuration = Annotated[str, checked(_go_duration_problems)]
+GoDuration = Annotated[str, checked(go_duration_problems)]
 BucketName = Annotated[str, checked(bucket_name_problems)]
 
 
@@ -96,15 +86,6 @@ class Secret:
 
     def output(self) -> pulumi.Output[str]:
         return pulumi.Output.secret(self._value)
-
-
-def unique_instance_types(instance_types: list[str]) -> list[str]:
-    """The list itself, or a ValueError when it is empty or repeats a type."""
-    if not instance_types:
-        raise ValueError("must list at least one instance type")
-    if duplicates := sorted({t for t in instance_types if instance_types.count(t) > 1}):
-        raise ValueError(f"must not repeat instance types, repeated: {', '.join(duplicates)}")
-    return instance_types
 
 
 def key_path(key: str, location: Sequence[int | str]) -> str:

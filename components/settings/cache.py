@@ -9,12 +9,11 @@ from pydantic import Field, field_validator
 
 from ..aws.bucket_rules import DEFAULT_ACCESS_LOG_PREFIX
 from ..kubernetes_names import Quantity
-from ..naming import bucket_name_problems
+from ..naming import bucket_name_problems, s3_prefix_problems
 from ..workloads.rclone import DEFAULT_EXPIRE_AFTER
 from .base import BucketName, Problem, Section
 
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
-_CACHE_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 
 
 class CacheSettings(Section):
@@ -118,11 +117,8 @@ class CacheSettings(Section):
     @field_validator("prefix")
     @classmethod
     def _valid_prefix(cls, prefix: str) -> str:
-        if not _CACHE_PREFIX.match(prefix):
-            raise ValueError(
-                "must be a non-empty S3 key prefix without leading or trailing '/' and of "
-                f"letters, digits and !_.*'()- only, e.g. 'runner-cache', got {prefix!r}"
-            )
+        if problems := s3_prefix_problems(prefix):
+            raise ValueError("; ".join(problems))
         return prefix
 
     @field_validator("kms_key_arn")

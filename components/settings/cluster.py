@@ -13,8 +13,10 @@ from ..aws.cluster import (
     DEFAULT_SYSTEM_NODE_COUNT,
     service_cidr_problems,
 )
+from ..build_nodes import instance_types_problems
+from ..naming import iam_principal_arn_problems
 from ..versions import SUPPORTED_KUBERNETES_VERSIONS
-from .base import IAM_PRINCIPAL_ARN, Problem, Section, unique_instance_types
+from .base import Problem, Section
 
 _EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 EKS_MODES = ("create", "existing")
@@ -119,17 +121,16 @@ class ClusterSettings(Section):
     @field_validator("system_instance_types")
     @classmethod
     def _some_system_types(cls, instance_types: list[str]) -> list[str]:
-        return unique_instance_types(instance_types)
+        if problems := instance_types_problems(instance_types):
+            raise ValueError("; ".join(problems))
+        return instance_types
 
     @field_validator("admin_principal_arns")
     @classmethod
     def _valid_principals(cls, arns: list[str]) -> list[str]:
         for arn in arns:
-            if not IAM_PRINCIPAL_ARN.match(arn):
-                raise ValueError(
-                    "each entry must be an IAM role or user ARN such as "
-                    f"arn:aws:iam::123456789012:role/gitlab-deploy, got {arn!r}"
-                )
+            if problems := iam_principal_arn_problems(arn):
+                raise ValueError("; ".join(problems))
         if duplicates := sorted({arn for arn in arns if arns.count(arn) > 1}):
             raise ValueError(f"must not repeat principals, repeated: {', '.join(duplicates)}")
         return arns

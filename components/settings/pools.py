@@ -14,26 +14,34 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from ..build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
+    MAX_DISK_SIZE_GIB,
+    MAX_GROUP_SIZE,
     MAX_TAINTS_PER_NODE_GROUP,
+    MIN_DISK_SIZE_GIB,
     POOL_LABEL,
     Architecture,
     InstanceShape,
     Resources,
     Taint,
+    advertised_storage_problems,
     allocatable_ephemeral_storage_gib,
     fitting_request_ceiling,
     group_architecture,
+    group_size_problems,
     instance_shape,
-    instance_type_problem,
+    instance_types_problems,
     job_fit_problem,
     node_allocatable,
     node_selector,
+    taints_problems,
     unknown_shapes,
 )
 from ..kubernetes_names import Quantity, checked_labels, quantity_value
+from ..naming import iam_role_arn_problems
 from ..workloads.alert_rules import (
     ExpectJobs,
     MonitoredPool,
@@ -44,12 +52,10 @@ from ..workloads.isolation import BuildMode
 from ..workloads.runner_config import ContainerResources, JobQueuingDuration, OverwriteCeiling
 from ..workloads.working_hours import WorkingHoursError
 from .base import (
-    IAM_ROLE_ARN,
     ConfigModel,
     GoDuration,
     Problem,
     describe_errors,
-    unique_instance_types,
 )
 
 POOLS_KEY = "pools"
@@ -216,9 +222,12 @@ class PoolSettings(ConfigModel):
         "Graviton types such as c7g). Several types widen the spot pools.",
     )
     min_size: int = Field(0, ge=0, description="Minimum nodes; 0 lets the group scale to zero.")
-    max_size: int = Field(10, ge=1, le=1000, description="Maximum nodes.")
+    max_size: int = Field(10, ge=1, le=MAX_GROUP_SIZE, description="Maximum nodes.")
     disk_size_gib: int = Field(
-        DEFAULT_DISK_SIZE_GIB, ge=20, le=16384, description="Root volume of each node."
+        DEFAULT_DISK_SIZE_GIB,
+        ge=MIN_DISK_SIZE_GIB,
+        le=MAX_DISK_SIZE_GIB,
+        description="Root volume of each node.",
     )
     labels: dict[str, str] | None = Field(
         None,
@@ -328,9 +337,8 @@ class PoolSettings(ConfigModel):
     @field_validator("instance_types")
     @classmethod
     def _valid_instance_types(cls, instance_types: list[str]) -> list[str]:
-        instance_types = unique_instance_types(instance_types)
-        if problem := instance_type_problem(instance_types):
-            raise ValueError(problem)
+        if problems := instance_types_problems(instance_types):
+            raise ValueError("; ".join(problems))
         return instance_types
 
     @field_validator("labels")
@@ -345,16 +353,15 @@ class PoolSettings(ConfigModel):
     @field_validator("taints")
     @classmethod
     def _unique_taints(cls, taints: list[Taint] | None) -> list[Taint] | None:
-        seen = [(taint.key, taint.effect) for taint in taints or []]
-        if duplicates := sorted({pair for pair in seen if seen.count(pair) > 1}):
-            raise ValueError(f"each key and effect may appear once, repeated: {duplicates}")
+        if taints is not None and (problems := taints_problems(taints)):
+            raise ValueError("; ".join(problems))
         return taints
 
     @field_validator("node_role_arn")
     @classmethod
     def _valid_role_arn(cls, arn: str | None) -> str | None:
-        if arn is not None and not IAM_ROLE_ARN.match(arn):
-            raise ValueError(f"must be an IAM role ARN, got {arn!r}")
+        if arn is not None and (problems := iam_role_arn_problems(arn)):
+            raise ValueError("; ".join(problems))
         return arn
 
     @property
@@ -495,14 +502,11 @@ class PoolSettings(ConfigModel):
     def problems(self, index: int) -> list[Problem]:
         """Rules that span several keys of this pool."""
         key = f"{POOLS_KEY}[{index}]"
-        problems = []
-        if self.min_size > self.max_size:
-            problems.append(
-                Problem(
-                    f"{key}.minSize",
-                    f"must be <= {key}.maxSize ({self.max_size}), got {self.min_size}",
-                )
-            )
+        # The node group's own rules, as SpotNodeGroup checks them (build_nodes.py).
+        problems = [
+            Problem(f"{key}.{to_camel(argument)}", message.replace("max_size", f"{key}.maxSize"))
+            for argument, message in group_size_problems(self.min_size, self.max_size)
+        ]
         if not self.tags and not self.run_untagged:
             problems.append(
                 Problem(
@@ -511,18 +515,14 @@ class PoolSettings(ConfigModel):
                     "`tags:`), or set runUntagged: true; otherwise no job ever reaches it",
                 )
             )
-        advertised = self.scale_from_zero_ephemeral_storage
-        allocatable = self.allocatable_ephemeral_storage
-        if advertised and quantity_value(advertised) > quantity_value(allocatable):
-            problems.append(
+        if advertised := self.scale_from_zero_ephemeral_storage:
+            problems += [
                 Problem(
                     f"{key}.scaleFromZeroEphemeralStorage",
-                    f"must be <= {allocatable}, what a {self.disk_size_gib} GiB disk offers pods "
-                    "after kubelet's 10% eviction threshold and reservations, got "
-                    f"{advertised}; cluster-autoscaler would launch nodes the job never fits on. "
-                    "Leave it out to derive it from diskSizeGib",
+                    f"{message}. Leave it out to derive it from diskSizeGib",
                 )
-            )
+                for message in advertised_storage_problems(advertised, self.disk_size_gib)
+            ]
         if quantity_value(self.ephemeral_storage_request) > quantity_value(
             self.advertised_ephemeral_storage
         ):

@@ -7,7 +7,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.helm import v3 as helm
 
+from ..arguments import check_arguments
 from ..build_nodes import POOL_LABEL, keep_off_build_nodes
+from ..kubernetes_names import label_value_problems, namespace_problems
 from ..versions import (
     GITLAB_RUNNER_CHART,
     GITLAB_RUNNER_CHART_REPO,
@@ -233,6 +235,7 @@ class GitlabRunner(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: GitlabRunnerArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments("GitlabRunner", name, args, GitlabRunnerArgs, lambda: _problems(args))
         super().__init__("gitlab-runner-fleet:index:GitlabRunner", name, None, opts)
         pool, job, namespace = args["pool"], args["job"], args["namespace"]
         secrets = [
@@ -316,3 +319,21 @@ class GitlabRunner(pulumi.ComponentResource):
             string_data={key: pulumi.Output.secret(value) for key, value in data.items()},
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def _problems(args: GitlabRunnerArgs) -> list[str]:
+    pool = args["pool"]
+    problems = [f"pool: {p}, got {pool!r}" for p in label_value_problems(pool)]
+    if not pool:
+        problems.append("pool: must not be empty (it names the release and its Secrets)")
+    if isinstance(namespace := args["namespace"], str):
+        problems += [f"namespace: {p}" for p in namespace_problems(namespace)]
+    for key, value in (
+        ("concurrent", args.get("concurrent", DEFAULT_CONCURRENT)),
+        ("check_interval", args.get("check_interval", DEFAULT_CHECK_INTERVAL)),
+    ):
+        if value < 1:
+            problems.append(f"{key}: must be >= 1, got {value}")
+    if (grace := args.get("termination_grace_period_seconds", 0)) < 0:
+        problems.append(f"termination_grace_period_seconds: must be >= 0, got {grace}")
+    return problems

@@ -5,6 +5,7 @@ from typing import Any, NotRequired, Optional, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
+from ..arguments import check_arguments
 from .isolation import (
     JOB_EGRESS_POLICY,
     JOB_INGRESS_POLICY,
@@ -80,12 +81,19 @@ class JobNamespaces(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: JobNamespacesArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
-        super().__init__("gitlab-runner-fleet:index:JobNamespaces", name, None, opts)
         manager_namespace = args["manager_namespace"]
         specs = args["job_namespaces"]
         known_manager = manager_namespace if isinstance(manager_namespace, str) else None
-        if problems := job_namespace_problems(list(specs), known_manager):
-            raise ValueError("; ".join(problems))
+        check_arguments(
+            "JobNamespaces",
+            name,
+            args,
+            JobNamespacesArgs,
+            lambda: [
+                f"job_namespaces: {p}" for p in job_namespace_problems(list(specs), known_manager)
+            ],
+        )
+        super().__init__("gitlab-runner-fleet:index:JobNamespaces", name, None, opts)
         version = args.get("pod_security_version", "latest")
         network_policies = args.get("network_policies", True)
 

@@ -12,6 +12,7 @@ from typing import Any, NotRequired, Optional, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
+from ..arguments import check_arguments
 from ..build_nodes import POOL_LABEL
 from ..kubernetes_names import (
     label_key_problems,
@@ -222,20 +223,25 @@ class FleetMonitoring(pulumi.ComponentResource):
         args: FleetMonitoringArgs,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
-        super().__init__("gitlab-runner-fleet:index:FleetMonitoring", name, None, opts)
-        namespace = args["namespace"]
+        namespace = args.get("namespace", "")
         rule_labels = args.get("rule_labels", DEFAULT_PROMETHEUS_SELECTOR_LABELS)
         dashboard_labels = args.get("dashboard_labels", DEFAULT_DASHBOARD_LABELS)
         thresholds = args.get("thresholds", {})
         cache_volume = args.get("cache_volume")
-        if problems := monitoring_problems(
-            args["pools"],
-            namespace,
-            {"rule_labels": rule_labels, "dashboard_labels": dashboard_labels},
-            thresholds,
-            cache_volume,
-        ):
-            raise ValueError(f"FleetMonitoring {name}: {'; '.join(problems)}")
+        check_arguments(
+            "FleetMonitoring",
+            name,
+            args,
+            FleetMonitoringArgs,
+            lambda: monitoring_problems(
+                args["pools"],
+                namespace,
+                {"rule_labels": rule_labels, "dashboard_labels": dashboard_labels},
+                thresholds,
+                cache_volume,
+            ),
+        )
+        super().__init__("gitlab-runner-fleet:index:FleetMonitoring", name, None, opts)
         spec = prometheus_rule_spec(
             args["pools"],
             thresholds,

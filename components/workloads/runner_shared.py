@@ -5,7 +5,9 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
+from ..arguments import check_arguments
 from ..aws.irsa_role import IRSA_ROLE_ANNOTATION
+from ..kubernetes_names import namespace_problems, object_name_problems
 from .isolation import PART_OF_LABELS, pod_security_labels
 
 PAUSE_POD_PRIORITY = -1
@@ -48,6 +50,19 @@ class RunnerShared(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RunnerSharedArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments(
+            "RunnerShared",
+            name,
+            args,
+            RunnerSharedArgs,
+            lambda: [
+                *(f"namespace: {p}" for p in namespace_problems(args["namespace"])),
+                *(
+                    f"service_account_name: {p}"
+                    for p in object_name_problems("service account")(args["service_account_name"])
+                ),
+            ],
+        )
         super().__init__("gitlab-runner-fleet:index:RunnerShared", name, None, opts)
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
