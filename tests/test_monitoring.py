@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from components.aws.cluster_autoscaler import autoscaler_monitoring_values
 from components.build_nodes import POOL_LABEL
+from components.conventions import DEFAULT_PROMETHEUS_SELECTOR_LABELS
 from components.workloads.alert_rules import (
     MonitoredPool,
     VolumeClaim,
@@ -21,11 +23,9 @@ from components.workloads.monitoring import (
     DASHBOARD_CONFIG_MAP_NAME,
     DASHBOARD_FILE,
     DEFAULT_DASHBOARD_LABELS,
-    DEFAULT_PROMETHEUS_SELECTOR_LABELS,
     RULE_NAME,
     FleetMonitoring,
     FleetMonitoringArgs,
-    autoscaler_monitoring_values,
     dashboard_config_map_manifest,
     prometheus_rule_manifest,
     runner_monitoring_values,

@@ -11,6 +11,7 @@ import pytest
 from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
+from components.conventions import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
 from components.gitlab.runner_registration import (
     RunnerRegistration,
     RunnerRegistrationArgs,
@@ -24,7 +25,6 @@ from components.gitlab.runner_spec import (
     registration_problems,
     runner_tag_list,
 )
-from components.workloads.runner_config import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
 from offline import RecordingMonitor
 from tests.harness import ProgramRun, Registered, run_program
 

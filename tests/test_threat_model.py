@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from components.workloads.threat_model import BOUNDARIES, render
+from tools.threat_model import BOUNDARIES, render
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,8 +24,7 @@ def defined_tests(path: Path) -> set[str]:
 def test_docs_threat_model_is_the_rendered_table() -> None:
     assert (REPO / "docs" / "threat-model.md").read_text() == render(), (
         "docs/threat-model.md is generated: run "
-        "`python -c 'from components.workloads.threat_model import render; "
-        'print(render(), end="")\' > docs/threat-model.md`'
+        "`python tools/threat_model.py > docs/threat-model.md`"
     )
 
 

@@ -7,8 +7,8 @@ import pulumi
 from pulumi_aws import iam
 
 from ..arguments import check_arguments
+from ..conventions import DEFAULT_RUNNER_NAMESPACE, DEFAULT_RUNNER_SERVICE_ACCOUNT
 from ..naming import s3_prefix_problems
-from ..workloads.runner_config import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT
 from .iam_documents import cache_access_policy
 from .iam_user import create_user_with_key
 from .irsa_role import IrsaRole
@@ -78,8 +78,8 @@ class CacheAccess(pulumi.ComponentResource):
         self.secret_access_key = no_value
         if mode == IRSA_MODE:
             assert oidc_provider_arn is not None
-            namespace = args.get("service_account_namespace", DEFAULT_NAMESPACE)
-            service_account = args.get("service_account_name", DEFAULT_SERVICE_ACCOUNT)
+            namespace = args.get("service_account_namespace", DEFAULT_RUNNER_NAMESPACE)
+            service_account = args.get("service_account_name", DEFAULT_RUNNER_SERVICE_ACCOUNT)
             role = IrsaRole(
                 f"{name}-irsa",
                 {

@@ -10,6 +10,7 @@ from pulumi_kubernetes.helm import v3 as helm
 
 from ..arguments import check_arguments
 from ..build_nodes import keep_off_build_nodes
+from ..conventions import DEFAULT_PROMETHEUS_SELECTOR_LABELS, IRSA_ROLE_ANNOTATION
 from ..naming import TagArgs, go_duration_problems
 from ..versions import (
     CLUSTER_AUTOSCALER_CHART,
@@ -17,9 +18,8 @@ from ..versions import (
     CLUSTER_AUTOSCALER_CHART_VERSION,
     CLUSTER_AUTOSCALER_IMAGE_TAGS,
 )
-from ..workloads.monitoring import autoscaler_monitoring_values
 from .iam_documents import cluster_autoscaler_policy
-from .irsa_role import IRSA_ROLE_ANNOTATION, IrsaRole
+from .irsa_role import IrsaRole
 
 # `price` is not implemented for AWS, and `priority` needs a priorities ConfigMap.
 Expander = Literal["least-waste", "random", "most-pods", "least-nodes"]
@@ -51,6 +51,26 @@ def instance_rbac_rules(name: str) -> list[dict[str, list[str]]]:
             "verbs": ["delete", "get", "update"],
         },
     ]
+
+
+def autoscaler_monitoring_values(
+    namespace: str, service_monitor_labels: Mapping[str, str] = DEFAULT_PROMETHEUS_SELECTOR_LABELS
+) -> dict[str, Any]:
+    """Helm values of the cluster-autoscaler chart 9.59.0: its ServiceMonitor, labelled for
+    Prometheus, and the per-node-group metrics the backoff alert reads.
+
+    The ServiceMonitor goes to `namespace` (the release's own): the chart's default, `monitoring`,
+    need not exist. Deep-merge into the release's values (`extraArgs` included).
+    """
+    return {
+        "extraArgs": {"emit-per-nodegroup-metrics": True},
+        "serviceMonitor": {
+            "enabled": True,
+            "namespace": namespace,
+            # The chart writes `selector` as the ServiceMonitor's own labels.
+            "selector": dict(service_monitor_labels),
+        },
+    }
 
 
 def discovery_spec(key: str, value: str) -> str:

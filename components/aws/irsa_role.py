@@ -10,9 +10,6 @@ from ..arguments import check_arguments
 from ..kubernetes_names import namespace_problems, object_name_problems
 from .iam_documents import irsa_trust_policy
 
-IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
-"""The service account annotation that makes EKS inject the role's web identity."""
-
 
 class IrsaRoleArgs(TypedDict):
     """Inputs of IrsaRole."""

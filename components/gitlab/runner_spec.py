@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from ..workloads.runner_config import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+from ..conventions import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
 
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
 """Scopes `POST /user/runners` accepts (pulumi-gitlab `UserRunner.runner_type`)."""

@@ -7,9 +7,10 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 from pydantic.alias_generators import to_snake
 
+from ..conventions import DEFAULT_PROMETHEUS_SELECTOR_LABELS
 from ..kubernetes_names import NamespaceName, checked_labels
 from ..workloads.alert_rules import DEFAULT_RUNBOOK_URL, threshold_problems
-from ..workloads.monitoring import DEFAULT_DASHBOARD_LABELS, DEFAULT_PROMETHEUS_SELECTOR_LABELS
+from ..workloads.monitoring import DEFAULT_DASHBOARD_LABELS
 from .base import Section
 
 

@@ -7,14 +7,16 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from ..conventions import (
+    DEFAULT_RUNNER_NAMESPACE,
+    DEFAULT_RUNNER_SERVICE_ACCOUNT,
+    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
+)
 from ..kubernetes_names import NamespaceName, ServiceAccountName
 from ..workloads.isolation import BuildMode
 from ..workloads.runner_config import (
     DEFAULT_CHECK_INTERVAL,
-    DEFAULT_NAMESPACE,
     DEFAULT_OUTPUT_LIMIT_KIB,
-    DEFAULT_SERVICE_ACCOUNT,
-    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
     registry_prefix_problems,
 )
 from .base import GoDuration, Problem, Section
@@ -33,12 +35,12 @@ class RunnerSettings(Section):
         "https://gitlab.com/", description="URL of the GitLab instance the runners serve."
     )
     namespace: NamespaceName = Field(
-        DEFAULT_NAMESPACE,
+        DEFAULT_RUNNER_NAMESPACE,
         description="Namespace of the runner managers and their token Secrets; jobs run in "
         "`<namespace>-jobs-<buildMode>` namespaces of their own.",
     )
     service_account_name: ServiceAccountName = Field(
-        DEFAULT_SERVICE_ACCOUNT,
+        DEFAULT_RUNNER_SERVICE_ACCOUNT,
         description="Service account every pool's manager runs as; the cache IRSA role trusts it.",
     )
     build_mode: BuildMode = Field(

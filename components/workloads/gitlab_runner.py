@@ -9,6 +9,7 @@ from pulumi_kubernetes.helm import v3 as helm
 
 from ..arguments import check_arguments
 from ..build_nodes import POOL_LABEL, keep_off_build_nodes
+from ..conventions import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
 from ..kubernetes_names import label_value_problems, namespace_problems
 from ..versions import (
     GITLAB_RUNNER_CHART,
@@ -20,7 +21,6 @@ from .monitoring import runner_monitoring_values
 from .runner_config import (
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_CONCURRENT,
-    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
     METRICS_PORT,
     SAFE_TO_EVICT_ANNOTATION,
     CacheSpec,

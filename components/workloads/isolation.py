@@ -11,6 +11,7 @@ reviews can tell which level a pod passes without an API server.
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, get_args
 
+from ..conventions import DEFAULT_RUNNER_NAMESPACE
 from ..kubernetes_names import namespace_problems
 
 BuildMode = Literal["dind", "rootless"]
@@ -56,12 +57,8 @@ DEFAULT_OUTPUT_LIMIT_KIB = 4096
 TMP_HEADROOM_MIB = 64
 
 
-DEFAULT_MANAGER_NAMESPACE = "gitlab-runner"
-"""The runner managers' namespace unless a stack names another (`runner.namespace`)."""
-
-
 def job_namespace_name(
-    build_mode: BuildMode, manager_namespace: str = DEFAULT_MANAGER_NAMESPACE
+    build_mode: BuildMode, manager_namespace: str = DEFAULT_RUNNER_NAMESPACE
 ) -> str:
     """The namespace every pool of one build mode runs its jobs in: pools of different build
     modes never share one, so each namespace's Pod Security level fits all its pools."""

@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from ..arguments import check_arguments
 from ..build_nodes import POOL_LABEL
+from ..conventions import DEFAULT_PROMETHEUS_SELECTOR_LABELS
 from ..kubernetes_names import (
     label_key_problems,
     label_value_problems,
@@ -34,10 +35,6 @@ from .dashboard import dashboard_json
 from .runner_config import METRICS_PORT
 from .runner_metrics import API_ENDPOINT, POOL, POOL_META_LABEL
 
-DEFAULT_PROMETHEUS_SELECTOR_LABELS = {"release": "kube-prometheus-stack"}
-"""What kube-prometheus-stack's Prometheus selects PodMonitors, ServiceMonitors and rules by
-(`*SelectorNilUsesHelmValues: true`, templates/prometheus/prometheus.yaml), for a release named
-`kube-prometheus-stack`."""
 DEFAULT_DASHBOARD_LABELS = {"grafana_dashboard": "1"}
 """What kube-prometheus-stack's Grafana sidecar loads dashboards from (`grafana.sidecar.dashboards`
 `label`/`labelValue` in its values.yaml)."""
@@ -91,26 +88,6 @@ def runner_monitoring_values(
                 "relabelings": [pool_relabeling()],
                 "metricRelabelings": api_endpoint_relabelings(),
             },
-        },
-    }
-
-
-def autoscaler_monitoring_values(
-    namespace: str, service_monitor_labels: Mapping[str, str] = DEFAULT_PROMETHEUS_SELECTOR_LABELS
-) -> dict[str, Any]:
-    """Helm values of the cluster-autoscaler chart 9.59.0: its ServiceMonitor, labelled for
-    Prometheus, and the per-node-group metrics the backoff alert reads.
-
-    The ServiceMonitor goes to `namespace` (the release's own): the chart's default, `monitoring`,
-    need not exist. Deep-merge into the release's values (`extraArgs` included).
-    """
-    return {
-        "extraArgs": {"emit-per-nodegroup-metrics": True},
-        "serviceMonitor": {
-            "enabled": True,
-            "namespace": namespace,
-            # The chart writes `selector` as the ServiceMonitor's own labels.
-            "selector": dict(service_monitor_labels),
         },
     }
 
@@ -207,7 +184,8 @@ class FleetMonitoring(pulumi.ComponentResource):
 
     Pass the cluster's Kubernetes provider in `opts.providers`. Scraping itself comes from the
     charts: merge `runner_monitoring_values(pool)` into each pool's gitlab-runner values and
-    `autoscaler_monitoring_values(namespace)` into cluster-autoscaler's.
+    `autoscaler_monitoring_values(namespace)` (aws/cluster_autoscaler.py) into
+    cluster-autoscaler's.
     """
 
     rule_name: pulumi.Output[Optional[str]]

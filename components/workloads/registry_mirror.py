@@ -7,7 +7,7 @@ from typing import Any, NotRequired, Optional, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ..aws.irsa_role import IRSA_ROLE_ANNOTATION
+from ..conventions import IRSA_ROLE_ANNOTATION
 from .mirror_config import (
     CONFIG_DIRECTORY,
     CONFIG_FILE,

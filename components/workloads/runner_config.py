@@ -15,7 +15,6 @@ from typing import Any, NotRequired, TypedDict
 import tomli_w
 
 from ..build_nodes import CAPACITY_TYPE_LABEL, SPOT
-from .isolation import DEFAULT_MANAGER_NAMESPACE
 
 # Docker-in-Docker over TLS: the job talks to the `docker` service on 2376 with client certs
 # that dind writes to /certs/client, a volume shared by the build and service containers.
@@ -38,13 +37,9 @@ GLOB_CHARACTERS = frozenset("*?[]{}\\")
 # cluster-autoscaler would otherwise drain a node (and kill the job) to consolidate capacity.
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 METRICS_PORT = 9252
-DEFAULT_NAMESPACE = DEFAULT_MANAGER_NAMESPACE
-DEFAULT_SERVICE_ACCOUNT = "gitlab-runner"
 DEFAULT_CONCURRENT = 10
 DEFAULT_CHECK_INTERVAL = 3
 DEFAULT_OUTPUT_LIMIT_KIB = 16384
-# Long enough for running jobs to finish when the manager pod is replaced.
-DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 3600
 RUNNER_DEFAULT_PRIORITY_CLASS = "gitlab-runner-idle-capacity"
 """With this name (or none) the runner creates the pause pods' PriorityClass itself."""
 

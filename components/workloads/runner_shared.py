@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..arguments import check_arguments
-from ..aws.irsa_role import IRSA_ROLE_ANNOTATION
+from ..conventions import IRSA_ROLE_ANNOTATION
 from ..kubernetes_names import namespace_problems, object_name_problems
 from .isolation import PART_OF_LABELS, pod_security_labels
 

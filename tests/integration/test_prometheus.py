@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.aws.cluster_autoscaler import instance_name
+from components.aws.cluster_autoscaler import autoscaler_monitoring_values, instance_name
 from components.workloads.alert_rules import (
     AlertThresholds,
     ExpectJobs,
@@ -43,7 +43,7 @@ from components.workloads.alert_rules import (
     prometheus_rule_spec,
 )
 from components.workloads.gitlab_runner import release_name
-from components.workloads.monitoring import autoscaler_monitoring_values, runner_monitoring_values
+from components.workloads.monitoring import runner_monitoring_values
 from components.workloads.runner_config import METRICS_PORT
 from components.workloads.runner_metrics import POOL, metric_named
 

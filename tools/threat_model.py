@@ -1,7 +1,9 @@
 """What a malicious CI job can and cannot reach, as data, and its Markdown rendering.
 
-docs/threat-model.md is `render()`'s output; tests/test_threat_model.py keeps the two equal
-and checks that every test named here exists and that every "cannot" names one.
+docs/threat-model.md is `render()`'s output (`python tools/threat_model.py`);
+tests/test_threat_model.py keeps the two equal and checks that every test named here exists and
+that every "cannot" names one. Not part of the installed package: only the docs and the tests
+need it.
 """
 
 from dataclasses import dataclass
@@ -437,7 +439,7 @@ def render() -> str:
     lines = [
         f"# {TITLE}",
         "",
-        "<!-- Generated from components/workloads/threat_model.py by its render(); "
+        "<!-- Generated from tools/threat_model.py by its render(); "
         "tests/test_threat_model.py keeps it in sync. Edit the module, not this file. -->",
         "",
         "A runner fleet runs code from every project that may use it. This table says what "
@@ -460,3 +462,7 @@ def render() -> str:
     lines += ["", "## Recommendations", ""]
     lines += [f"- {recommendation}" for recommendation in RECOMMENDATIONS]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
