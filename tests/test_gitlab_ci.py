@@ -2,11 +2,13 @@
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import render
 from components.versions import (
     CLUSTER_AUTOSCALER_CHART_REPO,
     CLUSTER_AUTOSCALER_CHART_VERSION,
@@ -141,3 +143,13 @@ def test_every_operation_refreshes_first() -> None:
     ]
     assert commands
     assert all("--refresh" in line for line in commands)
+
+
+def test_the_pipelines_globs_find_the_files_a_render_writes(tmp_path: Path) -> None:
+    assert render.main(["prod", "--out", str(tmp_path / "out" / "prod")]) == 0
+    out = tmp_path / "out" / "prod"
+    assert len(list(out.glob("runner/*/config.toml"))) == 3
+    assert len(list(out.glob("values/gitlab-runner-*.yaml"))) == 3
+    assert (out / "values" / "cluster-autoscaler.yaml").is_file()
+    script = "\n".join(job("helm-template")["script"])
+    assert '"out/$STACK/values/cluster-autoscaler.yaml"' in script
