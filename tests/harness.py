@@ -75,28 +75,43 @@ def policy_document(resource: Registered, key: str = "policy") -> dict[str, Any]
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 
 
-def engine_urn(urn: str) -> str:
-    """A URN as the engine makes it: the mock monitor puts the root stack's type into the type
-    chain of its children, the engine leaves it out (pulumi/pulumi sdk/go/common/resource
-    urn.go NewURN, called with an empty parent type for the root stack's children)."""
-    parts = urn.split("::")
-    parts[2] = parts[2].removeprefix(f"{ROOT_STACK_TYPE}$")
-    return "::".join(parts)
-
-
-def _qualified_type(urn: str) -> str:
-    """The type chain of a URN (`parent$child`), empty for the root stack."""
-    qualified = engine_urn(urn).split("::")[2] if urn else ""
-    return "" if qualified == ROOT_STACK_TYPE else qualified
-
-
 def _urn(stack: str, parent_type: str, type_: str, name: str) -> str:
     qualified = f"{parent_type}${type_}" if parent_type else type_
     return f"urn:pulumi:{stack}::{PROJECT}::{qualified}::{name}"
 
 
+def _qualified_type(urn: str) -> str:
+    """The type chain of a URN (`grandparent$parent$child`), empty for none or the root stack."""
+    qualified = urn.split("::")[2] if urn else ""
+    return "" if qualified == ROOT_STACK_TYPE else qualified
+
+
+def engine_urns(run: ProgramRun, stack: str) -> dict[str, str]:
+    """Each resource's URN as the engine makes it, by the mock monitor's URN.
+
+    The engine's URN carries the whole chain of the parents' types (pulumi/pulumi
+    sdk/go/common/resource/urn.go NewURN, called with the parent's QualifiedType; nothing for
+    the root stack's children); the mock monitor puts only the direct parent's type there.
+    """
+    by_urn = {resource.urn: resource for resource in run.resources}
+    found: dict[str, str] = {}
+
+    def engine(urn: str) -> str:
+        if urn in found or urn not in by_urn:
+            return found.get(urn, "")
+        resource = by_urn[urn]
+        parent = engine(resource.parent)
+        found[urn] = _urn(stack, _qualified_type(parent), resource.type, resource.name)
+        return found[urn]
+
+    for resource in run.resources:
+        engine(resource.urn)
+    return found
+
+
 def previous_urns(run: ProgramRun, stack: str, old_urns: set[str]) -> dict[str, str | None]:
-    """The URN each resource of `run` takes over from a state holding `old_urns`, or None.
+    """The old URN each resource of `run` takes over from a state holding `old_urns`, or None,
+    keyed by the resource's engine URN.
 
     What the engine does on update (pulumi/pulumi pkg/resource/deploy/step_generator.go,
     generateAliases and inheritedChildAlias): a resource keeps the old resource of its own URN,
@@ -104,32 +119,32 @@ def previous_urns(run: ProgramRun, stack: str, old_urns: set[str]) -> dict[str, 
     name, type and parent (`noParent`: none); a resource whose parent took over an old URN by
     alias also gets that URN's type chain as an alias, its name's parent prefix renamed.
     """
+    engine = engine_urns(run, stack)
     by_urn = {resource.urn: resource for resource in run.resources}
     taken: dict[str, str | None] = {}
-    aliased_parent: dict[str, str] = {}
+    aliased: dict[str, str] = {}
     for resource in run.resources:
+        urn = engine[resource.urn]
         parent = by_urn.get(resource.parent)
-        own_parent_type = _qualified_type(resource.parent)
         candidates = []
         for alias in resource.aliases:
             if "urn" in alias:
                 candidates.append(alias["urn"])
                 continue
             spec = alias["spec"]
-            parent_type = (
-                ""
-                if spec["noParent"]
-                else _qualified_type(spec["parentUrn"])
-                if spec["parentUrn"]
-                else own_parent_type
-            )
+            if spec["noParent"]:
+                parent_type = ""
+            elif spec["parentUrn"]:
+                parent_type = _qualified_type(engine.get(spec["parentUrn"], spec["parentUrn"]))
+            else:
+                parent_type = _qualified_type(engine.get(resource.parent, ""))
             candidates.append(
                 _urn(
                     stack, parent_type, spec["type"] or resource.type, spec["name"] or resource.name
                 )
             )
-        if parent is not None and parent.urn in aliased_parent:
-            parent_alias = aliased_parent[parent.urn]
+        if parent is not None and parent.urn in aliased:
+            parent_alias = aliased[parent.urn]
             parent_alias_name = parent_alias.split("::")[-1]
             for type_, name in [
                 (resource.type, resource.name),
@@ -141,13 +156,13 @@ def previous_urns(run: ProgramRun, stack: str, old_urns: set[str]) -> dict[str, 
                     else name
                 )
                 candidates.append(_urn(stack, _qualified_type(parent_alias), type_, renamed))
-        if engine_urn(resource.urn) in old_urns:
-            taken[resource.urn] = engine_urn(resource.urn)
+        if urn in old_urns:
+            taken[urn] = urn
             continue
         found = next((candidate for candidate in candidates if candidate in old_urns), None)
-        taken[resource.urn] = found
+        taken[urn] = found
         if found is not None:
-            aliased_parent[resource.urn] = found
+            aliased[resource.urn] = found
     return taken
 
 

@@ -36,6 +36,17 @@ DELIBERATELY_REMOVED = {
 }
 
 
+# Resources pulumi-eks's remote Cluster component created inside itself in 0.1.0, which the mock
+# engine never sees: with `useDefaultVpcCni` unset it adds the vpc-cni add-on as its child
+# `<cluster>-vpc-cni` (pulumi/pulumi-eks nodejs/eks/cluster/cluster.ts createCore).
+REMOTE_CHILDREN_0_1_0 = {
+    "dev": [
+        "urn:pulumi:dev::gitlab-runner-fleet::gitlab-runner-fleet:index:EksCluster"
+        "$eks:index:Cluster$eks:index:VpcCniAddon::cluster-vpc-cni"
+    ]
+}
+
+
 def _type_and_name(urn: str) -> str:
     parts = urn.split("::")
     return f"{parts[2].split('$')[-1]}::{parts[3]}"
@@ -44,7 +55,7 @@ def _type_and_name(urn: str) -> str:
 @pytest.mark.parametrize("stack", sorted(URNS_0_1_0))
 def test_every_resource_of_0_1_0_is_taken_over_by_exactly_one_resource(stack: str) -> None:
     run = run_stack(stack)
-    old = set(URNS_0_1_0[stack])
+    old = set(URNS_0_1_0[stack]) | set(REMOTE_CHILDREN_0_1_0.get(stack, []))
     taken = previous_urns(run, stack, old)
     by_old: dict[str, list[str]] = {}
     for new, previous in taken.items():
@@ -55,9 +66,9 @@ def test_every_resource_of_0_1_0_is_taken_over_by_exactly_one_resource(stack: st
     assert {urn: news for urn, news in by_old.items() if len(news) > 1} == {}
     # A new resource of an old one's type and name would be a replacement an alias missed.
     old_names = {_type_and_name(urn) for urn in old}
-    new_resources = [r for r in run.resources if taken[r.urn] is None]
-    assert [r.urn for r in new_resources if _type_and_name(r.urn) in old_names] == []
-    assert FLEET_TYPE in {r.type for r in new_resources}
+    new = [urn for urn, previous in taken.items() if previous is None]
+    assert [urn for urn in new if _type_and_name(urn) in old_names] == []
+    assert any(urn.endswith(f"{FLEET_TYPE}::fleet") for urn in new)
 
 
 def test_the_stacks_of_0_1_0_are_the_stacks_of_today() -> None:

@@ -211,7 +211,7 @@ class EksCluster(pulumi.ComponentResource):
         )
         system_node_count = args.get("system_node_count", DEFAULT_SYSTEM_NODE_COUNT)
         self.oidc_provider_arn = cluster.oidc_provider_arn
-        vpc_cni = self._create_vpc_cni(name, args)
+        vpc_cni = self._create_vpc_cni(name, args, cluster)
         system_role = NodeRole(
             f"{name}-system-nodes",
             {
@@ -247,9 +247,18 @@ class EksCluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
         return system_nodes
 
-    def _create_vpc_cni(self, name: str, args: EksClusterArgs) -> eks.VpcCniAddon:
+    def _create_vpc_cni(
+        self, name: str, args: EksClusterArgs, cluster: eks.Cluster
+    ) -> eks.VpcCniAddon:
         """The `vpc-cni` add-on with an IRSA role of its own and, with NetworkPolicies on, its
-        policy agent enforcing them; so no node role needs `AmazonEKS_CNI_Policy`."""
+        policy agent enforcing them; so no node role needs `AmazonEKS_CNI_Policy`.
+
+        Named and parented as pulumi-eks names the add-on it creates inside a cluster when
+        `useDefaultVpcCni` is unset (`${name}-vpc-cni`, child of the cluster: nodejs/eks/
+        cluster/cluster.ts createCore): a cluster created by an earlier version keeps its
+        add-on, which is updated in place instead of created twice (EKS refuses a second
+        `vpc-cni`, ResourceInUseException).
+        """
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
         role = IrsaRole(
             f"{name}-vpc-cni",
@@ -272,7 +281,7 @@ class EksCluster(pulumi.ComponentResource):
             cluster_version=args["version"],
             service_account_role_arn=role.role_arn,
             enable_network_policy=args.get("network_policies", True),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=cluster),
         )
 
     def _create_admin_access(self, name: str, args: EksClusterArgs) -> None:
