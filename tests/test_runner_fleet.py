@@ -58,17 +58,17 @@ def test_every_resource_of_0_1_0_is_taken_over_by_exactly_one_resource(stack: st
     old = set(URNS_0_1_0[stack]) | set(REMOTE_CHILDREN_0_1_0.get(stack, []))
     taken = previous_urns(run, stack, old)
     by_old: dict[str, list[str]] = {}
-    for new, previous in taken.items():
+    for urn, previous in taken.items():
         if previous is not None:
-            by_old.setdefault(previous, []).append(new)
+            by_old.setdefault(previous, []).append(urn)
     lost = {_type_and_name(urn) for urn in old - by_old.keys()}
     assert lost <= DELIBERATELY_REMOVED
     assert {urn: news for urn, news in by_old.items() if len(news) > 1} == {}
     # A new resource of an old one's type and name would be a replacement an alias missed.
     old_names = {_type_and_name(urn) for urn in old}
-    new = [urn for urn, previous in taken.items() if previous is None]
-    assert [urn for urn in new if _type_and_name(urn) in old_names] == []
-    assert any(urn.endswith(f"{FLEET_TYPE}::fleet") for urn in new)
+    added = [urn for urn, previous in taken.items() if previous is None]
+    assert [urn for urn in added if _type_and_name(urn) in old_names] == []
+    assert any(urn.endswith(f"{FLEET_TYPE}::fleet") for urn in added)
 
 
 def test_the_stacks_of_0_1_0_are_the_stacks_of_today() -> None:
