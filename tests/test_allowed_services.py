@@ -25,7 +25,8 @@ from tests.doublestar import match
 from tests.test_runner_config import POOL, rendered, settings_of
 
 DEPENDENCY_PROXY = "gitlab.example.com:443/my-group/dependency_proxy/containers"
-HELPER_IMAGE = "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v19.3.0"
+HELPER_REPOSITORY = "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper"
+HELPER_IMAGE = f"{HELPER_REPOSITORY}:x86_64-v19.3.0"
 
 
 def admitted(name: str, allowed: Sequence[str], internal: Sequence[str] = ()) -> bool:
@@ -99,15 +100,18 @@ def test_without_a_prefix_the_dependency_proxy_is_refused() -> None:
 
 
 def test_the_runners_own_images_are_admitted_and_privileged_whatever_the_list_says() -> None:
-    # verifyAllowedImages adds the config's `image` and the helper image as internal images;
-    # preparePodServices gives every service service_container_security_context
-    # (executors/kubernetes/kubernetes.go): in a dind pool they run privileged too.
+    # verifyAllowedImages adds the config's `image` and `helperImageInfo.Name` (the helper's
+    # repository, without its tag) as internal images, compared exactly (slices.Contains in
+    # common/allowed_images.go); preparePodServices gives every service
+    # service_container_security_context (executors/kubernetes/kubernetes.go, v19.3.0).
     settings = settings_of({})
     kubernetes = rendered(settings)["kubernetes"]
-    internal = [kubernetes["image"], HELPER_IMAGE]
+    internal = [kubernetes["image"], HELPER_REPOSITORY]
     for image in internal:
         assert not any(match(pattern, image) for pattern in kubernetes["allowed_services"])
         assert admitted(image, kubernetes["allowed_services"], internal)
+    # The helper as the runner runs it, with its version tag, is no internal image.
+    assert not admitted(HELPER_IMAGE, kubernetes["allowed_services"], internal)
     assert kubernetes["service_container_security_context"] == {"privileged": True}
 
 

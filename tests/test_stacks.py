@@ -1048,6 +1048,13 @@ def test_an_existing_clusters_build_nodes_drop_the_cni_policy_only_when_the_cni_
     }
     run = run_stack("staging", without, mocks=FleetMocks(DEFAULT_REGION, vpc_cni_addon=with_role))
     assert "AmazonEKS_CNI_Policy" not in build_node_role_policies(run)["default"]
+    # Nothing to read (a self-managed CNI, or no eks:DescribeAddon): the role is kept.
+    unreadable = run_stack(
+        "staging", without, mocks=FleetMocks(DEFAULT_REGION, vpc_cni_addon={}), return_error=True
+    )
+    assert "cluster.nodeCniPolicy: is false, but the cluster's vpc-cni add-on cannot be read" in (
+        str(unreadable.error)
+    )
 
 
 def test_staging_runs_a_rootless_pool_at_pod_security_baseline() -> None:

@@ -96,3 +96,6 @@ def test_the_metadata_row_names_the_hop_limit_setting_and_the_engine() -> None:
     enforced = " ".join(imds.enforced_by)
     assert "pools[i].imdsHopLimit" in enforced
     assert "networkPolicyEnforcement" in enforced
+    # Hop limit 2 without an enforcing engine leaves a rootless job a way to the credentials.
+    assert "imdsHopLimit: 2" in imds.rootless_unless
+    assert "| cannot, unless a pool sets `imdsHopLimit: 2`" in render()

@@ -31,12 +31,15 @@ class Boundary:
     """pytest node ids of the tests that prove the settings are in place."""
     why: str
     """How it works and where it fails, with the upstream source it rests on."""
+    rootless_unless: str = ""
+    """A configuration under which a `rootless` job's "cannot" no longer holds."""
 
 
 BOUNDARIES: tuple[Boundary, ...] = (
     Boundary(
         target="The node's IAM role credentials (instance metadata service)",
         rootless="cannot",
+        rootless_unless="a pool sets `imdsHopLimit: 2` and no engine enforces NetworkPolicies",
         dind="can",
         enforced_by=(
             "launch template: IMDSv2 required, hop limit 1 (`pools[i].imdsHopLimit`; at 2 only "
@@ -274,7 +277,8 @@ BOUNDARIES: tuple[Boundary, ...] = (
         "pool every service container gets the same privileged security context "
         "(executors/kubernetes/kubernetes.go preparePodServices), `docker:dind` and any other: "
         "`allowed_services` narrows the images, but the runner always admits the default job "
-        "image and the helper image (common/allowed_images.go) and the job chooses a "
+        "image, and the helper's repository name without a tag (executors/kubernetes/"
+        "kubernetes.go verifyAllowedImages, common/allowed_images.go), and the job chooses a "
         "service's entrypoint and command: count a `dind` job as root on its node. A "
         "`rootless` job is left with kernel vulnerabilities; the runner sets no seccomp "
         "profile, and nodeadm leaves the kubelet's default unconfined, which is what lets "
@@ -452,8 +456,11 @@ def render() -> str:
     ]
     for boundary in BOUNDARIES:
         proven = tuple(f"`{test}`" for test in boundary.proven_by)
+        rootless = boundary.rootless + (
+            f", unless {boundary.rootless_unless}" if boundary.rootless_unless else ""
+        )
         lines.append(
-            f"| {boundary.target} | {boundary.rootless} | {boundary.dind} "
+            f"| {boundary.target} | {rootless} | {boundary.dind} "
             f"| {_cell(boundary.enforced_by)} | {_cell(proven)} |"
         )
     lines += ["", "## Why", ""]

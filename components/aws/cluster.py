@@ -558,9 +558,17 @@ def network_policy_enforcement(
 
 def node_cni_policy_problem(node_cni_policy: bool, vpc_cni: VpcCni | None) -> str | None:
     """Why build nodes without `AmazonEKS_CNI_Policy` would get no pod addresses: the
-    cluster's VPC CNI uses the node role, having none of its own."""
-    if node_cni_policy or vpc_cni is None or vpc_cni.own_role:
+    cluster's VPC CNI uses the node role, having none of its own, or nothing says it has one
+    (a self-managed aws-node, or no `eks:DescribeAddon` for the deploying identity)."""
+    if node_cni_policy or (vpc_cni is not None and vpc_cni.own_role):
         return None
+    if vpc_cni is None:
+        return (
+            "is false, but the cluster's vpc-cni add-on cannot be read (a self-managed aws-node, "
+            "or no eks:DescribeAddon permission), so nothing shows that aws-node has a role of "
+            "its own: without AmazonEKS_CNI_Policy on the node role, pods on the build nodes "
+            "would get no addresses. Keep it true, or move the CNI to the add-on with a role"
+        )
     return (
         "is false, but the cluster's vpc-cni add-on has no role of its own (no service account "
         "role, no Pod Identity association for aws-node): pods on the build nodes would get no "
