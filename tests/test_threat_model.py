@@ -77,7 +77,7 @@ def test_every_dind_service_counts_as_privileged_not_only_docker_dind() -> None:
     # images whatever allowed_services says.
     root = {boundary.target: boundary for boundary in BOUNDARIES}["Root on the node"]
     assert any("every service container is privileged" in item for item in root.enforced_by)
-    assert "default job image and the helper image" in root.why
+    assert "default job image, and the helper's repository name without a tag" in root.why
 
 
 def test_the_vpc_cnis_permissions_are_reachable_from_dind_either_way() -> None:
