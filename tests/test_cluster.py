@@ -368,5 +368,6 @@ def test_build_nodes_keep_the_cni_policy_while_the_cni_has_no_role() -> None:
     assert node_cni_policy_problem(False, VpcCni(True, False)) is not None
     assert node_cni_policy_problem(False, VpcCni(True, True)) is None
     assert node_cni_policy_problem(True, VpcCni(True, False)) is None
-    # Unknown (no readable add-on): the operator's choice stands.
-    assert node_cni_policy_problem(False, None) is None
+    # Unknown (no readable add-on, a self-managed aws-node): nothing shows a role of its own.
+    assert node_cni_policy_problem(False, None) is not None
+    assert node_cni_policy_problem(True, None) is None

@@ -86,7 +86,6 @@ def test_a_pools_manager_keeps_off_every_pools_nodes_and_is_scraped_when_monitor
         {"gitlab-runner-fleet/pool": "arm64"},
         {"gitlab-runner-fleet/pool": "default"},
     ]
-    assert args["pod_monitor_labels"] == {"release": "kube-prometheus-stack"}
     assert args["job"]["node_selector"] == {
         "gitlab-runner-fleet/pool": "arm64",
         "kubernetes.io/arch": "arm64",

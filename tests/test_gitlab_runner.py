@@ -197,19 +197,8 @@ def test_values_configure_the_manager() -> None:
         "port": 9252,
         "podMonitor": {"enabled": False},
     }
-    monitored = values_of(declare(pod_monitor_labels={"release": "kube-prometheus-stack"}))
-    pod_monitor = monitored["metrics"]["podMonitor"]
-    assert pod_monitor["enabled"] is True
-    assert pod_monitor["labels"] == {"release": "kube-prometheus-stack"}
-    # Runner metrics carry no pool label: the PodMonitor copies the manager pod's
-    # (charts/gitlab-runner templates/podmonitor.yaml passes `relabelings` through).
-    assert pod_monitor["relabelings"] == [
-        {
-            "sourceLabels": ["__meta_kubernetes_pod_label_gitlab_runner_fleet_pool"],
-            "targetLabel": "pool",
-            "action": "replace",
-        }
-    ]
+    # The manager pod carries its pool, which FleetMonitoring's PodMonitor copies to `pool`.
+    assert values_of(declare())["podLabels"]["gitlab-runner-fleet/pool"] == "arm64"
 
 
 def test_manager_runs_on_stable_nodes(validate_manifest: Callable[[dict[str, Any]], None]) -> None:

@@ -27,6 +27,7 @@ from components.workloads.monitoring import (
     FleetMonitoring,
     FleetMonitoringArgs,
     dashboard_config_map_manifest,
+    managers_pod_monitor_manifest,
     prometheus_rule_manifest,
     runner_monitoring_values,
 )
@@ -137,6 +138,10 @@ def test_the_dashboard_fits_in_a_config_map():
     assert len(dashboard_json().encode()) < 1024 * 1024 // 4
 
 
+def managers_pod_monitor(labels: dict[str, str] = DEFAULT_PROMETHEUS_SELECTOR_LABELS) -> Any:
+    return managers_pod_monitor_manifest("monitoring", labels, "gitlab-runner")
+
+
 def test_runner_values_label_the_manager_pod_and_relabel_its_pool_into_a_pool_label():
     values = runner_monitoring_values("arm64")
     assert values["podLabels"] == {POOL_LABEL: "arm64"}
@@ -144,14 +149,15 @@ def test_runner_values_label_the_manager_pod_and_relabel_its_pool_into_a_pool_la
     assert set(metrics) <= CHART_METRICS_KEYS
     assert metrics["enabled"] is True
     assert metrics["port"] == METRICS_PORT  # the runner's listen_address
-    pod_monitor = metrics["podMonitor"]
-    assert set(pod_monitor) <= CHART_POD_MONITOR_KEYS
-    assert pod_monitor["enabled"] is True
-    assert pod_monitor["labels"] == {"release": "kube-prometheus-stack"}
+    # The chart's own PodMonitor stays off: its template writes `release: <release name>`
+    # before the labels it is given (templates/podmonitor.yaml), a duplicate key for
+    # kube-prometheus-stack's `release` selector.
+    assert metrics["podMonitor"] == {"enabled": False}
+    endpoint = managers_pod_monitor()["spec"]["podMetricsEndpoints"][0]
     # Prometheus's Kubernetes pod discovery names a pod label __meta_kubernetes_pod_label_<key>
     # with the characters a label name cannot hold as `_`.
     assert POOL_META_LABEL == "__meta_kubernetes_pod_label_gitlab_runner_fleet_pool"
-    assert pod_monitor["relabelings"] == [
+    assert endpoint["relabelings"] == [
         {"sourceLabels": [POOL_META_LABEL], "targetLabel": "pool", "action": "replace"}
     ]
 
@@ -160,27 +166,31 @@ def test_the_pod_monitor_moves_the_runners_renamed_endpoint_label_to_api_endpoin
     # The operator's target label `endpoint` (pkg/prometheus/promcfg.go) makes Prometheus store
     # the runner's own as `exported_endpoint` (scrape/scrape.go); metric relabelings run after.
     # tests/integration/test_prometheus.py shows the result on a real server.
-    pod_monitor = runner_monitoring_values("default")["metrics"]["podMonitor"]
-    assert pod_monitor["metricRelabelings"] == [
+    endpoint = managers_pod_monitor()["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["metricRelabelings"] == [
         {"sourceLabels": ["exported_endpoint"], "targetLabel": API_ENDPOINT, "action": "replace"},
         {"regex": "exported_endpoint", "action": "labeldrop"},
     ]
 
 
-def test_the_chart_rendered_pod_monitor_endpoint_holds_only_operator_fields():
-    # templates/podmonitor.yaml copies `relabelings` verbatim and `metricRelabelings` through
-    # `tpl` (no template braces in ours) into podMetricsEndpoints[0].
-    assert CHART_POD_METRICS_ENDPOINT_KEYS <= POD_METRICS_ENDPOINT_FIELDS
-    pod_monitor = runner_monitoring_values("default")["metrics"]["podMonitor"]
-    for relabeling in pod_monitor["relabelings"] + pod_monitor["metricRelabelings"]:
+def test_the_managers_pod_monitor_holds_only_operator_fields(validate_manifest):
+    monitor = managers_pod_monitor()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert set(endpoint) <= POD_METRICS_ENDPOINT_FIELDS
+    for relabeling in endpoint["relabelings"] + endpoint["metricRelabelings"]:
         assert set(relabeling) <= RELABEL_CONFIG_FIELDS
         assert relabeling["action"].lower() in RELABEL_ACTIONS
-        assert "{{" not in repr(relabeling)
+    # Every pool's manager, whatever its release: the pods carry MANAGER_POD_LABELS.
+    assert monitor["spec"]["selector"] == {
+        "matchLabels": {"gitlab-runner-fleet/component": "runner-manager"}
+    }
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["gitlab-runner"]}
 
 
-def test_pod_monitor_labels_are_configurable():
-    values = runner_monitoring_values("default", {"prometheus": "ci"})
-    assert values["metrics"]["podMonitor"]["labels"] == {"prometheus": "ci"}
+def test_the_managers_pod_monitor_carries_the_selector_labels_once():
+    monitor = managers_pod_monitor({"prometheus": "ci"})
+    assert monitor["metadata"]["labels"] == {"prometheus": "ci"}
+    assert monitor["metadata"]["name"] == "gitlab-runner-fleet-managers"
 
 
 def test_autoscaler_values_label_its_service_monitor_and_emit_per_node_group_metrics():
@@ -226,7 +236,11 @@ def test_the_component_creates_the_rule_and_the_dashboard_under_itself():
         "labels": DEFAULT_DASHBOARD_LABELS,
     }
     assert config_map.inputs["data"] == {DASHBOARD_FILE: dashboard_json()}
+    monitor = run.one("kubernetes:monitoring.coreos.com/v1:PodMonitor")
+    assert monitor.parent == component.urn
+    assert monitor.inputs["spec"] == managers_pod_monitor()["spec"]
     assert run.component_outputs[component.urn] == {
+        "pod_monitor": "monitoring/gitlab-runner-fleet-managers",
         "rule_name": f"monitoring/{RULE_NAME}",
         "dashboard_config_map": f"monitoring/{DASHBOARD_CONFIG_MAP_NAME}",
         "alerts": alert_names(prometheus_rule_spec(POOLS)),

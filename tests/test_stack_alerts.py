@@ -1,8 +1,8 @@
 """Every alert a stack generates can fire there: its input metrics are produced by what that
 stack's own configuration deploys (issue 20, item 5), for every stack with monitoring on.
 
-A runner metric must come from a pool whose manager is scraped by the chart's PodMonitor with
-the pool relabeling; pause pod metrics only from managers whose config.toml has
+A runner metric must come from a pool whose manager pod a PodMonitor of the stack selects, on
+its metrics port, with the pool relabeling; pause pod metrics only from managers whose config.toml has
 `[runners.kubernetes.autoscaler]`; the queuing-threshold counter only moves with
 `[[runners.monitoring.job_queuing_durations]]` (commands/builds_helper.go); cluster-autoscaler's
 only from the stack's own release with its ServiceMonitor, per-node-group ones only with
@@ -42,6 +42,7 @@ MONITORED = [
     if config_from_stack_file(stack).get(f"{PROJECT}:monitoring", {}).get("enabled")
 ]
 RULE_TYPE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
+POD_MONITOR_TYPE = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
 
 
 def series_of(metrics: tuple[Any, ...]) -> set[str]:
@@ -62,18 +63,35 @@ PAUSE_POD_SERIES = {
 class ScrapedManager:
     """What one pool's gitlab-runner release makes its manager export, and how it is scraped."""
 
-    pod_monitor: dict[str, Any]
+    values: dict[str, Any]
+    namespace: str
     config: dict[str, Any]
+    pod_monitors: list[dict[str, Any]]
+
+    @property
+    def endpoints(self) -> list[dict[str, Any]]:
+        """The PodMonitor endpoints that scrape this manager's metrics port (the operator
+        selects pods by matchLabels and namespaceSelector, pkg/prometheus/promcfg.go)."""
+        metrics = self.values["metrics"]
+        if not metrics.get("enabled"):
+            return []
+        labels = self.values["podLabels"]
+        return [
+            endpoint
+            for monitor in self.pod_monitors
+            if monitor["selector"]["matchLabels"].items() <= labels.items()
+            and self.namespace in monitor["namespaceSelector"]["matchNames"]
+            for endpoint in monitor["podMetricsEndpoints"]
+            if endpoint["port"] == metrics["portName"]
+        ]
 
     @property
     def scraped_with_pool(self) -> bool:
-        return bool(self.pod_monitor.get("enabled")) and pool_relabeling() in self.pod_monitor.get(
-            "relabelings", []
-        )
+        return any(pool_relabeling() in e.get("relabelings", []) for e in self.endpoints)
 
     @property
     def api_endpoint_renamed(self) -> bool:
-        return self.pod_monitor.get("metricRelabelings") == api_endpoint_relabelings()
+        return any(e.get("metricRelabelings") == api_endpoint_relabelings() for e in self.endpoints)
 
     @property
     def keeps_pause_pods(self) -> bool:
@@ -101,12 +119,14 @@ class Deployed:
     @classmethod
     def of(cls, run: ProgramRun) -> Deployed:
         deployed = cls()
+        monitors = [m.inputs["spec"] for m in run.of_type(POD_MONITOR_TYPE)]
         for release in run.of_type("kubernetes:helm.sh/v3:Release"):
             values = release.inputs["values"]
             if release.inputs["chart"] == "gitlab-runner":
                 pool = values["podLabels"]["gitlab-runner-fleet/pool"]
                 (config,) = tomllib.loads(values["runners"]["config"])["runners"]
-                deployed.managers[pool] = ScrapedManager(values["metrics"]["podMonitor"], config)
+                namespace = release.inputs["namespace"]
+                deployed.managers[pool] = ScrapedManager(values, namespace, config, monitors)
             elif release.inputs["chart"] == "cluster-autoscaler":
                 deployed.autoscaler = values
         for claim in run.of_type("kubernetes:core/v1:PersistentVolumeClaim"):

@@ -561,8 +561,10 @@ def test_prod_warm_capacity_and_metrics() -> None:
     priority_class = run.one("kubernetes:scheduling.k8s.io/v1:PriorityClass")
     assert priority_class.inputs["value"] == -1
     values = runner_values(run)
-    assert values["metrics"]["podMonitor"]["enabled"] is True
-    assert values["metrics"]["podMonitor"]["labels"] == {"release": "kube-prometheus-stack"}
+    assert values["metrics"]["podMonitor"] == {"enabled": False}
+    monitor = run.one("kubernetes:monitoring.coreos.com/v1:PodMonitor")
+    assert monitor.inputs["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
+    assert monitor.inputs["spec"]["namespaceSelector"] == {"matchNames": ["gitlab-runner"]}
     assert any(rule["resources"] == ["deployments"] for rule in values["rbac"]["rules"])
     arm = runner_values(run, "arm64")
     assert not any(rule["resources"] == ["deployments"] for rule in arm["rbac"]["rules"])

@@ -112,9 +112,6 @@ def gitlab_runner_args(
         "concurrent": pool.concurrent,
         "check_interval": runner.check_interval,
         "termination_grace_period_seconds": runner.termination_grace_period_seconds,
-        "pod_monitor_labels": (
-            settings.monitoring.selector_labels if settings.monitoring.enabled else None
-        ),
     }
 
 

@@ -707,6 +707,7 @@ class RunnerFleet(pulumi.ComponentResource):
             "thresholds": monitoring.snake_thresholds(monitoring.thresholds),  # type: ignore[typeddict-item]
             "node_group_regex": BUILD_NODE_GROUP_REGEX,
             "runbook_url": monitoring.runbook_url,
+            "managers_namespace": settings.runner.namespace,
             "create_rule": monitoring.alerts,
             "create_dashboard": monitoring.dashboard,
         }

@@ -105,7 +105,8 @@ class RunnerSettings(Section):
         "always allow `docker:dind` and `docker:*-dind`, also as `docker.io/docker:...` and "
         "`docker.io/library/docker:...` and under `dindRegistryPrefixes`. Every service of a "
         "`dind` pool runs privileged, and the runner admits the default job image (and the "
-        "helper's untagged repository name) whatever this says. Default: any service in `rootless` pools, only dind in `dind`.",
+        "helper's untagged repository name) whatever this says. Default: any service in "
+        "`rootless` pools, only dind in `dind`.",
     )
     dind_registry_prefixes: list[str] = Field(
         default_factory=list,

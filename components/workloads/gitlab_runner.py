@@ -21,7 +21,6 @@ from .monitoring import runner_monitoring_values
 from .runner_config import (
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_CONCURRENT,
-    METRICS_PORT,
     SAFE_TO_EVICT_ANNOTATION,
     CacheSpec,
     JobSpec,
@@ -111,7 +110,6 @@ def chart_values(
     check_interval: int,
     service_account_name: str,
     termination_grace_period_seconds: int,
-    pod_monitor_labels: Optional[Mapping[str, str]],
     has_cache_secret: bool,
     secrets_version: str,
     all_pool_labels: Sequence[Mapping[str, str]],
@@ -141,16 +139,8 @@ def chart_values(
         # The stack creates one service account for every pool's manager (the IRSA role trusts
         # it); with `create: false` the chart binds its Role to that name.
         "serviceAccount": {"create": False, "name": service_account_name},
-        "metrics": (
-            runner_monitoring_values(pool, pod_monitor_labels)["metrics"]
-            if pod_monitor_labels is not None
-            else {
-                "enabled": True,
-                "portName": "metrics",
-                "port": METRICS_PORT,
-                "podMonitor": {"enabled": False},
-            }
-        ),
+        # Metrics on; FleetMonitoring's PodMonitor scrapes them (the chart's own stays off).
+        "metrics": runner_monitoring_values(pool)["metrics"],
         "runners": runners,
         "podLabels": manager_pod_labels(pool),
         "podAnnotations": {
@@ -210,9 +200,6 @@ class GitlabRunnerArgs(TypedDict):
     """Seconds between job requests. Default 3."""
     termination_grace_period_seconds: NotRequired[int]
     """Grace period of the manager pod. Default 3600."""
-    pod_monitor_labels: NotRequired[Optional[dict[str, str]]]
-    """Create a PodMonitor with these labels (what Prometheus selects) and a `pool` label on
-    every series. Default: none (needs the Prometheus operator)."""
 
 
 class GitlabRunner(pulumi.ComponentResource):
@@ -274,7 +261,6 @@ class GitlabRunner(pulumi.ComponentResource):
                 termination_grace_period_seconds=args.get(
                     "termination_grace_period_seconds", DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
                 ),
-                pod_monitor_labels=args.get("pod_monitor_labels"),
                 has_cache_secret=bool(cache_secret),
                 secrets_version=resolved[1],
                 all_pool_labels=args.get("all_pool_labels") or [job["node_selector"]],

@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 
 from ..arguments import check_arguments
 from ..build_nodes import POOL_LABEL
-from ..conventions import DEFAULT_PROMETHEUS_SELECTOR_LABELS
+from ..conventions import DEFAULT_PROMETHEUS_SELECTOR_LABELS, DEFAULT_RUNNER_NAMESPACE
 from ..kubernetes_names import (
     label_key_problems,
     label_value_problems,
@@ -32,6 +32,7 @@ from .alert_rules import (
     threshold_problems,
 )
 from .dashboard import dashboard_json
+from .isolation import MANAGER_POD_LABELS
 from .runner_config import METRICS_PORT
 from .runner_metrics import API_ENDPOINT, POOL, POOL_META_LABEL
 
@@ -43,7 +44,14 @@ DASHBOARD_CONFIG_MAP_NAME = "gitlab-runner-fleet-dashboard"
 DASHBOARD_FILE = "gitlab-runner-fleet.json"
 """The sidecar writes each data key as a file; Grafana loads the `.json` ones."""
 METRICS_PORT_NAME = "metrics"
-"""Name of the manager's metrics container port, which the chart's PodMonitor scrapes."""
+"""Name of the manager's metrics container port, which the managers' PodMonitor scrapes."""
+MANAGERS_POD_MONITOR = "gitlab-runner-fleet-managers"
+"""One PodMonitor for every pool's manager. Not the chart's: its template puts its own
+`release: <release name>` label on the PodMonitor before the labels it is given
+(charts/gitlab-runner templates/podmonitor.yaml, chart 0.92.0), so selecting it by
+kube-prometheus-stack's `release` label would write that key twice, which strict YAML parsers
+(kubeconform -strict in the merge request pipeline) refuse; and it skips the PodMonitor
+silently when the CRD is missing at install time."""
 
 
 def pool_relabeling() -> dict[str, Any]:
@@ -66,28 +74,40 @@ def api_endpoint_relabelings() -> list[dict[str, Any]]:
     ]
 
 
-def runner_monitoring_values(
-    pool: str, pod_monitor_labels: Mapping[str, str] = DEFAULT_PROMETHEUS_SELECTOR_LABELS
-) -> dict[str, Any]:
+def runner_monitoring_values(pool: str) -> dict[str, Any]:
     """Helm values of the gitlab-runner chart 0.92.0 for one pool's manager: the pool label on
-    the pod, metrics on, and the chart's PodMonitor labelled for Prometheus, adding `pool` and
-    renaming the API endpoint label.
-
-    Deep-merge into the release's values. The chart renders the PodMonitor only when the cluster
-    serves monitoring.coreos.com/v1 (templates/podmonitor.yaml).
-    """
+    the pod and its metrics port on; the chart's own PodMonitor off (`MANAGERS_POD_MONITOR`
+    scrapes every manager). Deep-merge into the release's values."""
     return {
         "podLabels": {POOL_LABEL: pool},
         "metrics": {
             "enabled": True,
             "portName": METRICS_PORT_NAME,
             "port": METRICS_PORT,
-            "podMonitor": {
-                "enabled": True,
-                "labels": dict(pod_monitor_labels),
-                "relabelings": [pool_relabeling()],
-                "metricRelabelings": api_endpoint_relabelings(),
-            },
+            "podMonitor": {"enabled": False},
+        },
+    }
+
+
+def managers_pod_monitor_manifest(
+    namespace: str, labels: Mapping[str, str], managers_namespace: str
+) -> dict[str, Any]:
+    """The PodMonitor that scrapes every pool's manager (monitoring.coreos.com/v1), labelled
+    for Prometheus: a `pool` label from the manager pod's, the API endpoint label renamed."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {"name": MANAGERS_POD_MONITOR, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "selector": {"matchLabels": dict(MANAGER_POD_LABELS)},
+            "namespaceSelector": {"matchNames": [managers_namespace]},
+            "podMetricsEndpoints": [
+                {
+                    "port": METRICS_PORT_NAME,
+                    "relabelings": [pool_relabeling()],
+                    "metricRelabelings": api_endpoint_relabelings(),
+                }
+            ],
         },
     }
 
@@ -172,6 +192,10 @@ class FleetMonitoringArgs(TypedDict):
     runbook_url: NotRequired[str]
     """URL of docs/observability.md (e.g. its page in your repository); each alert links its
     section there. Default the relative path `docs/observability.md`."""
+    managers_namespace: NotRequired[str]
+    """Namespace of the runner managers the PodMonitor scrapes. Default `gitlab-runner`."""
+    create_pod_monitor: NotRequired[bool]
+    """Create the managers' PodMonitor (needs the Prometheus operator's CRDs). Default true."""
     create_rule: NotRequired[bool]
     """Create the PrometheusRule (needs the Prometheus operator's CRDs). Default true."""
     create_dashboard: NotRequired[bool]
@@ -182,16 +206,18 @@ class FleetMonitoring(pulumi.ComponentResource):
     """Alerts and a dashboard for a fleet of runner pools, for the Prometheus operator and
     Grafana's dashboard sidecar (as kube-prometheus-stack installs them).
 
-    Pass the cluster's Kubernetes provider in `opts.providers`. Scraping itself comes from the
-    charts: merge `runner_monitoring_values(pool)` into each pool's gitlab-runner values and
-    `autoscaler_monitoring_values(namespace)` (aws/cluster_autoscaler.py) into
-    cluster-autoscaler's.
+    Pass the cluster's Kubernetes provider in `opts.providers`. It scrapes every manager with
+    one PodMonitor (the managers' pods carry `MANAGER_POD_LABELS` and their pool label, see
+    `runner_monitoring_values`); cluster-autoscaler's ServiceMonitor comes from its chart
+    (`autoscaler_monitoring_values`, aws/cluster_autoscaler.py).
     """
 
     rule_name: pulumi.Output[Optional[str]]
     """`<namespace>/<name>` of the PrometheusRule, when created."""
     dashboard_config_map: pulumi.Output[Optional[str]]
     """`<namespace>/<name>` of the dashboard ConfigMap, when created."""
+    pod_monitor: pulumi.Output[Optional[str]]
+    """`<namespace>/<name>` of the managers' PodMonitor, when created."""
     alerts: pulumi.Output[list[str]]
     """Names of the alerts the rule defines."""
 
@@ -228,9 +254,22 @@ class FleetMonitoring(pulumi.ComponentResource):
             runbook_url=args.get("runbook_url", DEFAULT_RUNBOOK_URL),
         )
 
+        pod_monitor: Optional[str] = None
+        if args.get("create_pod_monitor", True):
+            self._create_custom_resource(
+                f"{name}-managers",
+                managers_pod_monitor_manifest(
+                    namespace,
+                    rule_labels,
+                    args.get("managers_namespace", DEFAULT_RUNNER_NAMESPACE),
+                ),
+            )
+            pod_monitor = f"{namespace}/{MANAGERS_POD_MONITOR}"
         rule_name: Optional[str] = None
         if args.get("create_rule", True):
-            self._create_rule(name, prometheus_rule_manifest(namespace, rule_labels, spec))
+            self._create_custom_resource(
+                f"{name}-rules", prometheus_rule_manifest(namespace, rule_labels, spec)
+            )
             rule_name = f"{namespace}/{RULE_NAME}"
         config_map_name: Optional[str] = None
         if args.get("create_dashboard", True):
@@ -239,22 +278,24 @@ class FleetMonitoring(pulumi.ComponentResource):
             )
             config_map_name = f"{namespace}/{DASHBOARD_CONFIG_MAP_NAME}"
 
+        self.pod_monitor = pulumi.Output.from_input(pod_monitor)
         self.rule_name = pulumi.Output.from_input(rule_name)
         self.dashboard_config_map = pulumi.Output.from_input(config_map_name)
         self.alerts = pulumi.Output.from_input(alert_names(spec))
         self.register_outputs(
             {
+                "pod_monitor": self.pod_monitor,
                 "rule_name": self.rule_name,
                 "dashboard_config_map": self.dashboard_config_map,
                 "alerts": self.alerts,
             }
         )
 
-    def _create_rule(
+    def _create_custom_resource(
         self, name: str, manifest: Mapping[str, Any]
     ) -> k8s.apiextensions.CustomResource:
         return k8s.apiextensions.CustomResource(
-            f"{name}-rules",
+            name,
             api_version=manifest["apiVersion"],
             kind=manifest["kind"],
             metadata=manifest["metadata"],

@@ -43,7 +43,10 @@ from components.workloads.alert_rules import (
     prometheus_rule_spec,
 )
 from components.workloads.gitlab_runner import release_name
-from components.workloads.monitoring import runner_monitoring_values
+from components.workloads.monitoring import (
+    managers_pod_monitor_manifest,
+    runner_monitoring_values,
+)
 from components.workloads.runner_config import METRICS_PORT
 from components.workloads.runner_metrics import POOL, metric_named
 
@@ -708,30 +711,28 @@ def endpoint_target(
     return {"targets": [address], "labels": meta}
 
 
-def runner_scrape_job(pool: str, address: str) -> dict[str, Any]:
-    """The chart 0.92.0's PodMonitor for a pool (templates/podmonitor.yaml: named after the
-    release, one endpoint with our values, selecting app/release/heritage), as the operator
-    turns it into a scrape job; the target is the manager pod's metrics port."""
-    release = release_name(pool)
-    metrics = runner_monitoring_values(pool)["metrics"]
-    pod_monitor = metrics["podMonitor"]
-    endpoint = {
-        "port": metrics["portName"],
-        "relabelings": pod_monitor["relabelings"],
-        "metricRelabelings": pod_monitor["metricRelabelings"],
-    }
-    selector = {"app": release, "release": release, "heritage": "Helm"}
-    target = pod_target(
-        address,
-        namespace=MANAGER_NAMESPACE,
-        pod=f"{release}-6b7c9d-x2k4q",
-        container="gitlab-runner",
-        port_name=metrics["portName"],
-        labels={**selector, **runner_monitoring_values(pool)["podLabels"]},
-    )
-    assert metrics["port"] == METRICS_PORT
+def managers_scrape_job(addresses: Mapping[str, str]) -> dict[str, Any]:
+    """The managers' PodMonitor (one for every pool) as the operator turns it into a scrape
+    job, with each pool's manager pod as a target (its metrics port, its labels)."""
+    monitor = managers_pod_monitor_manifest("monitoring", {}, MANAGER_NAMESPACE)
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    targets = []
+    for pool, address in addresses.items():
+        metrics = runner_monitoring_values(pool)["metrics"]
+        assert metrics["port"] == METRICS_PORT
+        targets.append(
+            pod_target(
+                address,
+                namespace=MANAGER_NAMESPACE,
+                pod=f"{release_name(pool)}-6b7c9d-x2k4q",
+                container="gitlab-runner",
+                port_name=metrics["portName"],
+                labels={**selector, **runner_monitoring_values(pool)["podLabels"]},
+            )
+        )
     return pod_monitor_job(
-        MANAGER_NAMESPACE, release, endpoint, match_labels=selector, targets=[target]
+        "monitoring", monitor["metadata"]["name"], endpoint, match_labels=selector, targets=targets
     )
 
 
@@ -749,7 +750,7 @@ def prometheus_config(addresses: Mapping[str, str], rule_file: Path) -> dict[str
     }
     kubelet = "kube-prometheus-stack-kubelet"
     kubelet_selector = {"app.kubernetes.io/name": "kubelet", "k8s-app": "kubelet"}
-    jobs = [runner_scrape_job(manager.pool, addresses[manager.pool]) for manager in MANAGERS]
+    jobs = [managers_scrape_job({manager.pool: addresses[manager.pool] for manager in MANAGERS})]
     jobs += [
         # cluster-autoscaler chart 9.59.0 templates/servicemonitor.yaml: port `http`
         # (service.portName), no honorLabels; our values put it in the release's namespace.

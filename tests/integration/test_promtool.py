@@ -31,7 +31,7 @@ from components.workloads.alert_rules import (
     alert_names,
     prometheus_rule_spec,
 )
-from components.workloads.monitoring import runner_monitoring_values
+from components.workloads.monitoring import managers_pod_monitor_manifest
 from components.workloads.runner_metrics import (
     API_ENDPOINT,
     PAUSE_DEPLOYMENT_RUNNER,
@@ -681,7 +681,9 @@ def prometheus_relabel_config(relabeling: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_promtool_accepts_the_pod_monitor_relabelings_as_the_operator_writes_them(tmp_path: Path):
-    pod_monitor = runner_monitoring_values("arm64")["metrics"]["podMonitor"]
+    (pod_monitor,) = managers_pod_monitor_manifest("monitoring", {}, "gitlab-runner")["spec"][
+        "podMetricsEndpoints"
+    ]
     config = {
         "global": {"scrape_interval": "30s"},
         "rule_files": ["fleet-rules.yaml"],
