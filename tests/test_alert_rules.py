@@ -333,8 +333,8 @@ def test_the_pause_pod_alerts_watch_only_warm_pools_and_their_job_namespaces():
 
 COUNTED = re.compile(
     r"increase\((?P<selector>[a-z_:]+(\{[^}]*\})?)\[(?P<window>[^\]]+)\]\) unless "
-    r"\(\((?P=selector) unless (?P=selector) offset (?P=window)\) unless on \(job, instance, pod\) "
-    r"\(up offset (?P=window) == 0\) and on \(\) count\(up offset (?P=window)\)\)\) or "
+    r"\(\((?P=selector) unless (?P=selector) offset (?P=window)\) and on \(job, instance, pod\) "
+    r"\(\(up offset (?P=window) == 1\) or \(time\(\) - process_start_time_seconds < \d+\)\)\)\) or "
     r"\(\((?P=selector) unless (?P=selector) offset (?P=window)\)"
 )
 

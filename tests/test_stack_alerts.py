@@ -30,6 +30,7 @@ from components.workloads.runner_metrics import (
     KUBELET_METRICS,
     PAUSE_DEPLOYMENT_RUNNER,
     POOL,
+    PROCESS_START,
     RUNNER_METRICS,
     TARGET_HEALTH,
 )
@@ -185,7 +186,7 @@ class Deployed:
             return self.pause_deployment_problems(selector)
         if selector.metric in series_of(KUBELET_METRICS):
             return self.volume_problems(selector)
-        if selector.metric in (TARGET_HEALTH, *series_of(KUBE_STATE_METRICS)):
+        if selector.metric in (TARGET_HEALTH, PROCESS_START, *series_of(KUBE_STATE_METRICS)):
             return []
         return [f"{selector.metric}: no producer known"]
 

@@ -24,6 +24,7 @@ from .runner_metrics import (
     PAUSE_DEPLOYMENT_PREFIX,
     PAUSE_DEPLOYMENT_RUNNER,
     POOL,
+    PROCESS_START,
     TARGET_HEALTH,
     metric_named,
 )
@@ -137,8 +138,9 @@ class AlertThresholds(TypedDict):
     """GitlabRunnerPausePodReconcileErrors: failed pause pod reconciles (one every 10 s) in the
     event window above which to alert. Default 3."""
     pause_pods_unavailable_for: NotRequired[str]
-    """GitlabRunnerPausePodsUnavailable: how long a pause Deployment may have fewer available
-    pods than replicas (a new node takes minutes). Default `15m`."""
+    """GitlabRunnerPausePodsUnavailable: how long one pause pod may stay Pending (a new node
+    takes minutes; a pod preempted by a job and recreated starts its clock again). Default
+    `15m`."""
     node_group_backoff_for: NotRequired[str]
     """ClusterAutoscalerNodeGroupBackedOff: how long a node group may stay backed off after a
     failed scale-up (the autoscaler's first backoff lasts 5 minutes). Default `3m`."""
@@ -407,15 +409,15 @@ def counted(selector: str, window: str) -> str:
 
     A series born within the window (absent `window` ago) counts with its whole value, for
     counters created with their first increment: `increase()` has no sample before that first
-    event and would count it as 0. Prometheus may itself have missed the series: a target that
-    failed its scrapes `window` ago (`up` 0 then) or a Prometheus without data from then (no
-    `up` at all) would count a counter's whole history, so those keep `increase()`.
+    event and would count it as 0. Only where its absence then is known to be real: its target
+    was scraped successfully `window` ago, or its process started since. A target Prometheus
+    had not scraped then (newly discovered, down, or before Prometheus had data) would
+    otherwise count a counter's whole history as new events; those keep `increase()`.
     """
     born = f"({selector} unless {selector} offset {window})"
-    trusted = (
-        f"({born} unless on (job, instance, pod) ({TARGET_HEALTH} offset {window} == 0)"
-        f" and on () count({TARGET_HEALTH} offset {window}))"
-    )
+    seen_then = f"({TARGET_HEALTH} offset {window} == 1)"
+    started_since = f"(time() - {PROCESS_START} < {duration_seconds(window):g})"
+    trusted = f"({born} and on (job, instance, pod) ({seen_then} or {started_since}))"
     return f"((increase({selector}[{window}]) unless {trusted}) or {trusted})"
 
 
@@ -601,9 +603,19 @@ def _pause_pod_alerts(context: _Context, pools: Sequence[MonitoredPool]) -> list
     warm = _pools(pools)
     namespaces = _one_of("namespace", sorted({pool["job_namespace"] for pool in pools}))
     deployments = f"deployment=~{_string(PAUSE_DEPLOYMENT_PREFIX + '.+')}"
-    unavailable = (
-        f"kube_deployment_spec_replicas{{{namespaces}, {deployments}}}"
-        f" - kube_deployment_status_replicas_available{{{namespaces}, {deployments}}}"
+    pods = f"pod=~{_string(PAUSE_DEPLOYMENT_PREFIX + '.+')}"
+    # Each pause pod Pending longer than a node takes to come: with jobs arriving all day,
+    # every job preempts pause pods and their Deployment is short of available replicas most
+    # of the time, so the Deployment's count says nothing; one pod's age does.
+    long_pending = (
+        f'(kube_pod_status_phase{{{namespaces}, {pods}, phase="Pending"}} == 1)'
+        f" and on (namespace, pod) (time() - kube_pod_created{{{namespaces}, {pods}}}"
+        f" > {duration_seconds(t['pause_pods_unavailable_for']):g})"
+    )
+    # A Deployment's pod is <deployment>-<pod template hash>-<suffix>.
+    per_deployment = (
+        "count by (namespace, deployment) (label_replace("
+        f'{long_pending}, "deployment", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))'
     )
     # The Deployment's name cannot be mapped back to the runner's short token (it is lowercased
     # and stripped); its label holds the token as is.
@@ -637,16 +649,17 @@ def _pause_pod_alerts(context: _Context, pools: Sequence[MonitoredPool]) -> list
         ),
         alert(
             "GitlabRunnerPausePodsUnavailable",
-            f"(({unavailable}) > 0)"
+            f"{per_deployment}"
             f" * on (namespace, deployment) group_left (runner) {owner}"
             f" * on (runner) group_left (pool) {pools_of_runners}",
-            for_=t["pause_pods_unavailable_for"],
+            for_="0m",
             severity="warning",
             summary="Pause pods of pool {{ $labels.pool }} do not run",
             description=(
                 "{{ $value }} pause pods of pool {{ $labels.pool }} (Deployment "
-                "{{ $labels.namespace }}/{{ $labels.deployment }}) are not available: no node "
-                "has room for them and none is added, so the pool's warm capacity is missing."
+                "{{ $labels.namespace }}/{{ $labels.deployment }}) have been Pending for more "
+                f"than {t['pause_pods_unavailable_for']}: no node has room for them and none is "
+                "added, so the pool's warm capacity is missing."
             ),
         ),
     ]

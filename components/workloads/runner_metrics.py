@@ -253,6 +253,10 @@ KUBE_STATE_METRICS = (
     # minReadySeconds: a Pending pause pod is not available).
     Metric("kube_deployment_spec_replicas", "gauge", ("namespace", "deployment")),
     Metric("kube_deployment_status_replicas_available", "gauge", ("namespace", "deployment")),
+    # internal/store/pod.go (v2.20.0): one series per phase (1 for the pod's), and creation time
+    # in Unix seconds; labels namespace, pod, uid (descPodLabelsDefaultLabels).
+    Metric("kube_pod_status_phase", "gauge", ("namespace", "pod", "uid", "phase")),
+    Metric("kube_pod_created", "gauge", ("namespace", "pod", "uid")),
     # internal/store/deployment.go: no series unless the allow-list names deployment labels.
     Metric("kube_deployment_labels", "gauge", ("namespace", "deployment", PAUSE_DEPLOYMENT_RUNNER)),
 )
@@ -272,16 +276,19 @@ SCRAPES: tuple[tuple[Scrape, tuple[Metric, ...]], ...] = (
 )
 TARGET_HEALTH = "up"
 """Prometheus's own series per target (1 scraped, 0 failed), with the target's labels."""
+PROCESS_START = "process_start_time_seconds"
+"""When the target's process started (Unix seconds): client_golang's process collector, which
+the runner registers (commands/multi.go, v19.3.0) and cluster-autoscaler's registry carries
+(k8s.io/component-base metrics/legacyregistry)."""
 
 
 def stored_series() -> dict[str, tuple[Metric | None, frozenset[str]]]:
     """Every series name the rules may read, with its metric (None for `up`) and the labels
     it has in Prometheus."""
+    target_labels = frozenset(label for scrape, _ in SCRAPES for label in scrape.target_labels)
     series: dict[str, tuple[Metric | None, frozenset[str]]] = {
-        TARGET_HEALTH: (
-            None,
-            frozenset(label for scrape, _ in SCRAPES for label in scrape.target_labels),
-        )
+        TARGET_HEALTH: (None, target_labels),
+        PROCESS_START: (None, target_labels),
     }
     for scrape, metrics in SCRAPES:
         for metric in metrics:

@@ -360,7 +360,7 @@ FAILURES = [
         "manager up and polling, no job picked up", (POOL, "stuck"), ("GitlabRunnerNoJobsPickedUp",)
     ),
     Failure(
-        "pause Deployment 1 of 4 available; first failed reconcile (apply_state)",
+        "pause pods: 3 of 4 Pending for an hour; first failed reconcile (apply_state)",
         (POOL, "warm"),
         ("GitlabRunnerPausePodReconcileErrors", "GitlabRunnerPausePodsUnavailable"),
     ),
@@ -393,17 +393,35 @@ def pause_deployment(pool: str) -> str:
 
 def kube_state_metrics(clock: Clock) -> Samples:
     samples: Samples = []
-    for namespace, deployment, runner, replicas, available in (
-        (JOB_NAMESPACE, pause_deployment("healthy"), short_token("healthy"), 2, 2),
-        (JOB_NAMESPACE, pause_deployment("warm"), short_token("warm"), 4, 1),
+    # An hour before the exporters started: long past any Pending threshold.
+    created = time.time() - 3600
+    for namespace, deployment, runner, phases in (
+        (JOB_NAMESPACE, pause_deployment("healthy"), short_token("healthy"), ("Running",) * 2),
+        (
+            JOB_NAMESPACE,
+            pause_deployment("warm"),
+            short_token("warm"),
+            ("Running", *["Pending"] * 3),
+        ),
         # Not a pause Deployment: none of the fleet's alerts concern it.
-        ("registry-mirror", "registry-mirror", None, 1, 0),
+        ("registry-mirror", "registry-mirror", None, ("Pending",)),
     ):
         identity = {"namespace": namespace, "deployment": deployment}
         samples += [
-            ("kube_deployment_spec_replicas", identity, replicas),
-            ("kube_deployment_status_replicas_available", identity, available),
+            ("kube_deployment_spec_replicas", identity, len(phases)),
+            ("kube_deployment_status_replicas_available", identity, phases.count("Running")),
         ]
+        for index, phase in enumerate(phases):
+            # A Deployment's pod: <deployment>-<pod template hash>-<suffix>.
+            pod = {
+                "namespace": namespace,
+                "pod": f"{deployment}-6c8d9f7b4-{index}x2q7",
+                "uid": f"9e1{index}",
+            }
+            samples += [
+                ("kube_pod_status_phase", {**pod, "phase": phase}, 1),
+                ("kube_pod_created", pod, created),
+            ]
         if runner:
             # Needs --metric-labels-allowlist=deployments=[manager.runner.gitlab.com/id-short].
             samples.append(

@@ -37,6 +37,7 @@ from components.workloads.runner_metrics import (
     PAUSE_DEPLOYMENT_RUNNER,
     POOL,
     POOL_META_LABEL,
+    PROCESS_START,
 )
 from tests.test_alert_rules import KNOWN_SERIES, labels_of
 
@@ -203,18 +204,36 @@ def pause_deployment(pool: str) -> dict[str, str]:
     return {**KUBE_STATE_METRICS_TARGET, "namespace": "gitlab-runner-jobs-dind", "deployment": name}
 
 
-def pause_pods(pool: str, replicas: int, available: int) -> list[dict[str, str]]:
+def pause_pods(pool: str, created: dict[str, tuple[str, int | None]]) -> list[dict[str, str]]:
+    """A pool's pause Deployment and its pods as kube-state-metrics shows them: per pod (name
+    suffix to phase and creation minute, None for before the test) its phase series and
+    creation time; a pod created during the test has no series before it existed."""
     deployment = pause_deployment(pool)
+    pods = []
+    for suffix, (phase, minute) in created.items():
+        labels = {
+            **KUBE_STATE_METRICS_TARGET,
+            "namespace": deployment["namespace"],
+            # A Deployment's pod: <deployment>-<pod template hash>-<suffix>.
+            "pod": f"{deployment['deployment']}-7d9f8c6b5-{suffix}",
+            "uid": f"0f3c{suffix}",
+        }
+        before = f"_x{minute} " if minute else ""
+        steps = 40 - (minute or 0)
+        born = 60 * (minute or 0)
+        pods += [
+            series("kube_pod_status_phase", {**labels, "phase": phase}, f"{before}1x{steps}"),
+            series("kube_pod_created", labels, f"{before}{born}x{steps}"),
+        ]
     return [
-        series("kube_deployment_spec_replicas", deployment, f"{replicas}x40"),
-        series("kube_deployment_status_replicas_available", deployment, f"{available}x40"),
+        *pods,
         series(
             "kube_deployment_labels",
             {**deployment, PAUSE_DEPLOYMENT_RUNNER: runner_token(pool)},
             "1x40",
         ),
         runner_series(
-            "gitlab_runner_kubernetes_autoscaler_pause_pods_desired", pool, f"{replicas}x40"
+            "gitlab_runner_kubernetes_autoscaler_pause_pods_desired", pool, f"{len(created)}x40"
         ),
     ]
 
@@ -503,19 +522,33 @@ def cases() -> list[AlertCase]:
         ),
         AlertCase(
             "GitlabRunnerPausePodsUnavailable",
-            broken="default (4 pause pods, 1 available: 3 Pending without a node)",
-            healthy=["arm64 (2 of 2 available)"],
-            input_series=[*pause_pods("default", 4, 1), *pause_pods("arm64", 2, 2)],
-            pending_at="10m",
+            broken="default (2 pause pods Pending for 20 minutes without a node)",
+            healthy=["arm64 (both Running; one Pending pod recreated 2 minutes ago)"],
+            input_series=[
+                *pause_pods(
+                    "default",
+                    {
+                        "a1b2c": ("Running", None),
+                        "d3e4f": ("Pending", None),
+                        "g5h6j": ("Pending", None),
+                        # Preempted by a job and recreated: its own clock starts again.
+                        "k7m8n": ("Pending", 18),
+                    },
+                ),
+                *pause_pods("arm64", {"p9q2r": ("Running", None), "s3t4v": ("Pending", 18)}),
+            ],
+            # The threshold (15m) has not passed for any pod yet.
+            silent_at="10m",
             fires_at="20m",
             expected=[
                 {
-                    **pause_deployment("default"),
+                    "namespace": "gitlab-runner-jobs-dind",
+                    "deployment": pause_deployment("default")["deployment"],
                     "runner": runner_token("default"),
                     POOL: "default",
                 }
             ],
-            value="3",
+            value="2",
         ),
         AlertCase(
             "ClusterAutoscalerNodeGroupBackedOff",
@@ -715,3 +748,78 @@ def test_promtool_accepts_the_pod_monitor_relabelings_as_the_operator_writes_the
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(RULES)} rules found" in result.stdout
+
+
+def test_a_newly_discovered_targets_old_counters_are_no_new_events(tmp_path: Path):
+    """A counter seen for the first time is counted whole only where its absence before was
+    real: its target was scraped successfully a window ago, or its process started since. A
+    target Prometheus only now discovers (resharding, a fixed monitor selector) brings its
+    whole history and must not fire; a restarted process's first failure must (found in
+    review: both exporters register the process collector, commands/multi.go and
+    k8s component-base legacyregistry)."""
+    rule = RULES["ClusterAutoscalerScaleUpsFailing"]
+    discovered = {
+        **AUTOSCALER_TARGET,
+        "pod": "cluster-autoscaler-5d4c3-x8k2m",
+        "instance": "10.0.1.9:8085",
+    }
+    restarted = {
+        **AUTOSCALER_TARGET,
+        "pod": "cluster-autoscaler-9a8b7-c6d5e",
+        "instance": "10.0.1.7:8085",
+    }
+    reason = {"reason": "placeholder-cannot-be-fulfilled"}
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "name": "old counters of a newly discovered target, and a restart's first failure",
+                "interval": "1m",
+                "input_series": [
+                    up(AUTOSCALER_TARGET, "1x40"),
+                    up(discovered, "_x20 1x20"),
+                    # Running since before the window (the test clock starts at 0).
+                    series(PROCESS_START, discovered, "_x20 0x20"),
+                    series(
+                        "cluster_autoscaler_failed_scale_ups_total",
+                        {**discovered, "reason": "timeout"},
+                        "_x20 7x20",
+                    ),
+                    up(restarted, "_x20 1x20"),
+                    # Started at minute 19 of the test clock (time() is seconds since 0).
+                    series(PROCESS_START, restarted, "_x20 1140x20"),
+                    series(
+                        "cluster_autoscaler_failed_scale_ups_total",
+                        {**restarted, **reason},
+                        "_x22 1x18",
+                    ),
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "25m",
+                        "alertname": rule["alert"],
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {**reason, **rule["labels"]},
+                                "exp_annotations": rendered_annotations(rule, reason, None),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "rules.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "one", "rules": [rule]}]}, sort_keys=False)
+    )
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [program("promtool"), "test", "rules", "test.yaml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
