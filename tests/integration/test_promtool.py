@@ -823,3 +823,75 @@ def test_a_newly_discovered_targets_old_counters_are_no_new_events(tmp_path: Pat
         timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_working_hours_in_a_zone_with_daylight_saving_time(tmp_path: Path):
+    """`* 7-18 * * mon-fri` in Europe/Berlin is 06:00-17:59 UTC in winter and 05:00-16:59 UTC
+    in summer; PromQL's clock is UTC only, so the alert watches 06:00-16:59 UTC, the minutes
+    working under both offsets, from the first minute its whole window lies inside them (found
+    in review: only a UTC pool had a promtool case). promtool's clock is Thursday 1970-01-01
+    UTC; the rule's offsets come from the years the spec is built for."""
+    berlin: ExpectJobs = {
+        "periods": ["* 7-18 * * mon-fri"],
+        "timezone": "Europe/Berlin",
+        "within": "30m",
+    }
+    pool = MonitoredPool(
+        name="default", job_namespace="gitlab-runner-jobs-dind", expect_jobs=berlin
+    )
+    spec = prometheus_rule_spec([pool], years=[2026, 2027])
+    rule = next(
+        rule
+        for group in spec["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "GitlabRunnerNoJobsPickedUp"
+    )
+    (tmp_path / "rules.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "one", "rules": [rule]}]}, sort_keys=False)
+    )
+    fires = [
+        {
+            "exp_labels": {POOL: "default", **rule["labels"]},
+            "exp_annotations": rendered_annotations(rule, {POOL: "default"}, None),
+        }
+    ]
+    expectations = {
+        # Summer's 07:45 but winter's 06:45: not working hours all year.
+        "5h45m": [],
+        # The window still reaches back before 06:00.
+        "6h29m": [],
+        "6h31m": fires,
+        "16h59m": fires,
+        # Summer's 19:00.
+        "17h": [],
+        # Winter's 18:30, working hours then, but not in summer.
+        "17h30m": [],
+    }
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "name": "no job all day in Europe/Berlin",
+                "interval": "1m",
+                "input_series": [
+                    version_info("default", "1x1100"),
+                    runner_series("gitlab_runner_jobs_total", "default", "0x1100"),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": at, "alertname": rule["alert"], "exp_alerts": alerts}
+                    for at, alerts in expectations.items()
+                ],
+            }
+        ],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [program("promtool"), "test", "rules", "test.yaml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
