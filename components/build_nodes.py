@@ -400,7 +400,9 @@ def taints_problems(taints: Sequence[Mapping[str, Any] | Taint]) -> list[str]:
             parsed.append(taint if isinstance(taint, Taint) else Taint.model_validate(taint))
         except ValidationError as error:
             problems += [
-                f"[{index}].{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+                f"[{index}].{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                + ("" if isinstance(e["input"], Mapping) else f", got {e['input']!r}")
+                for e in error.errors()
             ]
     seen = [(taint.key, taint.effect) for taint in parsed]
     if duplicates := sorted({pair for pair in seen if seen.count(pair) > 1}):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.arguments import ArgumentsError
+from components.aws.cache_bucket import CacheBucket
 from components.aws.spot_node_group import SpotNodeGroup
 from tests.harness import run_program
 
@@ -52,7 +54,8 @@ def declared(component: Any, args: dict[str, Any]) -> Any:
         ),
         (
             {"taints": [{"key": "pool", "value": "arm64", "effect": "NoScheduled"}]},
-            "taints[0].effect: Input should be 'NoSchedule', 'PreferNoSchedule' or 'NoExecute'",
+            "taints[0].effect: must be one of ('NoSchedule', 'PreferNoSchedule', 'NoExecute'), "
+            "got 'NoScheduled'",
         ),
         (
             {"taints": [{"key": "pool", "value": "a"}, {"key": "pool", "value": "b"}]},
@@ -68,6 +71,17 @@ def declared(component: Any, args: dict[str, Any]) -> Any:
         ),
         ({"imds_hop_limit": 3}, "imds_hop_limit: must be 1 or 2, got 3"),
         ({"max_sizes": 10}, "max_sizes: unknown argument, did you mean max_size?"),
+        # Wrong types, named before they reach a comparison deep inside the component.
+        ({"max_size": "10"}, "max_size: must be a whole number, got str '10'"),
+        ({"min_size": True}, "min_size: must be a number, got bool True"),
+        ({"labels": ["a=b"]}, "labels: must be a dict, got list ['a=b']"),
+        ({"tags": None}, "tags: must be a dict, got NoneType None"),
+        (
+            {"instance_types": "c6i.2xlarge"},
+            "instance_types: must be a list, got str 'c6i.2xlarge'",
+        ),
+        ({"taints": {"key": "pool"}}, "taints: must be a list, got dict"),
+        ({"taints": [{"key": "pool", "efect": "NoSchedule"}]}, "taints[0].efect: unknown argument"),
     ],
 )
 def test_a_spot_node_group_refuses_what_the_settings_refuse(
@@ -95,6 +109,39 @@ def test_every_problem_is_reported_at_once() -> None:
         "disk_size_gib",
         "imds_hop_limit",
     ]
+
+
+def test_an_unknown_key_does_not_hide_the_other_problems() -> None:
+    run = declared(SpotNodeGroup, {**POOL, "instnace_tags": {}, "min_size": -3})
+    assert isinstance(run.error, ArgumentsError)
+    assert run.error.problems == [
+        "instnace_tags: unknown argument, did you mean instance_tags?",
+        "min_size: must be >= 0, got -3",
+    ]
+
+
+def test_outputs_pass_where_inputs_are_declared() -> None:
+    """Values known only at deployment (another resource's outputs) cannot be checked."""
+    run = run_program(
+        lambda: SpotNodeGroup(
+            "build-nodes-arm64",
+            {
+                **POOL,  # type: ignore[typeddict-item]
+                "cluster_name": pulumi.Output.from_input("ci"),
+                "subnet_ids": pulumi.Output.from_input(["subnet-1"]),
+                "tags": {"team": pulumi.Output.from_input("ci")},
+            },
+        ),
+        return_error=True,
+    )
+    assert run.error is None
+
+
+def test_a_cache_bucket_names_a_wrong_type() -> None:
+    wrong: Any = {"expiration_days": "30"}
+    run = run_program(lambda: CacheBucket("cache", wrong), return_error=True)
+    assert isinstance(run.error, ArgumentsError)
+    assert "expiration_days: must be a whole number, got str '30'" in run.error.problems
 
 
 def test_valid_arguments_declare_the_group() -> None:

@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 import pytest
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
+from components.arguments import ArgumentsError
 from components.fleet import RunnerFleet, stack_outputs
 from components.settings import RawSecret, SettingsError, parse_settings
 from tests.harness import (
@@ -160,3 +161,67 @@ def test_a_bad_mirror_address_fails_before_anything_is_declared() -> None:
     assert isinstance(run.error, SettingsError)
     assert str(run.error.problems[0]).startswith("registryMirror.clusterIp: 172.20.200.1")
     assert run.resources == []
+
+
+def test_the_fleet_names_bad_arguments_before_declaring_anything() -> None:
+    """As an importing program gets them wrong (found trying it as a new user)."""
+
+    def attempt(args: Any) -> list[str]:
+        run = run_program(lambda: RunnerFleet("ci", args()), region=None, return_error=True)
+        assert isinstance(run.error, ArgumentsError), run.error
+        assert str(run.error).startswith("RunnerFleet 'ci': invalid arguments")
+        assert run.resources == []
+        return run.error.problems
+
+    assert attempt(lambda: {"setings": settings(cache=MINIO)}) == [
+        "setings: unknown argument, did you mean settings?",
+        "settings: required",
+    ]
+    assert attempt(lambda: {"settings": {"cluster": {"mode": "kubeconfig"}}}) == [
+        "settings: must be FleetSettings, got dict with keys ['cluster']"
+    ]
+
+    def given_without_provider() -> None:
+        cluster: Any = {"cluster_name": "platform"}
+        RunnerFleet("ci", {"settings": settings(cache=MINIO), "cluster": cluster})
+
+    run = run_program(given_without_provider, region=None, return_error=True)
+    assert isinstance(run.error, ArgumentsError)
+    assert run.error.problems == ["cluster.kubernetes_provider: required"]
+
+
+def test_a_given_eks_cluster_needs_its_oidc_provider_for_the_irsa_roles() -> None:
+    existing = parse_settings(
+        {
+            "cluster": {
+                "mode": "existing",
+                "name": "platform",
+                "version": "1.34",
+                "nodeSubnetIds": ["subnet-1"],
+            }
+        },
+        project="platform",
+        stack="ci",
+        aws_region="eu-west-1",
+        secrets={"runnerTokens": RawSecret({"default": "glrt-x"}, True)},
+    )
+
+    def program() -> None:
+        provider = k8s.Provider("platform", kubeconfig="{}")
+        RunnerFleet(
+            "ci",
+            {
+                "settings": existing,
+                "cluster": {"cluster_name": "platform", "kubernetes_provider": provider},
+            },
+        )
+
+    run = run_program(program, return_error=True)
+    assert isinstance(run.error, ArgumentsError)
+    assert run.error.problems == [
+        "cluster.oidc_provider_arn: required for IRSA roles of cluster-autoscaler "
+        "(clusterAutoscaler.enabled: false turns it off); the registry mirror's S3 access "
+        "(registryMirror.storage: filesystem avoids it); the cache's IRSA role "
+        "(cacheAccess.mode: accessKey avoids it)"
+    ]
+    assert [r.type for r in run.resources] == ["pulumi:providers:kubernetes"]

@@ -11,6 +11,7 @@ from ..arguments import check_arguments
 from ..build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
     Taint,
+    TaintEffect,
     ami_type_for,
     group_architecture,
     scale_from_zero_tags,
@@ -28,11 +29,13 @@ UPDATE_MAX_UNAVAILABLE_PERCENTAGE = 33
 
 
 class TaintArgs(TypedDict):
-    """A taint in Kubernetes casing: effect is NoSchedule, PreferNoSchedule or NoExecute."""
+    """A taint in Kubernetes casing."""
 
     key: str
-    value: str
-    effect: str
+    value: NotRequired[str]
+    """Default empty."""
+    effect: NotRequired[TaintEffect]
+    """Default `NoSchedule`."""
 
 
 class SpotNodeGroupArgs(TypedDict):

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from ..arguments import check_arguments
 from ..aws.cache_access import CacheAccess
 from ..aws.cache_bucket import CacheBucket
 from ..aws.cluster import CREATE_MODE, ClusterNetwork, EksCluster, network_policy_enforcement
@@ -87,6 +88,40 @@ class RunnerFleetArgs(TypedDict):
     cluster: NotRequired[FleetCluster]
     """A cluster from the caller's own program. Default: the settings' `cluster` (created,
     looked up by name, or reached through the secret `kubeconfig`)."""
+
+
+def _problems(args: RunnerFleetArgs) -> list[str]:
+    """What a cluster from the caller's program must bring for these settings."""
+    settings, given = args["settings"], args.get("cluster")
+    if given is None:
+        return []
+    if settings.cluster.mode == CREATE_MODE:
+        return [
+            "cluster: given, but the settings' cluster.mode is create: set cluster.mode to "
+            "existing (EKS) or kubeconfig"
+        ]
+    plan = settings.cache_plan
+    needs_oidc = [
+        need
+        for need, needed in (
+            (
+                "cluster-autoscaler (clusterAutoscaler.enabled: false turns it off)",
+                settings.cluster_autoscaler.enabled,
+            ),
+            (
+                "the registry mirror's S3 access (registryMirror.storage: filesystem avoids it)",
+                plan.mirror_uses_irsa,
+            ),
+            (
+                "the cache's IRSA role (cacheAccess.mode: accessKey avoids it)",
+                plan.creates_bucket and settings.cache_access.mode == "irsa",
+            ),
+        )
+        if needed
+    ]
+    if settings.on_eks and needs_oidc and "oidc_provider_arn" not in given:
+        return ["cluster.oidc_provider_arn: required for IRSA roles of " + "; ".join(needs_oidc)]
+    return []
 
 
 # Declared with 0.1.0's __main__.py as their parent; the alias keeps their URNs (and those of
@@ -174,6 +209,9 @@ class RunnerFleet(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RunnerFleetArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments(
+            TYPE.rsplit(":", 1)[1], name, args, RunnerFleetArgs, lambda: _problems(args)
+        )
         settings = args["settings"]
         given = args.get("cluster")
         # Looked up and checked before anything is declared: a bad mirror address or a missing
@@ -359,11 +397,7 @@ class RunnerFleet(pulumi.ComponentResource):
             f"{discovery_key}={discovery_value}"
         )
         if settings.cluster_autoscaler.enabled:
-            if oidc_provider_arn is None:
-                raise ValueError(
-                    "RunnerFleet: cluster-autoscaler needs the cluster's oidc_provider_arn "
-                    "(argument cluster.oidc_provider_arn), or clusterAutoscaler.enabled: false"
-                )
+            assert oidc_provider_arn is not None, "checked by _problems"
             autoscaler = settings.cluster_autoscaler
             self.cluster_autoscaler_role_arn = ClusterAutoscaler(
                 "cluster-autoscaler",
@@ -600,12 +634,7 @@ class RunnerFleet(pulumi.ComponentResource):
         if self._mirror_ip:
             args["cluster_ip"] = self._mirror_ip
         if plan.mirror_uses_irsa:
-            if oidc_provider_arn is None:
-                raise ValueError(
-                    "RunnerFleet: the registry mirror's IRSA role needs the cluster's "
-                    "oidc_provider_arn (argument cluster.oidc_provider_arn), or "
-                    "registryMirror.storage: filesystem"
-                )
+            assert oidc_provider_arn is not None, "checked by _problems"
             partition = aws.get_partition().partition
             args["service_account_role_arn"] = RegistryMirrorAccess(
                 "registry-mirror-access",
