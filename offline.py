@@ -642,13 +642,18 @@ def offline_config(
     program_config = {
         key: _with_stand_ins(key.split(":", 1)[-1], value) for key, value in decoded.items()
     }
-    for missing in settings.missing_secrets:
-        top, _, member = missing.partition(".")
+    # Every secret the settings stood in for, absent or encrypted: an object's members each
+    # get theirs, also where the whole object was encrypted as one JSON text.
+    for key in settings.stand_ins:
+        top, _, member = key.partition(".")
         full_key = f"{PROJECT}:{top}"
         if member:
-            program_config.setdefault(full_key, {})[member] = stand_in(missing)
+            members = program_config.get(full_key)
+            if not isinstance(members, dict):
+                members = program_config[full_key] = {}
+            members[member] = stand_in(key)
         else:
-            program_config[full_key] = stand_in(missing)
+            program_config[full_key] = stand_in(key)
         secret.add(full_key)
     return OfflineConfig(
         config=program_config,

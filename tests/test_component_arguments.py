@@ -54,7 +54,7 @@ def declared(component: Any, args: dict[str, Any]) -> Any:
         ),
         (
             {"taints": [{"key": "pool", "value": "arm64", "effect": "NoScheduled"}]},
-            "taints[0].effect: must be one of ('NoSchedule', 'PreferNoSchedule', 'NoExecute'), "
+            "taints[0].effect: Input should be 'NoSchedule', 'PreferNoSchedule' or 'NoExecute', "
             "got 'NoScheduled'",
         ),
         (

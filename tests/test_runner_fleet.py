@@ -14,6 +14,7 @@ from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 from components.arguments import ArgumentsError
 from components.fleet import RunnerFleet, stack_outputs
 from components.settings import RawSecret, SettingsError, parse_settings
+from components.settings.parse import fleet_settings
 from tests.harness import (
     PROJECT,
     REPO,
@@ -225,3 +226,43 @@ def test_a_given_eks_cluster_needs_its_oidc_provider_for_the_irsa_roles() -> Non
         "(cacheAccess.mode: accessKey avoids it)"
     ]
     assert [r.type for r in run.resources] == ["pulumi:providers:kubernetes"]
+
+
+def test_a_programs_own_settings_refuse_the_key_mistakes_a_stack_file_would() -> None:
+    """fleet_settings() checks its keys as the stack-file path does (found trying it as a new
+    user: a misspelt section silently deployed a second cluster-autoscaler)."""
+    good = {"cluster": {"mode": "kubeconfig", "name": "k3s"}, "cache": MINIO}
+    secrets = {
+        "runnerTokens": {"default": "glrt-x"},
+        "kubeconfig": '{"clusters": []}',
+        "cacheCredentials": {"accessKey": "a", "secretKey": "b"},
+    }
+    caught: list[SettingsError] = []
+
+    def attempt(values: dict[str, Any], extra_secrets: dict[str, Any] | None = None) -> None:
+        try:
+            fleet_settings(values, secrets={**secrets, **(extra_secrets or {})})
+        except SettingsError as error:
+            caught.append(error)
+
+    def program() -> None:
+        attempt({**good, "clusterAutoscalar": {"enabled": False}})
+        attempt({**good, "cache.expirationDays": 7})
+        attempt({**good, "gitlab-runner-fleet:monitoring": {"enabled": True}})
+        attempt({**good, "runnerTokens": {"default": "glrt-y"}})
+        attempt(good, {"pools": [{"name": "default"}]})
+        attempt({**good, "pools": None})
+
+    run = run_program(program, region=None)
+    assert run.error is None
+    assert [[str(p) for p in error.problems] for error in caught] == [
+        ["clusterAutoscalar: unknown key, did you mean clusterAutoscaler?"],
+        ["cache.expirationDays: is one flat key; nest it inside 'cache' instead"],
+        ["gitlab-runner-fleet:monitoring: takes no namespace here: pass it as 'monitoring'"],
+        [
+            "runnerTokens: is a secret: pass it in `secrets`, not in `values`",
+        ],
+        ["pools: is not a secret: pass it in `values`"],
+        ["pools: is empty (null): give it a value, or leave the key out for the defaults"],
+    ]
+    assert all("fleet_settings()" in str(error) for error in caught)

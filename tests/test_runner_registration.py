@@ -330,7 +330,7 @@ def test_every_child_is_parented_to_the_component() -> None:
 
 def test_invalid_arguments_fail_before_anything_is_created() -> None:
     run = run_program(
-        lambda: RunnerRegistration("bad", {**GROUP_ARGS, "group_id": None, "tags": []}),  # type: ignore[typeddict-item]
+        lambda: RunnerRegistration("bad", {**GROUP_ARGS, "group_id": None, "tags": []}),
         return_error=True,
     )
     assert isinstance(run.error, ValueError)

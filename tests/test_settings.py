@@ -97,7 +97,7 @@ INVALID = [
     ),
     (
         {"cache": {"expirationDay": 3}},
-        "cache.expirationDay: unknown key (check its spelling); known keys: type, bucketName",
+        "cache.expirationDay: unknown key (check its spelling); did you mean expirationDays?",
     ),
     ({"cache": "big"}, "cache: must be an object with keys type, bucketName"),
     (
@@ -487,7 +487,7 @@ def test_insecure_false_with_https_and_true_with_http_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("secrets", "expected"),
     [
-        ({}, "runnerTokens: required; create each pool's runner in GitLab"),
+        ({}, "runnerTokens: required; create the pool's runner in GitLab"),
         (
             {"runnerTokens": RawSecret('{"default": "GR1348941aBcDeF"}', stored_as_secret=True)},
             "runnerTokens.default: is not a runner authentication token (glrt-...). Registration tokens are deprecated",
@@ -498,7 +498,23 @@ def test_insecure_false_with_https_and_true_with_http_are_accepted() -> None:
         ),
         (
             {"runnerTokens": RawSecret('{"arm64": "glrt-abc"}', stored_as_secret=True)},
-            "runnerTokens.default: required",
+            "runnerTokens.default: required; create the pool's runner in GitLab (Settings > "
+            "CI/CD > Runners > New project runner, or the POST /user/runners API) and store its "
+            "glrt- authentication token with "
+            "`pulumi config set --secret --path 'runnerTokens.default' <token>`",
+        ),
+        # Wrong shapes are named as such, their values not shown (found trying it as a new user).
+        (
+            {"runnerTokens": RawSecret('{"default": ["glrt-abc"]}', stored_as_secret=True)},
+            "runnerTokens.default: must be one token (glrt-...), got a list",
+        ),
+        (
+            {"runnerTokens": RawSecret('{"default": null}', stored_as_secret=True)},
+            "runnerTokens.default: must be one token (glrt-...), got nothing (null)",
+        ),
+        (
+            {"runnerTokens": RawSecret('{"default": 12345}', stored_as_secret=True)},
+            "runnerTokens.default: must be one token (glrt-...), got a number",
         ),
         (
             {"runnerToken": RawSecret("glrt-abc", stored_as_secret=True), **TOKEN},

@@ -195,7 +195,7 @@ def test_direct_use_with_an_invalid_taint_is_refused() -> None:
                 "subnet_ids": ["subnet-1"],
                 "instance_types": ["c5.2xlarge"],
                 "max_size": 1,
-                "taints": [{"key": "k", "value": "v", "effect": "NO_SCHEDULE"}],  # type: ignore[typeddict-item]
+                "taints": [{"key": "k", "value": "v", "effect": "NO_SCHEDULE"}],
             },
         ),
         return_error=True,

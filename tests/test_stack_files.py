@@ -18,6 +18,7 @@ from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 import render
 from components.settings import FleetSettings, SettingsError, load_settings
+from components.settings.base import Problem
 from offline import config_from_stack_file, evaluate_config, read_stack_file
 from tests.harness import PROJECT, REPO, run_program
 from tests.pulumi_cli import config_set, program_config
@@ -163,15 +164,36 @@ def test_the_secrets_providers_lines_are_part_of_a_stack_file(
     assert (code, err) == (0, "")
 
 
-def test_a_secret_inside_a_list_is_understood(tmp_path: Path) -> None:
+def test_a_secret_inside_a_list_is_found_and_refused_alike_offline_and_at_pulumi_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No setting in `pools` is a secret; one set with --secret could not be shown by the
+    render or a merge request's preview, so both ways of running refuse it, name its key and
+    never show its value (found trying it as a new user: `pulumi up` accepted what the render
+    refused, and echoed the value of an invalid one)."""
     document = stack_document("staging")
     config_set(document, "runnerTokens.default", "glrt-x", secret=True, path=True)
     config_set(document, "runnerTokens.rootless", "glrt-y", secret=True, path=True)
-    config_set(document, "pools[0].tags[0]", "docker", secret=True, path=True)
+    config_set(document, "pools[0].tags[0]", "team-secret-tag", secret=True, path=True)
     path = write(tmp_path, document)
-    assert read_stack_file(path)[f"{PROJECT}:pools"][0]["tags"][0] == {"secure": "v1:ZG9ja2Vy"}
-    # At pulumi up the CLI decrypts it: the pools key is then secret, and still read.
-    assert loaded(document).pools[0].tags == ["docker", "linux", "amd64"]
+    encrypted = read_stack_file(path)[f"{PROJECT}:pools"][0]["tags"][0]
+    assert set(encrypted) == {"secure"}
+    code, err, _ = render_file(path, capsys)
+    assert code == 1
+    assert "pools[0].tags[0]: is encrypted in the stack file" in err
+    assert "`pulumi config set --path 'pools[0].tags[0]' <value>`" in err
+    with pytest.raises(SettingsError) as at_up:
+        loaded(document)
+    assert at_up.value.problems == [
+        Problem(
+            "pools",
+            "holds a value set with --secret (`secure:` in the stack file), but none of its "
+            "settings is a secret, and neither the offline render nor a merge request's preview "
+            "could show it: set that value again in plain text with "
+            "`pulumi config set --path 'pools.<setting>' <value>`",
+        )
+    ]
+    assert "team-secret-tag" not in err + str(at_up.value)
 
 
 def test_an_encrypted_setting_that_is_no_secret_is_refused_offline_with_the_fix(
@@ -232,3 +254,36 @@ def test_no_tokens_at_all_render_with_stand_ins_and_a_warning_per_pool(
     ]
     with pytest.raises(SettingsError, match="runnerTokens: required"):
         loaded(stack_document("prod"), "prod")
+
+
+def test_secrets_set_whole_as_json_render_offline_and_load_at_pulumi_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pulumi config set --secret runnerTokens '{"default": ...}'` encrypts the JSON text as
+    one value; `pulumi up` decrypts it into the object, so the render stands in for each of
+    its members rather than refusing its shape (found trying it as a new user)."""
+    document = stack_document("onprem")
+    tokens = json.dumps({"office": "glrt-whole-json"})
+    config_set(document, "runnerTokens", tokens, secret=True)
+    credentials = json.dumps({"accessKey": "AKIAWHOLE", "secretKey": "whole-json-secret"})
+    config_set(document, "cacheCredentials", credentials, secret=True)
+    config_set(document, "kubeconfig", '{"clusters": []}', secret=True)
+    path = write(tmp_path, document, "onprem")
+    code, err, out = render_file(path, capsys)
+    assert code == 0, err
+    rendered = "".join(f.read_text() for f in out.rglob("*") if f.is_file())
+    assert "whole-json" not in rendered
+    assert loaded(document, "onprem").runner_tokens.keys() == {"office"}
+
+
+def test_the_retired_token_key_is_told_where_it_moved_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not first told to store the encrypted token in plain text (found trying it as a new
+    user)."""
+    document = stack_document("staging")
+    config_set(document, "runnerToken", "glrt-retired", secret=True)
+    code, err, _ = render_file(write(tmp_path, document), capsys)
+    assert code == 1
+    assert "runnerToken: moved to one token per pool" in err
+    assert "plain text" not in err

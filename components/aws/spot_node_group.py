@@ -11,7 +11,6 @@ from ..arguments import check_arguments
 from ..build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
     Taint,
-    TaintEffect,
     ami_type_for,
     group_architecture,
     scale_from_zero_tags,
@@ -34,8 +33,9 @@ class TaintArgs(TypedDict):
     key: str
     value: NotRequired[str]
     """Default empty."""
-    effect: NotRequired[TaintEffect]
-    """Default `NoSchedule`."""
+    # A str, not a Literal: the component provider's schema inference takes no Literal.
+    effect: NotRequired[str]
+    """`NoSchedule` (default), `PreferNoSchedule` or `NoExecute`."""
 
 
 class SpotNodeGroupArgs(TypedDict):

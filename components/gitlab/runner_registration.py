@@ -49,9 +49,9 @@ class RunnerRegistrationArgs(TypedDict):
     """`instance_type` (administrators only), `group_type` or `project_type`."""
     tags: list[str]
     """GitLab tags of the jobs this runner takes (the pool's tags)."""
-    group_id: NotRequired[int]
+    group_id: NotRequired[Optional[int]]
     """The group a `group_type` runner serves; unset otherwise."""
-    project_id: NotRequired[int]
+    project_id: NotRequired[Optional[int]]
     """The project a `project_type` runner serves; unset otherwise."""
     run_untagged: NotRequired[bool]
     """Also take jobs without tags. Default false."""

@@ -6,6 +6,8 @@ A problem carries its config key path, the same path `pulumi config set --path` 
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
@@ -105,11 +107,39 @@ def describe_errors(key: str, model_type: type[BaseModel], error: ValidationErro
         describe = _MESSAGES.get(detail["type"])
         message = describe(detail) if describe else f"{detail['msg']}, got {detail['input']!r}"
         if detail["type"] == "extra_forbidden":
-            message += f"; known keys: {known}" if len(detail["loc"]) == 1 else ""
+            message += _closest_key(detail["loc"], model_type, known)
         elif detail["type"] == "model_type" and not detail["loc"]:
             message = f"must be an object with keys {known}, got {detail['input']!r}"
         problems.append(Problem(path, message))
     return problems
+
+
+def _closest_key(location: Sequence[int | str], model_type: type[BaseModel], known: str) -> str:
+    """For an unknown key, the closest known key of its own object, or the top level's keys."""
+    model: type[BaseModel] | None = model_type
+    for part in location[:-1]:
+        if isinstance(part, str) and model is not None:
+            field = next(
+                (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
+            )
+            model = _nested_model(field.annotation) if field else None
+    if model is None:
+        return ""
+    names = [info.alias or name for name, info in model.model_fields.items()]
+    close = difflib.get_close_matches(str(location[-1]), names, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]}?"
+    return f"; known keys: {known}" if len(location) == 1 else ""
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, directly or in a list, tuple, dict or optional."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        if (model := _nested_model(argument)) is not None:
+            return model
+    return None
 
 
 _MESSAGES: dict[str, Callable[[Any], str]] = {
@@ -123,7 +153,14 @@ _MESSAGES: dict[str, Callable[[Any], str]] = {
     "int_type": lambda d: f"must be a whole number, got {d['input']!r}",
     "bool_parsing": lambda d: f"must be true or false, got {d['input']!r}",
     "bool_type": lambda d: f"must be true or false, got {d['input']!r}",
-    "string_type": lambda d: f"must be a string, got {d['input']!r}",
+    "string_type": lambda d: (
+        f"must be a string, got {d['input']!r}"
+        + (
+            "; YAML reads an unquoted number as a number (1.30 as 1.3): write it in quotes"
+            if isinstance(d["input"], int | float) and not isinstance(d["input"], bool)
+            else ""
+        )
+    ),
     "list_type": lambda d: f"must be a list, got {d['input']!r}",
     "dict_type": lambda d: f"must be an object of keys to values, got {d['input']!r}",
     "model_type": lambda d: f"must be an object, got {d['input']!r}",

@@ -103,20 +103,16 @@ def parse_settings(
     problems = list(key_problems)
     problems += [Problem(key, message) for key, message in MOVED_KEYS.items() if key in raw]
     problems += [Problem(key, message) for key, message in MOVED_KEYS.items() if key in secrets]
-    sections: dict[str, Section] = {}
-    for section_type in SECTIONS:
-        key = section_type.config_key
-        try:
-            section = section_type.model_validate(raw.get(key) or {})
-        except ValidationError as error:
-            problems.extend(describe_errors(key, section_type, error))
-            continue
-        sections[key] = section
-        problems.extend(section.cross_field_problems())
+    # Keys already refused (empty, or stored as secrets) are not read: the defaults in their
+    # place would add problems that are not the user's.
+    refused = {re.split(r"[.\[]", problem.key, maxsplit=1)[0] for problem in key_problems}
+    sections, found = _parse_sections(raw, refused)
+    problems.extend(found)
     pools, pool_problems = parse_pools(raw.get(POOLS_KEY))
     problems.extend(pool_problems)
+    pools_read = POOLS_KEY not in refused and not pool_problems
 
-    tags, tag_problems = parse_tags(raw.get(TAGS_KEY) or {})
+    tags, tag_problems = parse_tags(raw.get(TAGS_KEY) or {} if TAGS_KEY not in refused else {})
     problems.extend(tag_problems)
     problems.extend(_region_problems(sections, aws_region))
 
@@ -128,7 +124,7 @@ def parse_settings(
             secrets.get(GITLAB_API_TOKEN_KEY), secrets.get(RUNNER_TOKENS_KEY), reader
         )
         problems.extend(found)
-    elif not pool_problems:
+    elif pools_read:
         runner_tokens, found = parse_runner_tokens(
             [pool.name for pool in pools], secrets.get(RUNNER_TOKENS_KEY), reader
         )
@@ -152,7 +148,7 @@ def parse_settings(
             cluster.mode == KUBECONFIG_MODE, secrets.get(KUBECONFIG_KEY), reader
         )
         problems.extend(found)
-    if len(sections) == len(SECTIONS) and not pool_problems:
+    if len(sections) == len(SECTIONS) and pools_read:
         problems.extend(
             cross_section_problems(
                 _complete(sections),
@@ -191,6 +187,26 @@ def parse_settings(
     )
 
 
+def _parse_sections(
+    raw: Mapping[str, Any], refused: set[str]
+) -> tuple[dict[str, Section], list[Problem]]:
+    """Each section not refused, validated; the problems of those that are not valid."""
+    sections: dict[str, Section] = {}
+    problems: list[Problem] = []
+    for section_type in SECTIONS:
+        key = section_type.config_key
+        if key in refused:
+            continue
+        try:
+            section = section_type.model_validate(raw.get(key) or {})
+        except ValidationError as error:
+            problems.extend(describe_errors(key, section_type, error))
+            continue
+        sections[key] = section
+        problems.extend(section.cross_field_problems())
+    return sections, problems
+
+
 def fleet_settings(
     values: Mapping[str, Any], *, secrets: Mapping[str, Any] | None = None
 ) -> FleetSettings:
@@ -201,16 +217,38 @@ def fleet_settings(
     may be the program's own Outputs (e.g. `pulumi.Config().require_secret(...)`): they stay
     secrets. Project, stack and `aws:region` come from the running program.
     """
+    secrets = secrets or {}
     return parse_settings(
         values,
         project=pulumi.get_project(),
         stack=pulumi.get_stack(),
         aws_region=pulumi.Config("aws").get("region"),
-        secrets={
-            key: RawSecret(value, stored_as_secret=True) for key, value in (secrets or {}).items()
-        },
+        secrets={key: RawSecret(value, stored_as_secret=True) for key, value in secrets.items()},
         where="the values your program passes to fleet_settings()",
+        key_problems=program_key_problems(values, secrets),
     )
+
+
+def program_key_problems(values: Mapping[str, Any], secrets: Mapping[str, Any]) -> list[Problem]:
+    """The key mistakes `project_values` finds in stack files, in a program's own values: a
+    misspelt section, a dotted key, a namespace, a secret among the values or the reverse."""
+    problems = []
+    for name, value in values.items():
+        if name in SECRET_KEYS:
+            problems.append(Problem(name, "is a secret: pass it in `secrets`, not in `values`"))
+        elif ":" in name:
+            plain = name.partition(":")[2]
+            problems.append(Problem(name, f"takes no namespace here: pass it as '{plain}'"))
+        elif name in CONFIG_KEYS:
+            problems += _null_problems(name, value, program=True)
+        else:
+            problems.append(_unknown_key_problem(name, program=True))
+    for name in secrets:
+        if name in CONFIG_KEYS:
+            problems.append(Problem(name, "is not a secret: pass it in `values`"))
+        elif name not in SECRET_KEYS:
+            problems.append(_unknown_key_problem(name, program=True))
+    return problems
 
 
 def load_settings() -> FleetSettings:
@@ -267,7 +305,11 @@ def project_values(
     config: Mapping[str, Any], project: str, is_secret: Callable[[str], bool]
 ) -> tuple[dict[str, Any], dict[str, RawSecret], list[Problem]]:
     """The project's settings and secrets out of a stack's config, and the problems of keys
-    nobody would read: unknown names, flat keys set without `--path`, a mistyped namespace."""
+    nobody would read: unknown names, flat keys set without `--path`, a mistyped namespace,
+    empty values, and settings stored as secrets although none of them is one.
+
+    A setting stored as a secret is left out (and so not validated): the offline render could
+    not read it, so `pulumi up` refuses it too, and its value never reaches a message."""
     raw: dict[str, Any] = {}
     secrets: dict[str, RawSecret] = {}
     problems: list[Problem] = []
@@ -282,9 +324,18 @@ def project_values(
                 problems.append(_foreign_namespace_problem(full_key, project, name))
         elif name in SECRET_KEYS:
             secrets[name] = RawSecret(value, is_secret(full_key))
-        elif name in CONFIG_KEYS or name in MOVED_KEYS:
+        elif name in MOVED_KEYS:
             raw[name] = value
-            problems += [Problem(path, _ENCRYPTED_SETTING) for path in encrypted_paths(name, value)]
+        elif name in CONFIG_KEYS:
+            if encrypted := encrypted_paths(name, value):
+                problems += [
+                    Problem(path, _ENCRYPTED_SETTING.format(path=path)) for path in encrypted
+                ]
+            elif is_secret(full_key):
+                problems.append(Problem(name, _SECRET_SETTING.format(key=name)))
+            else:
+                problems += _null_problems(name, value)
+                raw[name] = value
         else:
             problems.append(_unknown_key_problem(name))
     return raw, secrets, problems
@@ -292,8 +343,14 @@ def project_values(
 
 _NAMESPACE_TYPO_DISTANCE = 3
 _ENCRYPTED_SETTING = (
-    "is encrypted in the stack file (`secure:`), which an offline render cannot read, and it "
-    "is not a secret: store it in plain text with `pulumi config set --path <key> <value>`"
+    "is encrypted in the stack file (`secure:`), but it is not a secret, and neither the "
+    "offline render nor a merge request's preview could show it: set it in plain text with "
+    "`pulumi config set --path '{path}' <value>`"
+)
+_SECRET_SETTING = (
+    "holds a value set with --secret (`secure:` in the stack file), but none of its settings is "
+    "a secret, and neither the offline render nor a merge request's preview could show it: set "
+    "that value again in plain text with `pulumi config set --path '{key}.<setting>' <value>`"
 )
 
 
@@ -312,9 +369,13 @@ def _path(key: str, member: str) -> str:
     return f"{key}.{member}" if re.fullmatch(r"[A-Za-z_][\w-]*", member) else f'{key}["{member}"]'
 
 
-def _unknown_key_problem(name: str) -> Problem:
+def _unknown_key_problem(name: str, *, program: bool = False) -> Problem:
+    """A key nobody reads: set flat instead of by path, misspelt, or unknown. `program`: in
+    the values a program passes to `fleet_settings()` rather than in a stack's config."""
     head = re.split(r"[.\[]", name, maxsplit=1)[0]
     if head != name and head in (*CONFIG_KEYS, *SECRET_KEYS):
+        if program:
+            return Problem(name, f"is one flat key; nest it inside '{head}' instead")
         secret = " --secret" if head in SECRET_KEYS else ""
         return Problem(
             name,
@@ -325,7 +386,16 @@ def _unknown_key_problem(name: str) -> Problem:
     known = sorted((*CONFIG_KEYS, *SECRET_KEYS))
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
-    return Problem(name, f"unknown key, {hint} (`pulumi config rm '{name}'`)")
+    remove = "" if program else f" (`pulumi config rm '{name}'`)"
+    return Problem(name, f"unknown key, {hint}{remove}")
+
+
+def _null_problems(name: str, value: Any, *, program: bool = False) -> list[Problem]:
+    """An empty value (`key:` with nothing after it in YAML) would silently mean the defaults."""
+    if value is not None:
+        return []
+    remove = "leave the key out" if program else f"`pulumi config rm '{name}'`"
+    return [Problem(name, f"is empty (null): give it a value, or {remove} for the defaults")]
 
 
 def _foreign_namespace_problem(full_key: str, project: str, name: str) -> Problem:

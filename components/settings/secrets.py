@@ -133,16 +133,18 @@ def object_value(raw: RawSecret) -> Any:
 def parse_runner_tokens(
     pool_names: Sequence[str], raw: RawSecret | None, reader: SecretReader
 ) -> tuple[dict[str, Secret], list[Problem]]:
-    create_runner = (
-        "create each pool's runner in GitLab (Settings > CI/CD > Runners > New project runner, "
-        "or the POST /user/runners API) and store its glrt- authentication token with "
-        "`pulumi config set --secret --path 'runnerTokens.<pool>' <token>`"
-    )
+    def create_runner(pool: str) -> str:
+        return (
+            "create the pool's runner in GitLab (Settings > CI/CD > Runners > New project "
+            "runner, or the POST /user/runners API) and store its glrt- authentication token "
+            f"with `pulumi config set --secret --path '{RUNNER_TOKENS_KEY}.{pool}' <token>`"
+        )
+
     if raw is None:
         stand_ins = {name: reader.absent(f"{RUNNER_TOKENS_KEY}.{name}") for name in pool_names}
         if all(stand_ins.values()):
             return {name: secret for name, secret in stand_ins.items() if secret}, []
-        return {}, [Problem(RUNNER_TOKENS_KEY, f"required; {create_runner}")]
+        return {}, [Problem(RUNNER_TOKENS_KEY, f"required; {create_runner('<pool>')} for each")]
     if not raw.stored_as_secret:
         return {}, [
             Problem(
@@ -151,26 +153,39 @@ def parse_runner_tokens(
                 "`pulumi config set --secret --path 'runnerTokens.<pool>' <token>`",
             )
         ]
+    # Set whole with --secret and JSON text: encrypted as one value, which `pulumi up`
+    # decrypts into the object.
     values = object_value(raw)
+    if values is ENCRYPTED:
+        values = dict.fromkeys(pool_names, ENCRYPTED)
     if not isinstance(values, Mapping):
         return {}, [
             Problem(
-                RUNNER_TOKENS_KEY, f"must be an object of pool names to tokens; {create_runner}"
+                RUNNER_TOKENS_KEY,
+                "must be an object of pool names to tokens, got "
+                f"{_kind(values)}; {create_runner('<pool>')} for each",
             )
         ]
     problems = []
     for name in pool_names:
+        key = f"{RUNNER_TOKENS_KEY}.{name}"
         token = values.get(name)
         text = known(token)
-        if not is_leaf(token):
-            problems.append(Problem(f"{RUNNER_TOKENS_KEY}.{name}", f"required; {create_runner}"))
+        if name not in values:
+            problems.append(Problem(key, f"required; {create_runner(name)}"))
+        elif not is_leaf(token):
+            problems.append(
+                Problem(
+                    key, f"must be one token (glrt-...), got {_kind(token)}; {create_runner(name)}"
+                )
+            )
         elif text is not None and not text.startswith(RUNNER_TOKEN_PREFIX):
             problems.append(
                 Problem(
-                    f"{RUNNER_TOKENS_KEY}.{name}",
+                    key,
                     "is not a runner authentication token (glrt-...). Registration tokens are "
                     "deprecated, disabled by default since GitLab 17.0 and removed in 20.0; "
-                    f"{create_runner}",
+                    f"{create_runner(name)}",
                 )
             )
     problems += [
@@ -183,6 +198,21 @@ def parse_runner_tokens(
     return {
         name: reader.secret(f"{RUNNER_TOKENS_KEY}.{name}", values[name]) for name in pool_names
     }, []
+
+
+def _kind(value: Any) -> str:
+    """What a value is, without showing it (it may be a secret)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, Mapping):
+        return f"an object with keys {sorted(map(str, value))}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return type(value).__name__
 
 
 def parse_cache_credentials(
@@ -207,6 +237,9 @@ def parse_cache_credentials(
         message = f"is stored in plain text; set each value with {set_it}"
     else:
         values = object_value(raw)
+        if values is ENCRYPTED:
+            # Set whole with --secret and JSON text: `pulumi up` decrypts it into the object.
+            values = dict.fromkeys(alternatives[0], ENCRYPTED)
         got = ""
         if isinstance(values, Mapping) and all(is_leaf(v) for v in values.values()):
             if keys := next((k for k in alternatives if set(values) == set(k)), None):
