@@ -63,6 +63,17 @@ def test_dev_runs_its_pool_on_karpenter_installed_in_its_cluster():
     assert spec["subnetSelectorTerms"] == [{"id": s} for s in cluster["privateSubnetIds"]]
     node_role = run.one("gitlab-runner-fleet:index:KarpenterNodeRole")
     assert spec["role"] == run.component_outputs[node_role.urn]["role_name"]
+    # No node launches before its role has its policies and its access entry: it would never
+    # register.
+    access = [
+        r.urn
+        for r in run.resources
+        if r.type
+        in ("aws:eks/accessEntry:AccessEntry", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        and r.name.startswith("karpenter-nodes")
+    ]
+    assert len(access) == 3
+    assert set(access) <= set(node_class.dependencies)
     passed = {
         s["Sid"]: s
         for s in policy_document(_named(run, "aws:iam/policy:Policy", "karpenter-controller"))[

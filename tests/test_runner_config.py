@@ -25,6 +25,7 @@ from components.workloads.runner_config import (
     effective_config,
     template_toml,
 )
+from components.workloads.runner_shared import PAUSE_POD_PRIORITY
 from tests.harness import PROJECT, config_from_stack_file
 
 CLUSTER = {"cluster": {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-1"]}}
@@ -339,7 +340,13 @@ def test_karpenter_keeps_off_nodes_running_jobs_but_not_nodes_holding_only_pause
         "pause_pod_priority_class_name",
         "policy",
     }
+    # Jobs run without a priority class (priority 0, kubernetes.go sets only a configured
+    # priority_class_name); the pause pods' class is below it, so the scheduler preempts them
+    # for a job. Karpenter has no priority cutoff (kubernetes-sigs/karpenter
+    # pkg/utils/pod/scheduling.go IsProvisionable), so an evicted pause pod gets a node again.
     assert pods["pause"]["priority_class_name"] == PAUSE_POD_PRIORITY_CLASS
+    assert "priority_class_name" not in runner["kubernetes"]
+    assert PAUSE_POD_PRIORITY < 0
     assert pods["pause"]["node_selector"]["gitlab-runner-fleet/pool"] == "burst"
     # Node group pools' jobs need none of it: Karpenter never manages their nodes.
     plain = rendered(settings_of({}))["kubernetes"]["pod_annotations"]

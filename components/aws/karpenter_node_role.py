@@ -58,7 +58,8 @@ class KarpenterNodeRole(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # Nodes launched before their access entry exists never register.
+        # Nodes launched before their policies and access entry exist never register: both
+        # outputs resolve only once those do (the role's ARN waits for its attachments).
         self.role_arn = pulumi.Output.all(role.role_arn, entry.id).apply(lambda v: str(v[0]))
-        self.role_name = role.role_name
+        self.role_name = pulumi.Output.all(role.role_name, self.role_arn).apply(lambda v: str(v[0]))
         self.register_outputs({"role_arn": self.role_arn, "role_name": self.role_name})

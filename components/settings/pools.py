@@ -23,11 +23,11 @@ from ..aws.karpenter_pool import (
 )
 from ..build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
+    KARPENTER_CATEGORIES,
     MAX_DISK_SIZE_GIB,
     MAX_GROUP_SIZE,
     MAX_TAINTS_PER_NODE_GROUP,
     MIN_DISK_SIZE_GIB,
-    MIN_KARPENTER_GENERATION,
     POOL_LABEL,
     Architecture,
     InstanceShape,
@@ -483,17 +483,17 @@ class PoolSettings(ConfigModel):
     def karpenter_requirements(self) -> tuple[list[str], int, list[int]] | None:
         """A Karpenter pool's categories, oldest generation and vCPU counts: as set, else from
         its instance types; None where neither says (a type whose shape is unknown here)."""
-        explicit = self.instance_requirements
-        facts = [fact for t in self.instance_types if (fact := category_and_generation(t))]
-        derived = len(facts) == len(self.instance_types)
-        categories = (explicit and explicit.categories) or (
-            sorted({category for category, _ in facts}) if derived else None
-        )
-        min_generation = (explicit and explicit.min_generation) or (
-            min(generation for _, generation in facts) if derived else None
-        )
+        explicit = self.instance_requirements or InstanceRequirementsSettings.model_construct()
+        facts = [category_and_generation(t) for t in self.instance_types]
+        known = [fact for fact in facts if fact is not None] if None not in facts else []
         shape = instance_shape(self.instance_types[0])
-        cpus = (explicit and explicit.cpus) or ([shape.vcpus] if shape else None)
+        categories = explicit.categories
+        if categories is None and known:
+            categories = sorted({category for category, _ in known})
+        min_generation = explicit.min_generation
+        if min_generation is None and known:
+            min_generation = min(generation for _, generation in known)
+        cpus = explicit.cpus if explicit.cpus is not None else [shape.vcpus] if shape else None
         if categories is None or min_generation is None or cpus is None:
             return None
         return categories, min_generation, cpus
@@ -504,12 +504,14 @@ class PoolSettings(ConfigModel):
         Karpenter pool's smallest node; None when not known."""
         if self.launches_listed_types_only:
             return instance_shape(self.instance_types[0])
-        if (requirements := self.karpenter_requirements) is None:
+        requirements = self.karpenter_requirements
+        # Categories without a known memory per vCPU are refused (_scaler_problems).
+        if requirements is None or not set(requirements[0]) <= set(KARPENTER_CATEGORIES):
             return None
         categories, _, cpus = requirements
-        if karpenter_requirement_problems(categories, MIN_KARPENTER_GENERATION, cpus):
-            return None
-        return smallest_node(karpenter_shapes(categories, cpus, self.architecture))
+        return (
+            smallest_node(karpenter_shapes(categories, cpus, self.architecture)) if cpus else None
+        )
 
     @property
     def allocatable_ephemeral_storage(self) -> str:
