@@ -37,7 +37,6 @@ DO_NOT_DISRUPT_ANNOTATION = "karpenter.sh/do-not-disrupt"
 (kubernetes-sigs/karpenter pkg/apis/v1/labels.go, pkg/utils/pod/scheduling.go)."""
 CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 """What Karpenter labels its nodes with instead of EKS's `eks.amazonaws.com/capacityType`."""
-NODE_POOL_LABEL = "karpenter.sh/nodepool"
 SPOT = "spot"
 ON_DEMAND = "on-demand"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -466,8 +465,6 @@ class EC2NodeClass(_Model):
     spec: EC2NodeClassSpec
 
 
-KARPENTER_CRDS_READ = "karpenter-provider-aws v1.14.1 pkg/apis/crds"
-"""Where the model above was read."""
 _MODELS: dict[str, type[_Model]] = {NODE_POOL_KIND: NodePool, NODE_CLASS_KIND: EC2NodeClass}
 
 
