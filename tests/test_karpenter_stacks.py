@@ -14,7 +14,7 @@ import yaml
 import render
 from components.karpenter import manifest_problems
 from components.settings import SettingsError
-from offline import MOCK_CLUSTER_SECURITY_GROUP
+from offline import MOCK_CLUSTER_SECURITY_GROUP, evaluate_config
 from tests.harness import (
     PROJECT,
     REPO,
@@ -25,6 +25,7 @@ from tests.harness import (
     settings_config,
     settings_of,
 )
+from tests.pulumi_cli import config_set
 
 # Each file's runs (module fixtures, cached stacks) are made once, on one worker.
 pytestmark = pytest.mark.xdist_group("karpenter-stacks")
@@ -333,3 +334,27 @@ def test_every_declared_nodepool_and_ec2nodeclass_is_a_valid_v1_object(which: st
     for declared in objects:
         manifest = {key: declared.inputs[key] for key in ("apiVersion", "kind", "metadata", "spec")}
         assert manifest_problems(manifest) == [], declared.name
+
+
+def test_a_pool_moved_to_the_clusters_karpenter_with_the_cli_renders_its_nodepool():
+    # What `pulumi config set --path` writes: whole numbers and booleans typed, the rest
+    # strings (tests/pulumi_cli.py).
+    document = {"config": config_from_stack_file("staging")}
+    for key, value in (
+        ("pools[1].scaler", "karpenter"),
+        ("pools[1].instanceRequirements.cpus[0]", "8"),
+        ("pools[1].instanceRequirements.cpus[1]", "16"),
+        ("pools[1].onDemandFallback", "true"),
+        ("karpenter.preinstalled", "true"),
+        ("karpenter.discoveryTag", "karpenter.sh/discovery"),
+    ):
+        config_set(document, key, value, path=True)
+    run = evaluate_config(document["config"], stack="staging")
+    (node_pool,) = run.of_type(NODE_POOL)
+    assert node_pool.inputs["metadata"]["name"] == "gitlab-runner-fleet-rootless"
+    requirements = {
+        r["key"]: r["values"] for r in node_pool.inputs["spec"]["template"]["spec"]["requirements"]
+    }
+    assert requirements["karpenter.k8s.aws/instance-cpu"] == ["8", "16"]
+    assert requirements["karpenter.sh/capacity-type"] == ["spot", "on-demand"]
+    assert [g.name for g in run.of_type("aws:eks/nodeGroup:NodeGroup")] == ["build-nodes-default"]

@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 
 from ..aws.karpenter_pool import KarpenterPoolArgs
-from ..aws.spot_node_group import SpotNodeGroupArgs
+from ..aws.spot_node_group import SpotNodeGroupArgs, TaintArgs
 from ..gitlab.runner_registration import RunnerRegistrationArgs
 from ..naming import TagArgs
 from ..settings import FleetSettings, PoolSettings
@@ -54,10 +54,7 @@ def spot_node_group_args(
         "max_size": pool.max_size,
         "disk_size_gib": pool.disk_size_gib,
         "labels": pool.node_labels,
-        "taints": [
-            {"key": taint.key, "value": taint.value, "effect": taint.effect}
-            for taint in pool.node_taints
-        ],
+        "taints": _taints(pool),
         "node_role_arn": pool.node_role_arn,
         "node_cni_policy": cni_policy,
         "scale_from_zero_ephemeral_storage": pool.advertised_ephemeral_storage,
@@ -93,10 +90,7 @@ def karpenter_pool_args(
         "architecture": pool.architecture,
         "max_nodes": pool.max_size,
         "labels": pool.node_labels,
-        "taints": [
-            {"key": taint.key, "value": taint.value, "effect": taint.effect}
-            for taint in pool.node_taints
-        ],
+        "taints": _taints(pool),
         "on_demand_fallback": pool.on_demand_fallback,
         "disk_size_gib": pool.disk_size_gib,
         "imds_hop_limit": pool.imds_hop_limit,
@@ -132,6 +126,14 @@ def monitored_scaler(settings: FleetSettings, pool: PoolSettings) -> str:
     if pool.uses_karpenter:
         return KARPENTER if settings.installs_karpenter else NO_SCALER
     return CLUSTER_AUTOSCALER if settings.installs_cluster_autoscaler else NO_SCALER
+
+
+def _taints(pool: PoolSettings) -> list[TaintArgs]:
+    """The pool's taints as the capacity components take them (Kubernetes casing)."""
+    return [
+        {"key": taint.key, "value": taint.value, "effect": taint.effect}
+        for taint in pool.node_taints
+    ]
 
 
 def runner_registration_args(settings: FleetSettings, pool: PoolSettings) -> RunnerRegistrationArgs:
