@@ -100,6 +100,8 @@ OWN_ENDPOINT = "vpce-0own000000000000"
 MOCK_SERVICE_CIDR = "172.20.0.0/16"
 MOCK_VPC_OF_OWN_ENDPOINT = MOCK_CLUSTER_VPC
 MOCK_CLUSTER_SUBNETS = ["subnet-0cluster0000000001", "subnet-0cluster0000000002"]
+MOCK_CLUSTER_SECURITY_GROUP = "sg-0cluster000000000"
+"""The security group EKS creates for a cluster (`eks-cluster-sg-<name>-<id>`)."""
 MOCK_ROUTE_TABLES = ["rtb-0mock000000000001", "rtb-0mock000000000002"]
 
 
@@ -162,6 +164,8 @@ class FleetMocks(pulumi.runtime.Mocks):
             "time:index/rotating:Rotating": self._rotating,
             "random:index/randomPassword:RandomPassword": self._random_password,
             "pulumi:pulumi:StackReference": self._hub_stack_reference,
+            "aws:sqs/queue:Queue": self._sqs_queue,
+            "aws:cloudwatch/eventRule:EventRule": self._event_rule,
         }.get(args.typ)
         resource_id = computed(args, state) if computed else None
         return resource_id or f"{args.name}-id", state
@@ -243,6 +247,20 @@ class FleetMocks(pulumi.runtime.Mocks):
         state["secretOutputNames"] = [EDGE_CREDENTIALS_OUTPUT]
         return str(args.inputs.get("name", args.name))
 
+    def _sqs_queue(self, args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> str:
+        # Without a name, the provider names the queue after the resource (autonaming).
+        name = str(state.setdefault("name", args.name))
+        state.update(
+            arn=f"arn:{self.partition}:sqs:{self.region}:{ACCOUNT_ID}:{name}",
+            url=f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{name}",
+        )
+        return str(state["url"])
+
+    def _event_rule(self, args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> str:
+        name = str(state.setdefault("name", args.name))
+        state["arn"] = f"arn:{self.partition}:events:{self.region}:{ACCOUNT_ID}:rule/{name}"
+        return name
+
     @staticmethod
     def _random_password(args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]) -> None:
         # A generated password of the requested length, letters and digits only.
@@ -297,7 +315,11 @@ class FleetMocks(pulumi.runtime.Mocks):
             "endpoint": f"https://{name.upper()}.gr7.{self.region}.eks.amazonaws.com",
             "certificateAuthorities": [{"data": "LS0tLS1CRUdJTi1NT0NL"}],
             "identities": [{"oidcs": [{"issuer": f"https://{mock_issuer(self.region, name)}"}]}],
-            "vpcConfig": {"vpcId": MOCK_CLUSTER_VPC, "subnetIds": MOCK_CLUSTER_SUBNETS},
+            "vpcConfig": {
+                "vpcId": MOCK_CLUSTER_VPC,
+                "subnetIds": MOCK_CLUSTER_SUBNETS,
+                "clusterSecurityGroupId": MOCK_CLUSTER_SECURITY_GROUP,
+            },
             "kubernetesNetworkConfigs": [
                 {"ipFamily": "ipv4", "serviceIpv4Cidr": MOCK_SERVICE_CIDR, "serviceIpv6Cidr": ""}
             ],

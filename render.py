@@ -57,6 +57,7 @@ POLICY_INPUTS = {
     ("aws:iam/policy:Policy", "policy"): "",
     ("aws:iam/role:Role", "assumeRolePolicy"): ".trust",
     ("aws:s3/bucketPolicy:BucketPolicy", "policy"): ".bucket-policy",
+    ("aws:sqs/queuePolicy:QueuePolicy", "policy"): ".queue-policy",
 }
 # `cat > <path> <<'<END>'` ... `<END>`: a file a user data script writes (mirror_config.py).
 _HEREDOC = re.compile(

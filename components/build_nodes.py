@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .karpenter import CAPACITY_TYPE_LABEL as KARPENTER_CAPACITY_TYPE_LABEL
+from .karpenter import SPOT as KARPENTER_SPOT
 from .kubernetes_names import (
     LabelKey,
     LabelValue,
@@ -473,6 +475,74 @@ def node_selector(labels: Mapping[str, str], architecture: Architecture) -> dict
     return {**labels, ARCH_LABEL: KUBERNETES_ARCH[architecture]}
 
 
+# --- Karpenter pools: which instance types a NodePool may launch --------------------------------
+
+KARPENTER_CATEGORIES = ("c", "m", "r")
+"""Instance categories a Karpenter pool may widen to: compute, general purpose and memory
+optimised, whose memory per vCPU is fixed (`_GIB_PER_VCPU`). Burstable `t` types would throttle
+builds once their CPU credits run out."""
+MIN_KARPENTER_GENERATION = 5
+"""The oldest generation a Karpenter pool may launch: Nitro instances of the shapes above (a
+c4.2xlarge has 15 GiB, less than the shape a job is sized for)."""
+MAX_KARPENTER_CPUS = 192
+
+
+def category_and_generation(instance_type: str) -> tuple[str, int] | None:
+    """The Karpenter instance category (`c`) and generation (`6`) of a type whose shape is
+    known here; None for the others (pkg/providers/instancetype/types.go reads both from the
+    type's name)."""
+    match = _SIZED_FAMILY.match(instance_type) or _BURSTABLE_FAMILY.match(instance_type)
+    if match is None:
+        return None
+    return match["kind"], int(match["generation"][0])
+
+
+def karpenter_requirement_problems(
+    categories: Sequence[str], min_generation: int, cpus: Sequence[int]
+) -> list[str]:
+    """Why a Karpenter pool cannot launch from these categories, generations and vCPU counts,
+    each problem prefixed with its name."""
+    problems = []
+    if not categories or not set(categories) <= set(KARPENTER_CATEGORIES):
+        problems.append(
+            f"categories: must be some of {', '.join(KARPENTER_CATEGORIES)} (memory per vCPU "
+            f"known, no CPU credits), got {list(categories)}"
+        )
+    if min_generation < MIN_KARPENTER_GENERATION:
+        problems.append(
+            f"min_generation: must be at least {MIN_KARPENTER_GENERATION} (older types are "
+            f"smaller than their size name says), got {min_generation}"
+        )
+    if not cpus or any(not 2 <= cpu <= MAX_KARPENTER_CPUS for cpu in cpus):
+        problems.append(f"cpus: must be vCPU counts from 2 to {MAX_KARPENTER_CPUS}, got {cpus}")
+    return problems
+
+
+def karpenter_shapes(
+    categories: Sequence[str], cpus: Sequence[int], architecture: Architecture
+) -> list[InstanceShape]:
+    """Every vCPU/memory shape a Karpenter pool of these categories and vCPU counts launches."""
+    return sorted(
+        {
+            InstanceShape(
+                vcpus=cpu, memory_gib=cpu * _GIB_PER_VCPU[category], architecture=architecture
+            )
+            for category in categories
+            for cpu in cpus
+        },
+        key=lambda shape: (shape.vcpus, shape.memory_gib),
+    )
+
+
+def smallest_node(shapes: Sequence[InstanceShape]) -> InstanceShape:
+    """The least of both vCPUs and memory among shapes: what every job must fit into."""
+    return InstanceShape(
+        vcpus=min(shape.vcpus for shape in shapes),
+        memory_gib=min(shape.memory_gib for shape in shapes),
+        architecture=shapes[0].architecture,
+    )
+
+
 def keep_off_build_nodes(pool_labels: Sequence[Mapping[str, str]]) -> dict[str, Any]:
     """Node affinity that keeps a pod off spot capacity and off every pool's build nodes."""
     excluded: dict[str, list[str]] = {}
@@ -481,7 +551,11 @@ def keep_off_build_nodes(pool_labels: Sequence[Mapping[str, str]]) -> dict[str, 
             excluded.setdefault(key, [])
             if value not in excluded[key]:
                 excluded[key].append(value)
-    expressions = [{"key": CAPACITY_TYPE_LABEL, "operator": "NotIn", "values": [SPOT]}]
+    # Spot nodes carry EKS's capacity label (managed node groups) or Karpenter's own.
+    expressions = [
+        {"key": CAPACITY_TYPE_LABEL, "operator": "NotIn", "values": [SPOT]},
+        {"key": KARPENTER_CAPACITY_TYPE_LABEL, "operator": "NotIn", "values": [KARPENTER_SPOT]},
+    ]
     expressions += [
         {"key": key, "operator": "NotIn", "values": values} for key, values in excluded.items()
     ]

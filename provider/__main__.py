@@ -21,6 +21,9 @@ from components.aws.cluster import EksCluster
 from components.aws.cluster_autoscaler import ClusterAutoscaler
 from components.aws.edge_access import EdgeAccess
 from components.aws.irsa_role import IrsaRole
+from components.aws.karpenter import Karpenter
+from components.aws.karpenter_node_role import KarpenterNodeRole
+from components.aws.karpenter_pool import KarpenterPool
 from components.aws.mirror_access import RegistryMirrorAccess
 from components.aws.node_role import NodeRole
 from components.aws.s3_gateway_endpoint import S3GatewayEndpoint
@@ -39,6 +42,9 @@ COMPONENTS = [
     SpotNodeGroup,
     NodeRole,
     ClusterAutoscaler,
+    Karpenter,
+    KarpenterNodeRole,
+    KarpenterPool,
     S3GatewayEndpoint,
     CacheBucket,
     CacheAccess,

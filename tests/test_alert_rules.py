@@ -18,10 +18,11 @@ from components.workloads.alert_rules import (
     AUTOSCALER_RULE_GROUP,
     CACHE_RULE_GROUP,
     DEFAULT_THRESHOLDS,
+    KARPENTER,
+    KARPENTER_RULE_GROUP,
     NO_SCALER,
     PAUSE_POD_RULE_GROUP,
     RULE_GROUP,
-    SCALER_GROUPS,
     AlertThresholds,
     ExpectJobs,
     MonitoredPool,
@@ -34,9 +35,12 @@ from components.workloads.alert_rules import (
 )
 from components.workloads.runner_metrics import (
     API_ENDPOINT,
+    NODE_POOL,
     POOL,
+    PROCESS_START,
     RUNNER_METRICS,
     RUNNER_SCRAPE,
+    TARGET_HEALTH,
     metric_named,
     stored_series,
 )
@@ -57,9 +61,9 @@ FLEET: list[MonitoredPool] = [
         "expect_jobs": OFFICE_HOURS,
     },
     {"name": "arm64", "job_namespace": "gitlab-runner-jobs-dind"},
-    {"name": "large-memory", "job_namespace": "gitlab-runner-jobs-rootless"},
+    {"name": "large-memory", "job_namespace": "gitlab-runner-jobs-rootless", "scaler": "karpenter"},
 ]
-"""Pools using every fact, so every alert is generated."""
+"""Pools using every fact and both scalers, so every alert is generated."""
 CACHE_VOLUME: VolumeClaim = {"namespace": "runner-cache", "name": "runner-cache-data"}
 EVERY_ALERT = [
     "GitlabRunnerJobsQueuedTooLong",
@@ -74,6 +78,9 @@ EVERY_ALERT = [
     "GitlabRunnerPausePodsUnavailable",
     "ClusterAutoscalerNodeGroupBackedOff",
     "ClusterAutoscalerScaleUpsFailing",
+    "KarpenterNodePoolAtLimit",
+    "KarpenterNodeLaunchesFailing",
+    "KarpenterNodesNotRegistering",
     "RunnerCacheVolumeNearlyFull",
 ]
 
@@ -176,6 +183,12 @@ def unknown_names_and_labels(expr: str) -> list[str]:
 
 def rules(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [rule for group in spec["groups"] for rule in group["rules"]]
+
+
+def rule_group(spec: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    (group,) = [group for group in spec["groups"] if group["name"] == name]
+    rules: list[dict[str, Any]] = group["rules"]
+    return rules
 
 
 def rule_of(spec: dict[str, Any], alert: str) -> dict[str, Any]:
@@ -290,31 +303,59 @@ def test_fixed_nodes_get_no_autoscaler_alerts_and_a_cache_volume_gets_its_own():
     assert AUTOSCALER_RULE_GROUP in [group["name"] for group in mixed["groups"]]
 
 
-def test_a_scaler_adds_its_group_once_from_its_own_pools():
-    # issue 22 adds Karpenter by adding an entry; each builder sees only its pools.
-    seen: list[list[str]] = []
-
-    def karpenter(context: Any, pools: Any) -> tuple[str, list[dict[str, Any]]]:
-        seen.append([pool["name"] for pool in pools])
-        return "gitlab-runner-fleet-karpenter", []
-
-    SCALER_GROUPS["karpenter"] = karpenter
-    try:
-        spec = prometheus_rule_spec(
-            [
-                {"name": "a", "job_namespace": "jobs", "scaler": "karpenter"},
-                {"name": "b", "job_namespace": "jobs"},
-                {"name": "c", "job_namespace": "jobs", "scaler": "karpenter"},
-            ]
-        )
-    finally:
-        del SCALER_GROUPS["karpenter"]
-    assert seen == [["a", "c"]]
+def test_each_scaler_adds_its_group_once_from_its_own_pools():
+    spec = prometheus_rule_spec(
+        [
+            {"name": "a", "job_namespace": "jobs", "scaler": KARPENTER},
+            {"name": "b", "job_namespace": "jobs"},
+            {"name": "c", "job_namespace": "jobs", "scaler": KARPENTER},
+        ]
+    )
     assert [group["name"] for group in spec["groups"]] == [
         RULE_GROUP,
         AUTOSCALER_RULE_GROUP,
-        "gitlab-runner-fleet-karpenter",
+        KARPENTER_RULE_GROUP,
     ]
+    (karpenter,) = [group for group in spec["groups"] if group["name"] == KARPENTER_RULE_GROUP]
+    for rule in karpenter["rules"]:
+        node_pools = {
+            selector.matchers[NODE_POOL][1]
+            for selector in read_promql(rule["expr"]).selectors
+            if selector.metric.startswith("karpenter_")
+        }
+        # Each pool's NodePool is named after it (components/karpenter.py node_pool_name).
+        assert node_pools == {"gitlab-runner-fleet-a|gitlab-runner-fleet-c"}, rule["alert"]
+
+
+def test_karpenter_alerts_name_the_pool_of_the_nodepool():
+    # Karpenter's metrics carry only `nodepool` (kubernetes-sigs/karpenter pkg/metrics/
+    # constants.go); label_replace gives each alert the pool its NodePool is named after.
+    for rule in rule_group(full_spec(), KARPENTER_RULE_GROUP):
+        assert rule["expr"].startswith("label_replace("), rule["alert"]
+        assert rule["expr"].endswith('"pool", "$1", "nodepool", "gitlab-runner-fleet-(.+)")'), rule[
+            "alert"
+        ]
+        assert "{{ $labels.pool }}" in rule["annotations"]["summary"], rule["alert"]
+
+
+def test_karpenter_alerts_read_the_reasons_karpenter_gives_up_nodes_with():
+    spec = full_spec()
+    launch = read_promql(rule_of(spec, "KarpenterNodeLaunchesFailing")["expr"])
+    register = read_promql(rule_of(spec, "KarpenterNodesNotRegistering")["expr"])
+    # nodeclaim/lifecycle/launch.go (insufficient_capacity, nodeclass_not_ready) and
+    # liveness.go (launch_timeout after 5 minutes, registration_timeout after 15).
+    target_series = (TARGET_HEALTH, PROCESS_START)
+    assert {s.matchers["reason"] for s in launch.selectors if s.metric not in target_series} == {
+        ("=~", "insufficient_capacity|nodeclass_not_ready|launch_timeout")
+    }
+    assert {s.matchers["reason"] for s in register.selectors if s.metric not in target_series} == {
+        ("=", "registration_timeout")
+    }
+    limit = rule_of(spec, "KarpenterNodePoolAtLimit")
+    # Both controller replicas may export the NodePool gauges: one value per NodePool.
+    assert "max by (nodepool, resource_type) (karpenter_nodepools_usage" in limit["expr"]
+    assert "max by (nodepool, resource_type) (karpenter_nodepools_limit" in limit["expr"]
+    assert limit["for"] == "15m"
 
 
 def test_the_pause_pod_alerts_watch_only_warm_pools_and_their_job_namespaces():
@@ -520,7 +561,7 @@ def test_invalid_thresholds_are_refused_with_their_name(thresholds, problem):
         ([{"name": "a", "job_namespace": "Jobs"}], "pool 'a': job_namespace 'Jobs' must be"),
         (
             [{"name": "a", "job_namespace": "jobs", "scaler": "fargate"}],
-            "pool 'a': scaler must be one of cluster-autoscaler, none, got 'fargate'",
+            "pool 'a': scaler must be one of cluster-autoscaler, karpenter, none, got 'fargate'",
         ),
         (
             [

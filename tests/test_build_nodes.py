@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -275,8 +277,45 @@ def test_system_pods_keep_off_every_pools_nodes() -> None:
     ]
     assert term["matchExpressions"] == [
         {"key": "eks.amazonaws.com/capacityType", "operator": "NotIn", "values": ["SPOT"]},
+        {"key": "karpenter.sh/capacity-type", "operator": "NotIn", "values": ["spot"]},
         {"key": "gitlab-runner-fleet/pool", "operator": "NotIn", "values": ["default", "arm64"]},
         {"key": "x", "operator": "NotIn", "values": ["y"]},
+    ]
+
+
+def admits(term: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A node selector term as the scheduler reads it: NotIn also holds without the label
+    (k8s.io/apimachinery labels.Requirement.Matches)."""
+    return all(
+        labels.get(e["key"]) not in e["values"] if e["operator"] == "NotIn" else False
+        for e in term["matchExpressions"]
+    )
+
+
+def test_system_pods_keep_off_spot_nodes_of_either_scaler_and_any_pools_nodes() -> None:
+    affinity = keep_off_build_nodes([{"gitlab-runner-fleet/pool": "default"}])
+    (term,) = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    # The labels each kind of node carries: EKS labels a managed group's nodes
+    # eks.amazonaws.com/capacityType, Karpenter its own nodes karpenter.sh/capacity-type
+    # (kubernetes-sigs/karpenter pkg/apis/v1/labels.go) and the NodePool's template labels.
+    nodes = {
+        "system": {
+            "gitlab-runner-fleet/node-role": "system",
+            "eks.amazonaws.com/capacityType": "ON_DEMAND",
+        },
+        "managed spot": {"eks.amazonaws.com/capacityType": "SPOT"},
+        "Karpenter spot, another team's": {"karpenter.sh/capacity-type": "spot"},
+        "Karpenter on-demand fallback of a pool": {
+            "karpenter.sh/capacity-type": "on-demand",
+            "gitlab-runner-fleet/pool": "default",
+        },
+        "Karpenter on-demand, another team's": {"karpenter.sh/capacity-type": "on-demand"},
+    }
+    assert [name for name, labels in nodes.items() if admits(term, labels)] == [
+        "system",
+        "Karpenter on-demand, another team's",
     ]
 
 

@@ -147,6 +147,7 @@ def test_autoscaler_stays_off_spot_build_nodes() -> None:
     ]
     assert term["matchExpressions"] == [
         {"key": "eks.amazonaws.com/capacityType", "operator": "NotIn", "values": ["SPOT"]},
+        {"key": "karpenter.sh/capacity-type", "operator": "NotIn", "values": ["spot"]},
         {"key": "gitlab-runner-fleet/pool", "operator": "NotIn", "values": ["default", "arm64"]},
     ]
     assert "tolerations" not in values

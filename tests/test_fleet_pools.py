@@ -99,5 +99,6 @@ def test_the_pools_output_names_each_pools_labels_tags_and_architecture() -> Non
             "labels": {"gitlab-runner-fleet/pool": "arm64"},
             "tags": ["arm64", "site-cloud", "fleet"],
             "architecture": "arm64",
+            "scaler": "clusterAutoscaler",
         }
     }

@@ -302,7 +302,7 @@ def test_a_cache_volume_adds_its_alert():
         ),
         (
             {"pools": [{"name": "a", "job_namespace": "jobs", "scaler": "fargate"}]},
-            "pool 'a': scaler must be one of cluster-autoscaler, none",
+            "pool 'a': scaler must be one of cluster-autoscaler, karpenter, none",
         ),
         (
             {"cache_volume": {"namespace": "Runner-Cache", "name": "data"}},

@@ -53,7 +53,7 @@ def test_the_provider_hosts_every_component_but_the_python_only_fleet() -> None:
     # RunnerFleet takes the validated settings model, which the schema cannot express (see
     # provider/__main__.py); every other component is served to every language.
     assert set(PROVIDER["COMPONENTS"]) == defined_components() - {RunnerFleet}
-    assert len(PROVIDER["COMPONENTS"]) == 17
+    assert len(PROVIDER["COMPONENTS"]) == 20
 
 
 def component_name(component: object) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from components.kubernetes_names import quantity_value
 from components.settings import (
+    PAUSE_POD_PRIORITY_CLASS,
     FleetSettings,
     PoolSettings,
     RawSecret,
@@ -18,12 +19,25 @@ from components.settings import (
     parse_settings,
 )
 from components.settings.cache_plan import runner_cache_spec
-from components.workloads.runner_config import DIND_SERVICES, effective_config, template_toml
+from components.workloads.runner_config import (
+    DIND_SERVICES,
+    RUNNER_DEFAULT_PRIORITY_CLASS,
+    effective_config,
+    template_toml,
+)
+from components.workloads.runner_shared import PAUSE_POD_PRIORITY
 from tests.harness import PROJECT, config_from_stack_file
 
 CLUSTER = {"cluster": {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-1"]}}
 KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 POOL = {"name": "default", "runUntagged": True}
+CREATED_CLUSTER = {
+    "mode": "create",
+    "name": "ci",
+    "version": "1.34",
+    "vpcId": "vpc-1",
+    "privateSubnetIds": ["subnet-1", "subnet-2"],
+}
 
 
 def tokens(*pools: str) -> dict[str, RawSecret]:
@@ -269,6 +283,76 @@ def test_jobs_request_ephemeral_storage_so_scale_from_zero_counts_it() -> None:
     assert kubernetes["ephemeral_storage_request_overwrite_max_allowed"] == "88Gi"
 
 
+KARPENTER_POOL = {
+    "name": "burst",
+    "scaler": "karpenter",
+    "runUntagged": True,
+    "warmCapacity": {"policies": [{"periods": ["* * * * *"], "idleJobs": 1}]},
+}
+
+
+def runner_pods(runner: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The pods gitlab-runner 19.3 makes from a [[runners]] entry, as far as annotations and
+    priority go: a job pod gets its job annotations and `pod_annotations`
+    (executors/kubernetes/kubernetes.go buildPodAnnotations, overwrites.go); a pause pod is
+    built from PausePodManagerConfig, which has no annotations, with labels of its own and the
+    autoscaler's priority class (executors/kubernetes/autoscaler/provider.go, lines 193-208;
+    pause_pod_manager.go buildDeployment, lines 476-503)."""
+    kubernetes = runner["kubernetes"]
+    pods = {
+        "job": {
+            "annotations": {
+                "job.runner.gitlab.com/id": "1",
+                **kubernetes.get("pod_annotations", {}),
+            }
+        }
+    }
+    if autoscaler := kubernetes.get("autoscaler"):
+        pods["pause"] = {
+            "annotations": {},
+            "priority_class_name": autoscaler.get(
+                "pause_pod_priority_class_name", RUNNER_DEFAULT_PRIORITY_CLASS
+            ),
+            "node_selector": kubernetes["node_selector"],
+            "tolerations": kubernetes["node_tolerations"],
+        }
+    return pods
+
+
+def test_karpenter_keeps_off_nodes_running_jobs_but_not_nodes_holding_only_pause_pods() -> None:
+    settings = settings_of({"cluster": CREATED_CLUSTER, "pools": [KARPENTER_POOL]})
+    runner = rendered(settings, "burst")
+    pods = runner_pods(runner)
+    # Karpenter skips a node with an active pod annotated do-not-disrupt "true" when it looks
+    # for nodes to consolidate, and does not evict such a pod when it drains one
+    # (kubernetes-sigs/karpenter pkg/controllers/state/statenode.go ValidatePodsDisruptable,
+    # pkg/utils/pod/scheduling.go IsDisruptable, IsEvictable).
+    assert pods["job"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
+    assert pods["job"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    # A job could drop it only with pod_annotations_overwrite_allowed (common/config.go).
+    assert "pod_annotations_overwrite_allowed" not in runner["kubernetes"]
+    # Pause pods carry nothing that holds a node: WhenEmpty removes it once the runner scales
+    # its pause Deployment down; they copy the pool's selector and tolerations, so they warm
+    # the pool's NodePool.
+    assert "karpenter.sh/do-not-disrupt" not in pods["pause"]["annotations"]
+    assert set(runner["kubernetes"]["autoscaler"]) == {
+        "max_pause_pods",
+        "pause_pod_priority_class_name",
+        "policy",
+    }
+    # Jobs run without a priority class (priority 0, kubernetes.go sets only a configured
+    # priority_class_name); the pause pods' class is below it, so the scheduler preempts them
+    # for a job. Karpenter has no priority cutoff (kubernetes-sigs/karpenter
+    # pkg/utils/pod/scheduling.go IsProvisionable), so an evicted pause pod gets a node again.
+    assert pods["pause"]["priority_class_name"] == PAUSE_POD_PRIORITY_CLASS
+    assert "priority_class_name" not in runner["kubernetes"]
+    assert PAUSE_POD_PRIORITY < 0
+    assert pods["pause"]["node_selector"]["gitlab-runner-fleet/pool"] == "burst"
+    # Node group pools' jobs need none of it: Karpenter never manages their nodes.
+    plain = rendered(settings_of({}))["kubernetes"]["pod_annotations"]
+    assert "karpenter.sh/do-not-disrupt" not in plain
+
+
 def test_job_pods_are_protected_from_drains_and_scale_down() -> None:
     kubernetes = rendered(settings_of({}))["kubernetes"]
     # A PodDisruptionBudget per job pod (executors/kubernetes/kubernetes.go,
@@ -301,9 +385,14 @@ def test_each_pool_is_pinned_to_its_own_nodes_from_the_one_definition(stack: str
             for key, value in kubernetes["node_selector"].items()
         ]
         (preferred,) = affinity["preferred_during_scheduling_ignored_during_execution"]
-        assert preferred["preference"]["match_expressions"] == [
-            {"key": "eks.amazonaws.com/capacityType", "operator": "In", "values": ["SPOT"]}
-        ]
+        # The spot label of the pool's scaler: EKS's on a managed node group's nodes,
+        # Karpenter's own on a NodePool's (kubernetes-sigs/karpenter pkg/apis/v1/labels.go).
+        spot = (
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]}
+            if pool.uses_karpenter
+            else {"key": "eks.amazonaws.com/capacityType", "operator": "In", "values": ["SPOT"]}
+        )
+        assert preferred["preference"]["match_expressions"] == [spot]
         assert kubernetes["pod_labels"] == pool.node_labels
         others = [p for p in settings.pools if p is not pool]
         for other in others:

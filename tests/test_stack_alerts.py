@@ -6,7 +6,9 @@ its metrics port, with the pool relabeling; pause pod metrics only from managers
 `[runners.kubernetes.autoscaler]`; the queuing-threshold counter only moves with
 `[[runners.monitoring.job_queuing_durations]]` (commands/builds_helper.go); cluster-autoscaler's
 only from the stack's own release with its ServiceMonitor, per-node-group ones only with
-`--emit-per-nodegroup-metrics`, and only from an image whose metrics.go was read; the pause
+`--emit-per-nodegroup-metrics`, and only from an image whose metrics.go was read; Karpenter's
+only from the stack's own karpenter release with its ServiceMonitor, for NodePools the stack
+declares, from the release whose metrics were read; the pause
 Deployments only in the job namespace of a warm pool; volume stats only for a claim the stack
 creates. kube-state-metrics' and the kubelet's own scrape are kube-prometheus-stack's
 (docs/observability.md says what it must allow).
@@ -26,8 +28,11 @@ from components.workloads.runner_metrics import (
     API_ENDPOINT,
     CLUSTER_AUTOSCALER_METRICS,
     CLUSTER_AUTOSCALER_VERSIONS_READ,
+    KARPENTER_METRICS,
+    KARPENTER_VERSION_READ,
     KUBE_STATE_METRICS,
     KUBELET_METRICS,
+    NODE_POOL,
     PAUSE_DEPLOYMENT_RUNNER,
     POOL,
     PROCESS_START,
@@ -52,6 +57,8 @@ def series_of(metrics: tuple[Any, ...]) -> set[str]:
 
 RUNNER_SERIES = series_of(RUNNER_METRICS)
 AUTOSCALER_SERIES = series_of(CLUSTER_AUTOSCALER_METRICS)
+KARPENTER_SERIES = series_of(KARPENTER_METRICS)
+NODE_POOL_TYPE = "kubernetes:karpenter.sh/v1:NodePool"
 PAUSE_POD_SERIES = {
     "gitlab_runner_kubernetes_autoscaler_pause_pods_desired",
     "gitlab_runner_kubernetes_autoscaler_pause_pods_current",
@@ -115,6 +122,9 @@ class Deployed:
 
     managers: dict[str, ScrapedManager] = field(default_factory=dict)
     autoscaler: dict[str, Any] | None = None
+    karpenter: tuple[str, dict[str, Any]] | None = None
+    """The karpenter release's chart version and values."""
+    node_pools: set[str] = field(default_factory=set)
     claims: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
@@ -122,7 +132,7 @@ class Deployed:
         deployed = cls()
         monitors = [m.inputs["spec"] for m in run.of_type(POD_MONITOR_TYPE)]
         for release in run.of_type("kubernetes:helm.sh/v3:Release"):
-            values = release.inputs["values"]
+            values = release.inputs.get("values", {})
             if release.inputs["chart"] == "gitlab-runner":
                 pool = values["podLabels"]["gitlab-runner-fleet/pool"]
                 (config,) = tomllib.loads(values["runners"]["config"])["runners"]
@@ -130,6 +140,11 @@ class Deployed:
                 deployed.managers[pool] = ScrapedManager(values, namespace, config, monitors)
             elif release.inputs["chart"] == "cluster-autoscaler":
                 deployed.autoscaler = values
+            elif release.inputs["chart"].endswith("/karpenter"):
+                deployed.karpenter = (release.inputs["version"], values)
+        deployed.node_pools = {
+            pool.inputs["metadata"]["name"] for pool in run.of_type(NODE_POOL_TYPE)
+        }
         for claim in run.of_type("kubernetes:core/v1:PersistentVolumeClaim"):
             metadata = claim.inputs["metadata"]
             deployed.claims.add((metadata["namespace"], metadata["name"]))
@@ -167,6 +182,20 @@ class Deployed:
             problems.append("per-node-group metrics are not emitted")
         return problems
 
+    def karpenter_problems(self, selector: Selector) -> list[str]:
+        if self.karpenter is None or not self.karpenter[1].get("serviceMonitor", {}).get("enabled"):
+            return ["no Karpenter of the stack's own is scraped"]
+        problems = []
+        if f"v{self.karpenter[0]}" != KARPENTER_VERSION_READ:
+            problems.append(f"Karpenter {self.karpenter[0]}'s metrics were not read")
+        if NODE_POOL in selector.matchers:
+            operator, value = selector.matchers[NODE_POOL]
+            node_pools = {value} if operator == "=" else set(value.split("|"))
+            problems += [
+                f"the stack declares no NodePool {n}" for n in node_pools - self.node_pools
+            ]
+        return problems
+
     def pause_deployment_problems(self, selector: Selector) -> list[str]:
         warm = {m.job_namespace for m in self.managers.values() if m.keeps_pause_pods}
         operator, value = selector.matchers["namespace"]
@@ -178,14 +207,17 @@ class Deployed:
         return [] if claim in self.claims else [f"the stack creates no claim {claim}"]
 
     def problems(self, selector: Selector) -> list[str]:
-        if selector.metric in RUNNER_SERIES:
-            return self.runner_problems(selector)
-        if selector.metric in AUTOSCALER_SERIES:
-            return self.autoscaler_problems(selector)
-        if selector.metric.startswith("kube_deployment_"):
+        producers = (
+            (RUNNER_SERIES, self.runner_problems),
+            (AUTOSCALER_SERIES, self.autoscaler_problems),
+            (KARPENTER_SERIES, self.karpenter_problems),
+            (series_of(KUBELET_METRICS), self.volume_problems),
+        )
+        for series, problems in producers:
+            if selector.metric in series:
+                return problems(selector)
+        if selector.metric.startswith(("kube_deployment_", "kube_pod_")):
             return self.pause_deployment_problems(selector)
-        if selector.metric in series_of(KUBELET_METRICS):
-            return self.volume_problems(selector)
         if selector.metric in (TARGET_HEALTH, PROCESS_START, *series_of(KUBE_STATE_METRICS)):
             return []
         return [f"{selector.metric}: no producer known"]
@@ -235,8 +267,13 @@ def test_each_stack_gets_the_alerts_of_what_it_runs() -> None:
         "GitlabRunnerPausePodsUnavailable",
         *autoscaler,
     ]
-    # dev: one plain pool on a created cluster with the stack's cluster-autoscaler.
-    assert alerts_of("dev") == [*runner, *autoscaler]
+    # dev: one plain pool on Karpenter, which the stack installs into the cluster it creates.
+    assert alerts_of("dev") == [
+        *runner,
+        "KarpenterNodePoolAtLimit",
+        "KarpenterNodeLaunchesFailing",
+        "KarpenterNodesNotRegistering",
+    ]
     # basement: the office's own nodes (nothing scales them) and the edge cache's volume.
     assert alerts_of("basement") == [*runner, "RunnerCacheVolumeNearlyFull"]
 

@@ -43,14 +43,22 @@ IN_CLUSTER_EXPORTS = {
     "registryMirror",
     "registryMirrorNodeUrl",
 }
-EXPORTS = {
-    *IN_CLUSTER_EXPORTS,
+NODE_GROUP_EXPORTS = {
     "buildNodeGroups",
     "buildAutoscalingGroups",
     "buildNodeRoleArns",
     "buildScaleFromZeroTags",
     "clusterAutoscalerRoleArn",
     "clusterAutoscalerDiscoveryTag",
+}
+KARPENTER_EXPORTS = {
+    "karpenterNodePools",
+    "karpenterNodeRoleArn",
+    "karpenterRoleArn",
+    "karpenterInterruptionQueue",
+}
+EXPORTS = {
+    *IN_CLUSTER_EXPORTS,
     "cacheBucketName",
     "cacheBucketArn",
     "cacheBucketRegion",
@@ -70,8 +78,18 @@ TAGGABLE = {
     "aws:eks/nodeGroup:NodeGroup",
     "aws:ec2/vpcEndpoint:VpcEndpoint",
     "aws:ec2/launchTemplate:LaunchTemplate",
+    "aws:sqs/queue:Queue",
+    "aws:cloudwatch/eventRule:EventRule",
     "eks:index:Cluster",
 }
+
+
+def scalers(stack: str) -> dict[str, str]:
+    """Each pool of a stack file with its scaler."""
+    return {
+        pool["name"]: pool.get("scaler", "clusterAutoscaler")
+        for pool in config_from_stack_file(stack)[f"{PROJECT}:pools"]
+    }
 
 
 def test_every_environment_has_a_stack_file() -> None:
@@ -181,13 +199,25 @@ def test_stack_evaluates_and_exports_what_reviewers_need(stack: str) -> None:
         "alerts",
         "dashboardConfigMap",
     }
-    assert EXPORTS <= set(run.outputs) <= EXPORTS | optional
+    pools = scalers(stack)
+    node_groups = [pool for pool, scaler in pools.items() if scaler == "clusterAutoscaler"]
+    karpenter = [pool for pool, scaler in pools.items() if scaler == "karpenter"]
+    expected = {
+        *EXPORTS,
+        *(NODE_GROUP_EXPORTS if node_groups else ()),
+        *(KARPENTER_EXPORTS if karpenter else ()),
+    }
+    assert expected <= set(run.outputs) <= expected | optional
     config = config_from_stack_file(stack)
     assert run.outputs["clusterName"] == config[f"{PROJECT}:cluster"]["name"]
-    pools = [pool["name"] for pool in config[f"{PROJECT}:pools"]]
-    assert run.outputs["buildAutoscalingGroups"] == {
-        pool: f"eks-build-nodes-{pool}-mock-asg" for pool in pools
-    }
+    if node_groups:
+        assert run.outputs["buildAutoscalingGroups"] == {
+            pool: f"eks-build-nodes-{pool}-mock-asg" for pool in node_groups
+        }
+    if karpenter:
+        assert run.outputs["karpenterNodePools"] == {
+            pool: f"gitlab-runner-fleet-{pool}" for pool in karpenter
+        }
     assert set(run.outputs["runnerConfigChecksums"]) == set(pools)
     bucket = run.one("aws:s3/bucket:Bucket")
     assert run.outputs["cacheBucketName"] == bucket.inputs["bucket"]
@@ -208,11 +238,15 @@ def test_every_aws_resource_carries_the_allocation_tags(stack: str) -> None:
     run = run_stack(stack)
     cost_center = config_from_stack_file(stack)["gitlab-runner-fleet:tags"]["cost-center"]
     tagged = [r for r in run.resources if r.type in TAGGABLE]
+    capacity = {
+        "clusterAutoscaler": "aws:eks/nodeGroup:NodeGroup",
+        "karpenter": "aws:sqs/queue:Queue",
+    }
     assert {r.type for r in tagged} >= {
         "aws:s3/bucket:Bucket",
         "aws:iam/policy:Policy",
         "aws:iam/role:Role",
-        "aws:eks/nodeGroup:NodeGroup",
+        *(capacity[scaler] for scaler in scalers(stack).values()),
     }
     for resource in tagged:
         tags = resource.inputs["tags"]
@@ -222,6 +256,7 @@ def test_every_aws_resource_carries_the_allocation_tags(stack: str) -> None:
             "cluster",
             "build-nodes",
             "cluster-autoscaler",
+            "karpenter",
             "network",
             "cache-bucket",
             "cache-access",
@@ -239,9 +274,17 @@ def test_irsa_roles_trust_their_service_accounts_on_the_stacks_cluster(stack: st
     oidc_arn = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{issuer}"
     roles = {r.name: r.inputs["assumeRolePolicy"] for r in run.of_type("aws:iam/role:Role")}
     autoscaler = f"cluster-autoscaler-gitlab-runner-fleet-{stack}"
+    scaler_roles = {
+        "clusterAutoscaler": (
+            "cluster-autoscaler-irsa",
+            f"system:serviceaccount:kube-system:{autoscaler}",
+        ),
+        # The karpenter chart's service account (values serviceAccount.name).
+        "karpenter": ("karpenter-controller", "system:serviceaccount:kube-system:karpenter"),
+    }
     for role_name, subject in (
         ("cache-access-irsa", "system:serviceaccount:gitlab-runner:gitlab-runner"),
-        ("cluster-autoscaler-irsa", f"system:serviceaccount:kube-system:{autoscaler}"),
+        *{scaler_roles[scaler] for scaler in scalers(stack).values()},
     ):
         assert f'"Federated": "{oidc_arn}"' in roles[role_name]
         assert f'"{issuer}:sub": "{subject}"' in roles[role_name]
@@ -392,10 +435,15 @@ def test_dev_creates_its_cluster_and_an_s3_endpoint_by_default() -> None:
 
 
 def test_dev_grants_its_deploy_role_cluster_admin() -> None:
-    entry = run_stack("dev").one("aws:eks/accessEntry:AccessEntry")
+    run = run_stack("dev")
+    (entry,) = [
+        e for e in run.of_type("aws:eks/accessEntry:AccessEntry") if e.inputs["type"] == "STANDARD"
+    ]
     assert entry.inputs["principalArn"] == (
         "arn:aws:iam::123456789012:role/gitlab-runner-fleet-deploy"
     )
+    policy = run.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert policy.inputs["principalArn"] == entry.inputs["principalArn"]
 
 
 def test_staging_uses_an_existing_cluster_without_touching_its_network() -> None:
@@ -961,12 +1009,17 @@ def test_a_pools_hop_limit_reaches_its_launch_template() -> None:
 
 
 def build_node_role_policies(run: ProgramRun) -> dict[str, set[str]]:
-    """Each pool's node role's managed policy names."""
+    """Each node group pool's node role's managed policy names; the Karpenter pools' role as
+    `karpenter`."""
     policies: dict[str, set[str]] = {}
     for attachment in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
         if attachment.name.startswith("build-nodes-"):
             pool = attachment.name.removeprefix("build-nodes-").split("-role-")[0]
-            policies.setdefault(pool, set()).add(attachment.inputs["policyArn"].rsplit("/", 1)[1])
+        elif attachment.name.startswith("karpenter-nodes-"):
+            pool = "karpenter"
+        else:
+            continue
+        policies.setdefault(pool, set()).add(attachment.inputs["policyArn"].rsplit("/", 1)[1])
     return policies
 
 
@@ -1012,7 +1065,7 @@ def test_dev_enforces_its_network_policies_with_the_vpc_cni_and_its_own_role() -
     # AmazonEKS_CNI_Policy allows ec2:ModifyNetworkInterfaceAttribute, DeleteNetworkInterface
     # and DetachNetworkInterface on every interface; a dind job holds its node's role.
     assert build_node_role_policies(run) == {
-        "default": {"AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"}
+        "karpenter": {"AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"}
     }
 
 

@@ -313,3 +313,261 @@ def registry_mirror_storage_policy(
             }
         )
     return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+# What Karpenter's controller describes in its region: instance types, offerings and spot
+# prices, the subnets, security groups and AMIs its EC2NodeClasses select, its launch templates,
+# and instance health (required since 1.12: pkg/controllers/interruption/
+# instancestatus_controller.go). None of these actions supports resource-level permissions.
+KARPENTER_DESCRIBE_ACTIONS = (
+    "ec2:DescribeCapacityReservations",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstanceStatus",
+    "ec2:DescribeInstanceTypeOfferings",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeInstances",
+    "ec2:DescribeLaunchTemplates",
+    "ec2:DescribePlacementGroups",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSpotPriceHistory",
+    "ec2:DescribeSubnets",
+)
+KARPENTER_LAUNCH_ACTIONS = ("ec2:RunInstances", "ec2:CreateFleet")
+# What one EC2 Fleet launch creates, each tagged in the same call (pkg/providers/instance,
+# pkg/providers/launchtemplate).
+KARPENTER_CREATED_RESOURCES = (
+    "fleet",
+    "instance",
+    "volume",
+    "network-interface",
+    "launch-template",
+    "spot-instances-request",
+)
+KARPENTER_INTERRUPTION_ACTIONS = ("sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage")
+
+
+def karpenter_cluster_tag(cluster_name: str) -> str:
+    """The tag Karpenter puts on everything it creates for a cluster, with the value `owned`
+    (pkg/utils/utils.go); its IAM permissions are scoped by it."""
+    return f"kubernetes.io/cluster/{cluster_name}"
+
+
+def karpenter_controller_policy(
+    *,
+    partition: str,
+    account: str,
+    region: str,
+    cluster_name: str,
+    node_role_arns: list[str],
+    interruption_queue_arn: str,
+) -> PolicyDocument:
+    """What Karpenter's controller may do, for one cluster: launch and tag instances only with
+    the cluster's and a NodePool's tags in the request, touch and terminate only what carries
+    them, pass only the given node roles, manage only instance profiles it tagged, read only its
+    cluster and its interruption queue.
+
+    Scoped as Karpenter's own policy for 1.14 (karpenter-provider-aws v1.14.1
+    website/content/en/preview/getting-started/getting-started-with-karpenter/
+    cloudformation.yaml), narrowed further: this account's security groups and subnets only, no
+    capacity reservations or placement groups (no EC2NodeClass selects any), only the EKS AMI
+    parameters from SSM, and no zonal shift (the feature stays off).
+    """
+    ec2 = f"arn:{partition}:ec2:{region}"
+    owned = {f"aws:ResourceTag/{karpenter_cluster_tag(cluster_name)}": "owned"}
+    any_node_pool = {"aws:ResourceTag/karpenter.sh/nodepool": "*"}
+    requested = {
+        f"aws:RequestTag/{karpenter_cluster_tag(cluster_name)}": "owned",
+        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+    }
+    created = [f"{ec2}:{account}:{kind}/*" for kind in KARPENTER_CREATED_RESOURCES]
+    instance_profiles = f"arn:{partition}:iam::{account}:instance-profile/*"
+    profile_requested = {
+        **requested,
+        "aws:RequestTag/topology.kubernetes.io/region": region,
+    }
+    profile_owned = {**owned, "aws:ResourceTag/topology.kubernetes.io/region": region}
+    ec2_service = "ec2.amazonaws.com.cn" if partition == "aws-cn" else "ec2.amazonaws.com"
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "LaunchFromRegionalImagesAndNetworks",
+            "Effect": "Allow",
+            "Action": list(KARPENTER_LAUNCH_ACTIONS),
+            "Resource": [
+                f"{ec2}::image/*",
+                f"{ec2}::snapshot/*",
+                f"{ec2}:{account}:security-group/*",
+                f"{ec2}:{account}:subnet/*",
+            ],
+        },
+        {
+            "Sid": "LaunchFromThisClustersTemplates",
+            "Effect": "Allow",
+            "Action": list(KARPENTER_LAUNCH_ACTIONS),
+            "Resource": f"{ec2}:{account}:launch-template/*",
+            "Condition": {"StringEquals": owned, "StringLike": any_node_pool},
+        },
+        {
+            "Sid": "CreateThisClustersNodes",
+            "Effect": "Allow",
+            "Action": [*KARPENTER_LAUNCH_ACTIONS, "ec2:CreateLaunchTemplate"],
+            "Resource": created,
+            "Condition": {
+                "StringEquals": requested,
+                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            "Sid": "TagWhatItCreates",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": created,
+            "Condition": {
+                "StringEquals": {
+                    **requested,
+                    "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+                },
+                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            # After launch Karpenter only names its instances and records their NodeClaim.
+            "Sid": "NameThisClustersNodes",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": f"{ec2}:{account}:instance/*",
+            "Condition": {
+                "StringEquals": owned,
+                "StringLike": any_node_pool,
+                "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
+                "ForAllValues:StringEquals": {
+                    "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                },
+            },
+        },
+        {
+            "Sid": "TerminateThisClustersNodes",
+            "Effect": "Allow",
+            "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+            "Resource": [f"{ec2}:{account}:instance/*", f"{ec2}:{account}:launch-template/*"],
+            "Condition": {"StringEquals": owned, "StringLike": any_node_pool},
+        },
+        {
+            "Sid": "PassOnlyTheNodeRoles",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": sorted(node_role_arns),
+            "Condition": {"StringEquals": {"iam:PassedToService": ec2_service}},
+        },
+        {
+            "Sid": "CreateThisClustersInstanceProfiles",
+            "Effect": "Allow",
+            "Action": "iam:CreateInstanceProfile",
+            "Resource": instance_profiles,
+            "Condition": {
+                "StringEquals": profile_requested,
+                "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+            },
+        },
+        {
+            "Sid": "TagThisClustersInstanceProfiles",
+            "Effect": "Allow",
+            "Action": "iam:TagInstanceProfile",
+            "Resource": instance_profiles,
+            "Condition": {
+                "StringEquals": {**profile_owned, **profile_requested},
+                "StringLike": {
+                    "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                    "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                },
+            },
+        },
+        {
+            "Sid": "ManageThisClustersInstanceProfiles",
+            "Effect": "Allow",
+            "Action": [
+                "iam:AddRoleToInstanceProfile",
+                "iam:RemoveRoleFromInstanceProfile",
+                "iam:DeleteInstanceProfile",
+            ],
+            "Resource": instance_profiles,
+            "Condition": {
+                "StringEquals": profile_owned,
+                "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+            },
+        },
+        {
+            "Sid": "ReadInstanceProfiles",
+            "Effect": "Allow",
+            "Action": "iam:GetInstanceProfile",
+            "Resource": instance_profiles,
+        },
+        {
+            # Karpenter's instance profile garbage collection lists them; no resource scope.
+            "Sid": "ListInstanceProfiles",
+            "Effect": "Allow",
+            "Action": "iam:ListInstanceProfiles",
+            "Resource": "*",
+        },
+        {
+            # The API endpoint, CA and Service range for the nodes' NodeConfig.
+            "Sid": "DescribeThisCluster",
+            "Effect": "Allow",
+            "Action": "eks:DescribeCluster",
+            "Resource": f"arn:{partition}:eks:{region}:{account}:cluster/{cluster_name}",
+        },
+        {
+            "Sid": "ReceiveInterruptions",
+            "Effect": "Allow",
+            "Action": list(KARPENTER_INTERRUPTION_ACTIONS),
+            "Resource": interruption_queue_arn,
+        },
+        {
+            "Sid": "DescribeTheRegion",
+            "Effect": "Allow",
+            "Action": list(KARPENTER_DESCRIBE_ACTIONS),
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+        },
+        {
+            # The AL2023 alias resolves through these parameters (pkg/providers/amifamily/
+            # al2023.go resolvePath).
+            "Sid": "ReadEksAmiParameters",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": f"arn:{partition}:ssm:{region}::parameter/aws/service/eks/optimized-ami/*",
+        },
+        {
+            # On-demand prices for choosing between instance types; no resource scope.
+            "Sid": "ReadPrices",
+            "Effect": "Allow",
+            "Action": "pricing:GetProducts",
+            "Resource": "*",
+        },
+    ]
+    return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def interruption_queue_policy(queue_arn: str, rule_arns: list[str]) -> PolicyDocument:
+    """The interruption queue's own policy: only the stack's EventBridge rules may send to it,
+    and nobody may use it without TLS."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "InterruptionEvents",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": sorted(rule_arns)}},
+            },
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queue_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+        ],
+    }

@@ -1,8 +1,9 @@
 """The pool wiring: what each pool of a stack gets, as the arguments of its components.
 
-A pool is one kind of build capacity: a spot node group (EKS), optionally its runner created in
-GitLab, and a runner manager (the gitlab-runner release). Plain functions from the settings to
-component arguments, so a pool's wiring is tested without declaring anything.
+A pool is one kind of build capacity: a spot node group scaled by cluster-autoscaler or a
+Karpenter NodePool (EKS), optionally its runner created in GitLab, and a runner manager (the
+gitlab-runner release). Plain functions from the settings to component arguments, so a pool's
+wiring is tested without declaring anything.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from typing import Any
 
 import pulumi
 
-from ..aws.spot_node_group import SpotNodeGroupArgs
+from ..aws.karpenter_pool import KarpenterPoolArgs
+from ..aws.spot_node_group import SpotNodeGroupArgs, TaintArgs
 from ..gitlab.runner_registration import RunnerRegistrationArgs
+from ..naming import TagArgs
 from ..settings import FleetSettings, PoolSettings
+from ..workloads.alert_rules import CLUSTER_AUTOSCALER, KARPENTER, NO_SCALER
 from ..workloads.gitlab_runner import GitlabRunnerArgs
 from ..workloads.runner_config import CacheSpec
 
@@ -50,10 +54,7 @@ def spot_node_group_args(
         "max_size": pool.max_size,
         "disk_size_gib": pool.disk_size_gib,
         "labels": pool.node_labels,
-        "taints": [
-            {"key": taint.key, "value": taint.value, "effect": taint.effect}
-            for taint in pool.node_taints
-        ],
+        "taints": _taints(pool),
         "node_role_arn": pool.node_role_arn,
         "node_cni_policy": cni_policy,
         "scale_from_zero_ephemeral_storage": pool.advertised_ephemeral_storage,
@@ -63,6 +64,76 @@ def spot_node_group_args(
         "user_data": user_data,
         "tags": settings.tags_for("build-nodes"),
     }
+
+
+def karpenter_pool_name(pool: PoolSettings) -> str:
+    """The resource name of a pool's KarpenterPool."""
+    return f"karpenter-pool-{pool.name}"
+
+
+def karpenter_pool_args(
+    settings: FleetSettings,
+    pool: PoolSettings,
+    *,
+    node_role_name: pulumi.Input[str],
+    subnet_ids: pulumi.Input[list[str]],
+    security_group_ids: list[pulumi.Input[str]],
+    discovery_tag: TagArgs | None,
+    user_data: pulumi.Input[str] | None,
+) -> KarpenterPoolArgs:
+    """One pool's NodePool and EC2NodeClass; its labels, taints and architecture come from the
+    pool as its node group's would, its instance types from its shape and requirements."""
+    karpenter = settings.karpenter
+    args: KarpenterPoolArgs = {
+        "pool": pool.name,
+        "node_role_name": node_role_name,
+        "architecture": pool.architecture,
+        "max_nodes": pool.max_size,
+        "labels": pool.node_labels,
+        "taints": _taints(pool),
+        "on_demand_fallback": pool.on_demand_fallback,
+        "disk_size_gib": pool.disk_size_gib,
+        "imds_hop_limit": pool.imds_hop_limit,
+        "user_data": user_data,
+        "consolidate_after": pool.consolidate_after,
+        "expire_after": pool.expire_after,
+        "termination_grace_period": pool.termination_grace_period,
+        "tags": {**settings.tags_for("build-nodes"), "pool": pool.name},
+    }
+    if pool.launches_listed_types_only:
+        args["instance_types"] = pool.instance_types
+    else:
+        requirements = pool.karpenter_requirements
+        assert requirements is not None  # the settings refuse a pool without
+        categories, min_generation, cpus = requirements
+        args["instance_categories"] = categories
+        args["min_generation"] = min_generation
+        args["cpus"] = cpus
+    if karpenter.ami_ids:
+        args["ami_ids"] = karpenter.ami_ids
+    else:
+        args["ami_alias"] = karpenter.ami_alias
+    if discovery_tag:
+        args["discovery_tag"] = discovery_tag
+    else:
+        args["subnet_ids"] = subnet_ids
+        args["security_group_ids"] = security_group_ids
+    return args
+
+
+def monitored_scaler(settings: FleetSettings, pool: PoolSettings) -> str:
+    """What the alerts watch as the pool's scaler: only one the stack runs (and scrapes)."""
+    if pool.uses_karpenter:
+        return KARPENTER if settings.installs_karpenter else NO_SCALER
+    return CLUSTER_AUTOSCALER if settings.installs_cluster_autoscaler else NO_SCALER
+
+
+def _taints(pool: PoolSettings) -> list[TaintArgs]:
+    """The pool's taints as the capacity components take them (Kubernetes casing)."""
+    return [
+        {"key": taint.key, "value": taint.value, "effect": taint.effect}
+        for taint in pool.node_taints
+    ]
 
 
 def runner_registration_args(settings: FleetSettings, pool: PoolSettings) -> RunnerRegistrationArgs:
@@ -116,12 +187,14 @@ def gitlab_runner_args(
 
 
 def pool_summary(settings: FleetSettings) -> dict[str, dict[str, Any]]:
-    """Each pool's node labels, runner tags and architecture (the stack output `pools`)."""
+    """Each pool's node labels, runner tags, architecture and scaler (the stack output
+    `pools`)."""
     return {
         pool.name: {
             "labels": pool.node_labels,
             "tags": settings.runner_tags(pool),
             "architecture": pool.architecture,
+            "scaler": pool.scaler,
         }
         for pool in settings.pools
     }

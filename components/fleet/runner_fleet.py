@@ -12,9 +12,19 @@ import pulumi_kubernetes as k8s
 from ..arguments import check_arguments
 from ..aws.cache_access import CacheAccess
 from ..aws.cache_bucket import CacheBucket
-from ..aws.cluster import CREATE_MODE, ClusterNetwork, EksCluster, network_policy_enforcement
+from ..aws.cluster import (
+    CREATE_MODE,
+    SYSTEM_NODE_LABELS,
+    ClusterNetwork,
+    EksCluster,
+    network_policy_enforcement,
+)
 from ..aws.cluster_autoscaler import ClusterAutoscaler
 from ..aws.edge_access import EdgeAccess
+from ..aws.karpenter import DEFAULT_REPLICAS as KARPENTER_REPLICAS
+from ..aws.karpenter import Karpenter
+from ..aws.karpenter_node_role import KarpenterNodeRole
+from ..aws.karpenter_pool import KarpenterPool
 from ..aws.mirror_access import RegistryMirrorAccess
 from ..aws.s3_gateway_endpoint import S3GatewayEndpoint
 from ..aws.spot_node_group import SpotNodeGroup
@@ -27,7 +37,6 @@ from ..settings.cache_plan import (
     mirror_storage,
     runner_cache_spec,
 )
-from ..workloads.alert_rules import CLUSTER_AUTOSCALER, NO_SCALER
 from ..workloads.edge_cache import DATA_CLAIM as SITE_CACHE_CLAIM
 from ..workloads.edge_cache import DEFAULT_NAMESPACE as SITE_CACHE_NAMESPACE
 from ..workloads.edge_cache import EdgeCache, EdgeCacheArgs, EdgeHub
@@ -52,6 +61,9 @@ from .network import (
 from .pools import (
     BUILD_NODE_GROUP_REGEX,
     gitlab_runner_args,
+    karpenter_pool_args,
+    karpenter_pool_name,
+    monitored_scaler,
     node_group_name,
     pool_summary,
     runner_registration_args,
@@ -100,13 +112,15 @@ def _problems(args: RunnerFleetArgs) -> list[str]:
             "cluster: given, but the settings' cluster.mode is create: set cluster.mode to "
             "existing (EKS) or kubeconfig"
         ]
+    if not settings.on_eks:
+        return []
     plan = settings.cache_plan
     needs_oidc = [
         need
         for need, needed in (
             (
                 "cluster-autoscaler (clusterAutoscaler.enabled: false turns it off)",
-                settings.cluster_autoscaler.enabled,
+                settings.installs_cluster_autoscaler,
             ),
             (
                 "the registry mirror's S3 access (registryMirror.storage: filesystem avoids it)",
@@ -119,9 +133,19 @@ def _problems(args: RunnerFleetArgs) -> list[str]:
         )
         if needed
     ]
-    if settings.on_eks and needs_oidc and "oidc_provider_arn" not in given:
-        return ["cluster.oidc_provider_arn: required for IRSA roles of " + "; ".join(needs_oidc)]
-    return []
+    problems = []
+    if needs_oidc and "oidc_provider_arn" not in given:
+        problems.append(
+            "cluster.oidc_provider_arn: required for IRSA roles of " + "; ".join(needs_oidc)
+        )
+    network_keys = [key for key in ("vpc_id", "service_cidr") if key not in given]
+    if s3_gateway_endpoint_wanted(settings) and network_keys:
+        problems += [
+            f"cluster.{key}: required for the S3 gateway endpoint "
+            "(network.s3GatewayEndpoint: false turns it off)"
+            for key in network_keys
+        ]
+    return problems
 
 
 # Declared with 0.1.0's __main__.py as their parent; the alias keeps their URNs (and those of
@@ -160,6 +184,15 @@ class RunnerFleet(pulumi.ComponentResource):
     """EKS: each pool's node role."""
     build_scale_from_zero_tags: Optional[pulumi.Output[dict[str, dict[str, str]]]]
     """EKS: each pool's node-template tags on its Auto Scaling group."""
+    karpenter_node_pools: Optional[pulumi.Output[dict[str, str]]]
+    """Each Karpenter pool's NodePool (and EC2NodeClass) name."""
+    karpenter_node_role_arn: Optional[pulumi.Output[str]]
+    """The role of the Karpenter pools' nodes the stack creates (with its EC2_LINUX access
+    entry); the cluster's own Karpenter must be allowed to pass it."""
+    karpenter_role_arn: Optional[pulumi.Output[str]]
+    """The IRSA role of the stack's Karpenter controller, when it installs one."""
+    karpenter_interruption_queue: Optional[pulumi.Output[str]]
+    """The SQS queue the stack's Karpenter reads interruption events from."""
     network_policy_enforcement: Optional[pulumi.Output[str]]
     """EKS: what enforces the job NetworkPolicies (the stack's VPC CNI add-on, the cluster's,
     or nothing a stack can see)."""
@@ -364,7 +397,8 @@ class RunnerFleet(pulumi.ComponentResource):
         network: Optional[ClusterNetwork],
         provider: k8s.Provider,
     ) -> None:
-        """A spot node group per pool, cluster-autoscaler and the S3 gateway endpoint (EKS)."""
+        """Each pool's capacity (a spot node group, or a Karpenter NodePool), cluster-autoscaler
+        for the node groups, Karpenter for the NodePools, and the S3 gateway endpoint (EKS)."""
         settings = self._settings
         # containerd pulls Docker Hub images through the in-cluster mirror, Hub as fallback.
         user_data = (
@@ -372,6 +406,37 @@ class RunnerFleet(pulumi.ComponentResource):
             if self._mirror_ip
             else None
         )
+        if settings.karpenter_pools:
+            self._create_karpenter(cluster_name, subnet_ids, oidc_provider_arn, provider, user_data)
+        if settings.node_group_pools:
+            self._create_node_groups(
+                cluster_name, subnet_ids, oidc_provider_arn, provider, user_data
+            )
+        if s3_gateway_endpoint_wanted(settings):
+            assert network is not None, "checked by _problems"
+            endpoint = S3GatewayEndpoint(
+                "s3-gateway-endpoint",
+                {
+                    "vpc_id": network.vpc_id,
+                    "route_table_ids": settings.network.route_table_ids,
+                    "subnet_ids": settings.cluster.default_node_subnet_ids,
+                    "tags": settings.tags_for("network"),
+                },
+                opts=self._top_level(),
+            )
+            self.s3_gateway_endpoint_id = endpoint.endpoint_id
+            self.s3_gateway_endpoint_status = endpoint.status
+
+    def _create_node_groups(
+        self,
+        cluster_name: pulumi.Input[str],
+        subnet_ids: pulumi.Input[list[str]],
+        oidc_provider_arn: Optional[pulumi.Input[str]],
+        provider: k8s.Provider,
+        user_data: Optional[str],
+    ) -> None:
+        """A spot node group per node group pool, and cluster-autoscaler scaling them."""
+        settings = self._settings
         node_groups = {
             pool.name: SpotNodeGroup(
                 node_group_name(pool),
@@ -385,7 +450,7 @@ class RunnerFleet(pulumi.ComponentResource):
                 ),
                 opts=self._top_level(),
             )
-            for pool in settings.pools
+            for pool in settings.node_group_pools
         }
         self.build_node_groups = _by_pool(node_groups, lambda g: g.node_group_name)
         self.build_autoscaling_groups = _by_pool(node_groups, lambda g: g.autoscaling_group_name)
@@ -396,7 +461,7 @@ class RunnerFleet(pulumi.ComponentResource):
         self.cluster_autoscaler_discovery_tag = pulumi.Output.from_input(
             f"{discovery_key}={discovery_value}"
         )
-        if settings.cluster_autoscaler.enabled:
+        if settings.installs_cluster_autoscaler:
             assert oidc_provider_arn is not None, "checked by _problems"
             autoscaler = settings.cluster_autoscaler
             self.cluster_autoscaler_role_arn = ClusterAutoscaler(
@@ -417,24 +482,96 @@ class RunnerFleet(pulumi.ComponentResource):
                 },
                 opts=self._top_level(providers=[provider]),
             ).role_arn
-        if s3_gateway_endpoint_wanted(settings):
-            if network is None:
-                raise ValueError(
-                    "RunnerFleet: the S3 gateway endpoint needs the cluster's VPC (argument "
-                    "cluster.vpc_id), or network.s3GatewayEndpoint: false"
-                )
-            endpoint = S3GatewayEndpoint(
-                "s3-gateway-endpoint",
+
+    def _create_karpenter(
+        self,
+        cluster_name: pulumi.Input[str],
+        subnet_ids: pulumi.Input[list[str]],
+        oidc_provider_arn: Optional[pulumi.Input[str]],
+        provider: k8s.Provider,
+        user_data: Optional[str],
+    ) -> None:
+        """The Karpenter pools' node role (with its access entry), Karpenter itself where the
+        stack created the cluster, and a NodePool and EC2NodeClass per pool."""
+        settings = self._settings
+        karpenter = settings.karpenter
+        pools = settings.karpenter_pools
+        role_names: dict[str, pulumi.Input[str]] = {
+            pool.name: _role_name(pool.node_role_arn) for pool in pools if pool.node_role_arn
+        }
+        role_arns: list[pulumi.Input[str]] = [
+            *sorted({pool.node_role_arn for pool in pools if pool.node_role_arn})
+        ]
+        if len(role_names) < len(pools):
+            node_role = KarpenterNodeRole(
+                "karpenter-nodes",
                 {
-                    "vpc_id": network.vpc_id,
-                    "route_table_ids": settings.network.route_table_ids,
-                    "subnet_ids": settings.cluster.default_node_subnet_ids,
-                    "tags": settings.tags_for("network"),
+                    "cluster_name": cluster_name,
+                    "cni_policy": build_nodes_carry_cni_policy(settings),
+                    "tags": settings.tags_for("build-nodes"),
                 },
-                opts=self._top_level(),
+                opts=pulumi.ResourceOptions(parent=self),
             )
-            self.s3_gateway_endpoint_id = endpoint.endpoint_id
-            self.s3_gateway_endpoint_status = endpoint.status
+            self.karpenter_node_role_arn = node_role.role_arn
+            role_arns.append(node_role.role_arn)
+            for pool in pools:
+                role_names.setdefault(pool.name, node_role.role_name)
+        controller: list[pulumi.Resource] = []
+        if settings.installs_karpenter:
+            # Only where the stack creates the cluster (settings rules), so its provider's.
+            assert oidc_provider_arn is not None
+            installed = Karpenter(
+                "karpenter",
+                {
+                    "cluster_name": cluster_name,
+                    "region": settings.aws_region,
+                    "kubernetes_version": str(settings.cluster.version),
+                    "oidc_provider_arn": oidc_provider_arn,
+                    "node_role_arns": role_arns,
+                    # Each replica on its own system node (the chart's anti-affinity).
+                    "replicas": min(KARPENTER_REPLICAS, settings.cluster.system_node_count),
+                    "node_selector": SYSTEM_NODE_LABELS,
+                    "service_monitor_labels": (
+                        settings.monitoring.selector_labels if settings.monitoring.enabled else None
+                    ),
+                    "tags": settings.tags_for("karpenter"),
+                },
+                opts=pulumi.ResourceOptions(parent=self, providers=[provider]),
+            )
+            self.karpenter_role_arn = installed.role_arn
+            self.karpenter_interruption_queue = installed.interruption_queue_name
+            controller.append(installed)
+        discovery = karpenter.discovery(settings.cluster.name)
+        security_groups: list[pulumi.Input[str]] = [*karpenter.security_group_ids]
+        if not discovery and not security_groups:
+            # The security group EKS made for the cluster, which managed nodes get too: pods
+            # on either kind of node reach each other and the control plane.
+            found = aws.eks.get_cluster_output(
+                name=cluster_name, opts=pulumi.InvokeOutputOptions(parent=self)
+            )
+            security_groups = [found.vpc_config.cluster_security_group_id]
+        node_pools = {
+            pool.name: KarpenterPool(
+                karpenter_pool_name(pool),
+                karpenter_pool_args(
+                    settings,
+                    pool,
+                    node_role_name=role_names[pool.name],
+                    subnet_ids=list(karpenter.subnet_ids) or subnet_ids,
+                    security_group_ids=security_groups,
+                    discovery_tag=discovery,
+                    user_data=user_data,
+                ),
+                # Deleted before the controller, which drains their nodes on deletion.
+                opts=pulumi.ResourceOptions(
+                    parent=self, providers=[provider], depends_on=controller
+                ),
+            )
+            for pool in pools
+        }
+        self.karpenter_node_pools = _by_name(
+            {pool: node_pool.node_pool_name for pool, node_pool in node_pools.items()}
+        )
 
     def _create_cache(self, oidc_provider_arn: Optional[pulumi.Input[str]]) -> _CacheForRunner:
         """The runner's cache section, its credentials and the IRSA role for the managers."""
@@ -720,15 +857,11 @@ class RunnerFleet(pulumi.ComponentResource):
         capacity, queuing thresholds, working hours), and the in-cluster cache's volume."""
         settings = self._settings
         monitoring = settings.monitoring
-        # Only the stack's own cluster-autoscaler is scraped, with per-node-group metrics.
-        scaler = (
-            CLUSTER_AUTOSCALER
-            if settings.on_eks and settings.cluster_autoscaler.enabled
-            else NO_SCALER
-        )
         args: FleetMonitoringArgs = {
+            # Only a scaler the stack runs itself is scraped (its chart's ServiceMonitor).
             "pools": [
-                pool.monitored(settings.job_namespace(pool), scaler) for pool in settings.pools
+                pool.monitored(settings.job_namespace(pool), monitored_scaler(settings, pool))
+                for pool in settings.pools
             ],
             "namespace": monitoring.namespace,
             "rule_labels": monitoring.selector_labels,
@@ -780,6 +913,11 @@ def _by_name(outputs: dict[str, pulumi.Output[str]]) -> pulumi.Output[dict[str, 
 
 def _item(index: int) -> Callable[[list[str]], str]:
     return lambda names: names[index]
+
+
+def _role_name(role_arn: str) -> str:
+    """An IAM role's name, from its ARN (`arn:aws:iam::<account>:role/<path>/<name>`)."""
+    return role_arn.rsplit("/", 1)[-1]
 
 
 def _by_pool(

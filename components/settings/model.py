@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..build_nodes import POOL_LABEL
+from ..karpenter import CAPACITY_TYPE_LABEL as KARPENTER_CAPACITY_TYPE_LABEL
+from ..karpenter import DO_NOT_DISRUPT_ANNOTATION
+from ..karpenter import SPOT as KARPENTER_SPOT
 from ..naming import resource_tags
 from ..workloads.isolation import (
     JOB_SERVICE_ACCOUNT,
@@ -29,6 +32,7 @@ from .cache_plan import CachePlan, cache_plan
 from .cluster import ClusterSettings
 from .gitlab import GitlabSettings
 from .isolation import IsolationSettings
+from .karpenter import KarpenterSettings
 from .mirror import RegistryMirrorSettings
 from .monitoring import MonitoringSettings
 from .network import NetworkSettings
@@ -58,6 +62,7 @@ class FleetSettings:
     registry_mirror: RegistryMirrorSettings
     site: SiteSettings
     monitoring: MonitoringSettings
+    karpenter: KarpenterSettings
     pools: tuple[PoolSettings, ...]
     runner_tokens: Mapping[str, Secret]
     """Each pool's hand-made runner token; empty when `gitlab.createRunners` creates them."""
@@ -99,6 +104,27 @@ class FleetSettings:
         `.../<cluster>`; discovering by those would scale other teams' groups on a shared cluster.
         """
         return "gitlab-runner-fleet/autoscaler", f"{self.project}-{self.stack}"
+
+    @property
+    def node_group_pools(self) -> list[PoolSettings]:
+        """The pools on spot managed node groups that cluster-autoscaler scales (EKS)."""
+        return [pool for pool in self.pools if self.on_eks and not pool.uses_karpenter]
+
+    @property
+    def karpenter_pools(self) -> list[PoolSettings]:
+        """The pools whose nodes Karpenter launches (EKS)."""
+        return [pool for pool in self.pools if pool.uses_karpenter]
+
+    @property
+    def installs_cluster_autoscaler(self) -> bool:
+        """Whether the stack runs its own cluster-autoscaler: on EKS, for its node groups."""
+        return self.cluster_autoscaler.enabled and bool(self.node_group_pools)
+
+    @property
+    def installs_karpenter(self) -> bool:
+        """Whether the stack runs Karpenter itself (a created cluster with Karpenter pools), not
+        relying on the cluster's own (`karpenter.preinstalled`)."""
+        return bool(self.karpenter_pools) and not self.karpenter.preinstalled
 
     @property
     def pool_node_labels(self) -> list[dict[str, str]]:
@@ -176,6 +202,11 @@ class FleetSettings:
             "feature_flags": runner.job_feature_flags(),
             "output_limit": runner.output_limit_kib,
         }
+        if pool.uses_karpenter:
+            # Karpenter neither consolidates nor drains a node while such a pod runs; node
+            # groups' jobs need cluster-autoscaler's safe-to-evict only (runner_config.py).
+            spec["pod_annotations"] = {DO_NOT_DISRUPT_ANNOTATION: "true"}
+            spec["spot_node_label"] = {KARPENTER_CAPACITY_TYPE_LABEL: KARPENTER_SPOT}
         if ceiling := pool.overwrite_ceiling:
             spec["overwrite_ceiling"] = ceiling
         if runner.allowed_images is not None:

@@ -27,11 +27,12 @@ from .cache_plan import CACHE_CREDENTIAL_KEYS
 from .cluster import EKS_MODES, KUBECONFIG_MODE, ClusterSettings
 from .gitlab import GITLAB_API_TOKEN_KEY, GitlabSettings
 from .isolation import IsolationSettings
+from .karpenter import KarpenterSettings
 from .mirror import DOCKER_HUB_TOKEN_KEY, RegistryMirrorSettings
 from .model import FleetSettings
 from .monitoring import MonitoringSettings
 from .network import NetworkSettings
-from .pools import POOLS_KEY, parse_pools
+from .pools import POOLS_KEY, PoolSettings, parse_pools
 from .rules import TAGS_KEY, Sections, cross_section_problems, parse_tags
 from .runner import RunnerSettings
 from .secrets import (
@@ -65,6 +66,7 @@ SECTIONS: tuple[type[Section], ...] = (
     RegistryMirrorSettings,
     SiteSettings,
     MonitoringSettings,
+    KarpenterSettings,
 )
 CONFIG_KEYS = (*(section.config_key for section in SECTIONS), POOLS_KEY, TAGS_KEY)
 # Keys of the single-pool settings, and where their values live now.
@@ -174,6 +176,7 @@ def parse_settings(
         registry_mirror=complete.registry_mirror,
         site=complete.site,
         monitoring=complete.monitoring,
+        karpenter=complete.karpenter,
         pools=tuple(pools),
         runner_tokens=runner_tokens,
         gitlab_api_token=gitlab_api_token,
@@ -181,7 +184,7 @@ def parse_settings(
         cache_credentials=cache_credentials,
         kubeconfig=kubeconfig,
         tags=tags,
-        warnings=tuple(filter(None, (pool.unknown_shape_warning for pool in pools))),
+        warnings=_warnings(pools, complete.karpenter),
         stand_ins=tuple(reader.stood_in),
         missing_secrets=tuple(reader.absent_keys),
     )
@@ -461,4 +464,21 @@ def _complete(sections: Mapping[str, Section]) -> Sections:
         registry_mirror=get(RegistryMirrorSettings),
         site=get(SiteSettings),
         monitoring=get(MonitoringSettings),
+        karpenter=get(KarpenterSettings),
     )
+
+
+def _warnings(pools: Sequence[PoolSettings], karpenter: KarpenterSettings) -> tuple[str, ...]:
+    warnings = [
+        warning
+        for pool in pools
+        if not (pool.uses_karpenter and not pool.launches_listed_types_only)
+        and (warning := pool.unknown_shape_warning)
+    ]
+    if karpenter.pins_latest and any(pool.uses_karpenter for pool in pools):
+        warnings.append(
+            "karpenter.amiAlias: al2023@latest replaces every Karpenter node at each new AMI "
+            "release (drift, one node at a time as its jobs finish); pin a release for "
+            "production (docs/karpenter.md#amis-and-upgrades)"
+        )
+    return tuple(warnings)

@@ -10,14 +10,20 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from ..aws.karpenter_pool import (
+    DEFAULT_CONSOLIDATE_AFTER,
+    DEFAULT_EXPIRE_AFTER,
+    DEFAULT_TERMINATION_GRACE_PERIOD,
+)
 from ..build_nodes import (
     DEFAULT_DISK_SIZE_GIB,
+    KARPENTER_CATEGORIES,
     MAX_DISK_SIZE_GIB,
     MAX_GROUP_SIZE,
     MAX_TAINTS_PER_NODE_GROUP,
@@ -29,18 +35,23 @@ from ..build_nodes import (
     Taint,
     advertised_storage_problems,
     allocatable_ephemeral_storage_gib,
+    category_and_generation,
     fitting_request_ceiling,
     group_architecture,
     group_size_problems,
     instance_shape,
     instance_types_problems,
     job_fit_problem,
+    karpenter_requirement_problems,
+    karpenter_shapes,
     node_allocatable,
     node_selector,
+    smallest_node,
     taints_problems,
     unknown_shapes,
 )
-from ..kubernetes_names import Quantity, checked_labels, quantity_value
+from ..karpenter import duration_problems, grace_period_problems, restricted_label_problems
+from ..kubernetes_names import Quantity, checked, checked_labels, quantity_value
 from ..naming import iam_role_arn_problems
 from ..workloads.alert_rules import (
     ExpectJobs,
@@ -65,6 +76,27 @@ DEFAULT_INSTANCE_TYPES = (
     "c5a.2xlarge", "c5.2xlarge", "c5ad.2xlarge", "c5d.2xlarge", "c6a.2xlarge", "c6i.2xlarge",
 )  # fmt: skip
 _POOL_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")
+Scaler = Literal["clusterAutoscaler", "karpenter"]
+CLUSTER_AUTOSCALER_SCALER: Scaler = "clusterAutoscaler"
+KARPENTER_SCALER: Scaler = "karpenter"
+KarpenterDuration = Annotated[str, checked(duration_problems)]
+KarpenterGracePeriod = Annotated[str, checked(grace_period_problems)]
+# Keys that shape only one kind of capacity, and why the other kind refuses them.
+_NODE_GROUP_ONLY_KEYS = {
+    "min_size": "Karpenter keeps no minimum: it launches nodes for pending pods and removes "
+    "empty ones; keep capacity warm with warmCapacity (pause pods)",
+    "scale_from_zero_ephemeral_storage": "Karpenter reads a node's ephemeral storage from its "
+    "root volume (diskSizeGib); there are no node-template tags",
+}
+_KARPENTER_ONLY_KEYS = {
+    "instance_requirements": "a managed node group launches exactly its instanceTypes",
+    "on_demand_fallback": "a managed node group of this fleet is spot only",
+    "consolidate_after": "cluster-autoscaler removes idle nodes after "
+    "clusterAutoscaler.scaleDownUnneededTime",
+    "expire_after": "managed node groups replace nodes only on a version or AMI update",
+    "termination_grace_period": "EKS drains a managed node group's nodes on its own terms "
+    "(force_update_version)",
+}
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/-]+$")
 
 
@@ -212,16 +244,39 @@ class WarmCapacitySettings(ConfigModel):
     )
 
 
+class InstanceRequirementsSettings(ConfigModel):
+    """Which instance types a Karpenter pool launches. Unset keys are derived from the pool's
+    `instanceTypes`: their categories, their oldest generation and their vCPUs."""
+
+    categories: list[str] | None = Field(
+        None, description="Instance categories: some of `c`, `m`, `r`."
+    )
+    min_generation: int | None = Field(None, description="Oldest instance generation, e.g. 6.")
+    cpus: list[int] | None = Field(None, description="vCPU counts (sizes), e.g. `[8, 16]`.")
+    listed_types_only: bool = Field(
+        False, description="Launch exactly `instanceTypes`, nothing derived from them."
+    )
+
+
 class PoolSettings(ConfigModel):
     """One kind of build capacity: a spot node group and the runner manager that fills it."""
 
     name: str = Field(description="Pool name; names its node group, runner and defaults.")
+    scaler: Scaler = Field(
+        CLUSTER_AUTOSCALER_SCALER,
+        description="What adds the pool's nodes: `clusterAutoscaler` (a spot managed node "
+        "group) or `karpenter` (a NodePool launching any fitting spot type, docs/karpenter.md).",
+    )
     instance_types: list[str] = Field(
         default_factory=lambda: list(DEFAULT_INSTANCE_TYPES),
         description="Spot instance types of one vCPU/memory shape and architecture (arm64 for "
-        "Graviton types such as c7g). Several types widen the spot pools.",
+        "Graviton types such as c7g). Several types widen the spot pools. A Karpenter pool "
+        "launches every type of their shape, categories and generations (see "
+        "`instanceRequirements`).",
     )
-    min_size: int = Field(0, ge=0, description="Minimum nodes; 0 lets the group scale to zero.")
+    min_size: int = Field(
+        0, ge=0, description="clusterAutoscaler: minimum nodes; 0 lets the group scale to zero."
+    )
     max_size: int = Field(10, ge=1, le=MAX_GROUP_SIZE, description="Maximum nodes.")
     disk_size_gib: int = Field(
         DEFAULT_DISK_SIZE_GIB,
@@ -308,6 +363,33 @@ class PoolSettings(ConfigModel):
         description="`allowPrivilegeEscalation` of the build container. false: setuid binaries "
         "(`sudo`, rootless BuildKit's `newuidmap`) gain nothing; true lets them work.",
     )
+    instance_requirements: InstanceRequirementsSettings | None = Field(
+        None,
+        description="karpenter: which types to launch (`{categories, minGeneration, cpus, "
+        "listedTypesOnly}`); memory per vCPU follows the category. Default: derived from "
+        "`instanceTypes`.",
+    )
+    on_demand_fallback: bool = Field(
+        False,
+        description="karpenter: launch on-demand nodes when no spot offering fits (Karpenter "
+        "prefers spot).",
+    )
+    consolidate_after: KarpenterDuration = Field(
+        DEFAULT_CONSOLIDATE_AFTER,
+        description="karpenter: how long a node stays empty (no job, no pause pod) before it "
+        "is removed.",
+    )
+    expire_after: KarpenterDuration = Field(
+        DEFAULT_EXPIRE_AFTER,
+        description="karpenter: a node is replaced after this long, waiting for its jobs up to "
+        "`terminationGracePeriod`; `Never` to keep nodes.",
+    )
+    termination_grace_period: KarpenterGracePeriod = Field(
+        DEFAULT_TERMINATION_GRACE_PERIOD,
+        description="karpenter: how long an expiring or drifted node waits for its running jobs "
+        "before Karpenter deletes them; at least the longest job (gitlab.maximumTimeout, else "
+        "runner.terminationGracePeriodSeconds) plus 30 s.",
+    )
     warm_capacity: WarmCapacitySettings | None = Field(
         None, description="Keep capacity for whole jobs warm on a schedule (pause pods)."
     )
@@ -387,9 +469,49 @@ class PoolSettings(ConfigModel):
         return node_selector(self.node_labels, self.architecture)
 
     @property
+    def uses_karpenter(self) -> bool:
+        """Whether Karpenter adds the pool's nodes (else cluster-autoscaler's node group)."""
+        return self.scaler == KARPENTER_SCALER
+
+    @property
+    def launches_listed_types_only(self) -> bool:
+        """Whether the pool's nodes are exactly its instance types (every node group's are)."""
+        requirements = self.instance_requirements
+        return not self.uses_karpenter or bool(requirements and requirements.listed_types_only)
+
+    @property
+    def karpenter_requirements(self) -> tuple[list[str], int, list[int]] | None:
+        """A Karpenter pool's categories, oldest generation and vCPU counts: as set, else from
+        its instance types; None where neither says (a type whose shape is unknown here)."""
+        explicit = self.instance_requirements or InstanceRequirementsSettings.model_construct()
+        facts = [category_and_generation(t) for t in self.instance_types]
+        known = [fact for fact in facts if fact is not None] if None not in facts else []
+        shape = instance_shape(self.instance_types[0])
+        categories = explicit.categories
+        if categories is None and known:
+            categories = sorted({category for category, _ in known})
+        min_generation = explicit.min_generation
+        if min_generation is None and known:
+            min_generation = min(generation for _, generation in known)
+        cpus = explicit.cpus if explicit.cpus is not None else [shape.vcpus] if shape else None
+        if categories is None or min_generation is None or cpus is None:
+            return None
+        return categories, min_generation, cpus
+
+    @property
     def shape(self) -> InstanceShape | None:
-        """The vCPU/memory shape of the pool's first (sizing) instance type, when known."""
-        return instance_shape(self.instance_types[0])
+        """The vCPU/memory shape jobs are sized for: the first (sizing) instance type's, or a
+        Karpenter pool's smallest node; None when not known."""
+        if self.launches_listed_types_only:
+            return instance_shape(self.instance_types[0])
+        requirements = self.karpenter_requirements
+        # Categories without a known memory per vCPU are refused (_scaler_problems).
+        if requirements is None or not set(requirements[0]) <= set(KARPENTER_CATEGORIES):
+            return None
+        categories, _, cpus = requirements
+        return (
+            smallest_node(karpenter_shapes(categories, cpus, self.architecture)) if cpus else None
+        )
 
     @property
     def allocatable_ephemeral_storage(self) -> str:
@@ -499,6 +621,55 @@ class PoolSettings(ConfigModel):
             per_resource.append(math.ceil(total / quantity_value(getattr(build, request) or "1")))
         return max(per_resource)
 
+    def _scaler_problems(self, key: str) -> list[Problem]:
+        """Keys of the other kind of capacity, and a Karpenter pool's instance rules."""
+        if not self.uses_karpenter:
+            return [
+                Problem(f"{key}.{to_camel(name)}", f"is only used with scaler: karpenter; {why}")
+                for name, why in _KARPENTER_ONLY_KEYS.items()
+                if name in self.model_fields_set
+            ]
+        problems = [
+            Problem(f"{key}.{to_camel(name)}", f"is not used with scaler: karpenter; {why}")
+            for name, why in _NODE_GROUP_ONLY_KEYS.items()
+            if name in self.model_fields_set
+        ]
+        problems += [
+            Problem(f"{key}.labels", f"{problem}: a NodePool may not set it")
+            for label in self.node_labels
+            for problem in restricted_label_problems(label)
+        ]
+        explicit = self.instance_requirements
+        requirements_key = f"{key}.instanceRequirements"
+        if explicit and explicit.listed_types_only:
+            problems += [
+                Problem(
+                    f"{requirements_key}.{to_camel(name)}",
+                    "is not used with listedTypesOnly: true (exactly instanceTypes launch)",
+                )
+                for name in ("categories", "min_generation", "cpus")
+                if getattr(explicit, name) is not None
+            ]
+        elif (requirements := self.karpenter_requirements) is None:
+            problems.append(
+                Problem(
+                    f"{key}.instanceTypes",
+                    f"{self.instance_types[0]}'s category, generation or vCPUs are not known "
+                    "here, so a NodePool cannot be derived from them: set "
+                    "instanceRequirements.categories, minGeneration and cpus, or "
+                    "listedTypesOnly: true",
+                )
+            )
+        else:
+            problems += [
+                Problem(
+                    f"{requirements_key}.{to_camel(message.split(':', 1)[0])}",
+                    message.split(": ", 1)[1],
+                )
+                for message in karpenter_requirement_problems(*requirements)
+            ]
+        return problems
+
     def problems(self, index: int) -> list[Problem]:
         """Rules that span several keys of this pool."""
         key = f"{POOLS_KEY}[{index}]"
@@ -507,6 +678,7 @@ class PoolSettings(ConfigModel):
             Problem(f"{key}.{to_camel(argument)}", message.replace("max_size", f"{key}.maxSize"))
             for argument, message in group_size_problems(self.min_size, self.max_size)
         ]
+        problems += self._scaler_problems(key)
         if not self.tags and not self.run_untagged:
             problems.append(
                 Problem(

@@ -10,15 +10,18 @@ from typing import Any
 from pydantic.alias_generators import to_camel
 
 from ..gitlab.runner_spec import registration_problems
+from ..karpenter import duration_seconds
 from ..naming import ALLOCATION_TAG_KEYS
 from ..workloads.isolation import job_namespace_name, job_namespace_problems, job_pod_security_level
 from ..workloads.rclone import replicate_problems
+from ..workloads.runner_config import JOB_POD_TERMINATION_GRACE_SECONDS
 from .autoscaler import ClusterAutoscalerSettings
 from .base import Problem
 from .cache import CacheAccessSettings, CacheSettings
 from .cluster import KUBECONFIG_MODE, ClusterSettings
 from .gitlab import GitlabSettings
 from .isolation import IsolationSettings
+from .karpenter import KarpenterSettings
 from .mirror import RegistryMirrorSettings
 from .monitoring import MonitoringSettings
 from .network import NetworkSettings
@@ -44,6 +47,7 @@ class Sections:
     registry_mirror: RegistryMirrorSettings
     site: SiteSettings
     monitoring: MonitoringSettings
+    karpenter: KarpenterSettings
 
     @property
     def owns_cache(self) -> bool:
@@ -62,6 +66,7 @@ def cross_section_problems(
     problems.extend(_mirror_problems(sections))
     problems.extend(_site_problems(sections, cache_section_set=cache_section_set))
     problems.extend(_isolation_problems(sections, pools))
+    problems.extend(_scaler_problems(sections, pools))
     network = sections.network
     if network.route_table_ids and network.s3_gateway_endpoint is False:
         problems.append(
@@ -103,6 +108,69 @@ def _kubeconfig_mode_problems(sections: Sections, pools: list[PoolSettings]) -> 
                 "use cache.type s3Compatible, gcs or azure",
             )
         )
+    return problems
+
+
+def _scaler_problems(sections: Sections, pools: list[PoolSettings]) -> list[Problem]:
+    """Settings of a scaler no pool uses, Karpenter pools where Karpenter cannot come from, and
+    termination grace periods shorter than the jobs they wait for."""
+    karpenter, cluster = sections.karpenter, sections.cluster
+    karpenter_pools = [(index, pool) for index, pool in enumerate(pools) if pool.uses_karpenter]
+    problems = []
+    if not karpenter_pools:
+        problems += [
+            Problem(f"karpenter.{to_camel(key)}", "is only used by pools with scaler: karpenter")
+            for key in sorted(karpenter.model_fields_set)
+        ]
+    elif cluster.mode == "existing" and not karpenter.preinstalled:
+        problems += [
+            Problem(
+                f"{POOLS_KEY}[{index}].scaler",
+                "karpenter on an existing cluster needs the cluster's own Karpenter: set "
+                "karpenter.preinstalled: true if it runs one (the stack installs Karpenter "
+                "only into a cluster it creates, cluster.mode: create)",
+            )
+            for index, _ in karpenter_pools
+        ]
+    elif cluster.mode == "create" and karpenter.preinstalled:
+        problems.append(
+            Problem(
+                "karpenter.preinstalled",
+                "a cluster this stack creates has no Karpenter but the one the stack installs; "
+                "remove it",
+            )
+        )
+    if cluster.on_eks and all(pool.uses_karpenter for pool in pools):
+        problems += [
+            Problem(
+                f"clusterAutoscaler.{to_camel(key)}",
+                "no pool uses cluster-autoscaler (every pool has scaler: karpenter); remove it",
+            )
+            for key in sorted(sections.cluster_autoscaler.model_fields_set)
+        ]
+    # Karpenter deletes a job pod that still runs this long before the grace period ends.
+    gitlab = sections.gitlab
+    longest_job = (
+        gitlab.maximum_timeout
+        if gitlab.create_runners
+        else sections.runner.termination_grace_period_seconds
+    )
+    needed = longest_job + JOB_POD_TERMINATION_GRACE_SECONDS
+    source = (
+        "gitlab.maximumTimeout"
+        if gitlab.create_runners
+        else ("runner.terminationGracePeriodSeconds")
+    )
+    for index, pool in karpenter_pools:
+        if (duration_seconds(pool.termination_grace_period) or 0) < needed:
+            problems.append(
+                Problem(
+                    f"{POOLS_KEY}[{index}].terminationGracePeriod",
+                    f"must be at least {needed}s: the longest job ({source}, {longest_job}s) and "
+                    f"its pod's {JOB_POD_TERMINATION_GRACE_SECONDS}s grace; shorter, a node "
+                    f"being replaced kills running jobs, got {pool.termination_grace_period}",
+                )
+            )
     return problems
 
 

@@ -17,10 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
+from ..karpenter import NODE_POOL_NAME_PREFIX, node_pool_name
 from ..kubernetes_names import label_value_problems, namespace_problems
 from .runner_metrics import (
     API_ENDPOINT,
     FAILURE_REASONS,
+    NODE_POOL,
     PAUSE_DEPLOYMENT_PREFIX,
     PAUSE_DEPLOYMENT_RUNNER,
     POOL,
@@ -33,6 +35,7 @@ from .working_hours import WorkingHoursError, current_years, promql_condition, u
 RULE_GROUP = "gitlab-runner-fleet"
 PAUSE_POD_RULE_GROUP = "gitlab-runner-fleet-pause-pods"
 AUTOSCALER_RULE_GROUP = "gitlab-runner-fleet-cluster-autoscaler"
+KARPENTER_RULE_GROUP = "gitlab-runner-fleet-karpenter"
 CACHE_RULE_GROUP = "gitlab-runner-fleet-cache"
 DEFAULT_RUNBOOK_URL = "docs/observability.md"
 """Where the runbook sections live; set the page's browsable URL to make the links clickable."""
@@ -40,6 +43,13 @@ DEFAULT_NODE_GROUP_REGEX = ".*"
 """Every node group cluster-autoscaler manages (on EKS, all managed node groups' ASGs)."""
 CLUSTER_AUTOSCALER = "cluster-autoscaler"
 """Scaler of pools whose nodes are managed node groups scaled by the stack's cluster-autoscaler."""
+KARPENTER = "karpenter"
+"""Scaler of pools whose nodes the stack's own Karpenter launches (its chart's ServiceMonitor)."""
+LAUNCH_FAILURE_REASONS = ("insufficient_capacity", "nodeclass_not_ready", "launch_timeout")
+"""Why Karpenter gives up a NodeClaim before its instance runs (nodeclaim/lifecycle/launch.go,
+liveness.go)."""
+REGISTRATION_FAILURE_REASON = "registration_timeout"
+"""A NodeClaim whose instance ran but never joined the cluster in 15 minutes (liveness.go)."""
 NO_SCALER = "none"
 """Scaler of pools on nodes nobody scales (or a scaler this stack does not watch)."""
 
@@ -69,7 +79,8 @@ class MonitoredPool(TypedDict):
     job_namespace: str
     """Namespace of the pool's job pods and of its pause Deployment."""
     scaler: NotRequired[str]
-    """What adds the pool's nodes: `cluster-autoscaler` (default) or `none` (fixed nodes)."""
+    """What adds the pool's nodes: `cluster-autoscaler` (default), `karpenter` (its NodePool
+    `gitlab-runner-fleet-<name>`) or `none` (fixed nodes, or a scaler the stack does not run)."""
     warm_capacity: NotRequired[bool]
     """The runner keeps pause pods (`[runners.kubernetes.autoscaler]`). Default false."""
     queuing_thresholds: NotRequired[bool]
@@ -147,6 +158,12 @@ class AlertThresholds(TypedDict):
     failed_scale_ups: NotRequired[float]
     """ClusterAutoscalerScaleUpsFailing: failed scale-ups in the event window above which to
     alert. Default 0 (any)."""
+    node_pool_at_limit_for: NotRequired[str]
+    """KarpenterNodePoolAtLimit: how long a pool's NodePool may use all of one of its limits
+    (nodes, cpu, memory), so that Karpenter launches nothing more for it. Default `15m`."""
+    node_launch_failures: NotRequired[float]
+    """KarpenterNodeLaunchesFailing and KarpenterNodesNotRegistering: NodeClaims of a pool
+    given up in the event window above which to alert. Default 0 (any)."""
     cache_volume_free_ratio: NotRequired[float]
     """RunnerCacheVolumeNearlyFull: free share of the in-cluster cache's volume below which to
     alert. Default 0.1."""
@@ -176,6 +193,8 @@ DEFAULT_THRESHOLDS: Final[AlertThresholds] = {
     "pause_pods_unavailable_for": "15m",
     "node_group_backoff_for": "3m",
     "failed_scale_ups": 0,
+    "node_pool_at_limit_for": "15m",
+    "node_launch_failures": 0,
     "cache_volume_free_ratio": 0.1,
     "cache_volume_for": "10m",
 }
@@ -697,10 +716,77 @@ def _cluster_autoscaler_alerts(
     ]
 
 
+def _karpenter_alerts(
+    context: _Context, pools: Sequence[MonitoredPool]
+) -> tuple[str, list[dict[str, Any]]]:
+    alert, t = context.alert, context.thresholds
+    node_pools = _one_of(NODE_POOL, [node_pool_name(pool["name"]) for pool in pools])
+
+    def per_pool(expr: str) -> str:
+        # Karpenter's metrics name the NodePool; the pool's name is its NodePool's suffix.
+        prefix = _string(f"{NODE_POOL_NAME_PREFIX}(.+)")
+        return f'label_replace({expr}, "{POOL}", "$1", "{NODE_POOL}", {prefix})'
+
+    def given_up(reasons: Sequence[str]) -> str:
+        rise = _rise(
+            "karpenter_nodeclaims_disrupted_total",
+            [node_pools, _one_of("reason", reasons)],
+            t["event_window"],
+        )
+        return per_pool(f"sum by ({NODE_POOL}, reason) ({rise}) > {t['node_launch_failures']}")
+
+    # Both controller replicas may export the gauges; max by NodePool keeps one of each.
+    usage, limit = (
+        f"max by ({NODE_POOL}, resource_type) (karpenter_nodepools_{kind}{{{node_pools}}})"
+        for kind in ("usage", "limit")
+    )
+    return KARPENTER_RULE_GROUP, [
+        alert(
+            "KarpenterNodePoolAtLimit",
+            per_pool(f"{usage} >= on ({NODE_POOL}, resource_type) {limit}"),
+            for_=t["node_pool_at_limit_for"],
+            severity="warning",
+            summary="Pool {{ $labels.pool }} reached its NodePool's {{ $labels.resource_type }} "
+            "limit",
+            description=(
+                "NodePool {{ $labels.nodepool }} uses all of its {{ $labels.resource_type }} "
+                "limit (pools[].maxSize): Karpenter launches no further node for it, and its "
+                "jobs wait for a free one."
+            ),
+        ),
+        alert(
+            "KarpenterNodeLaunchesFailing",
+            given_up(LAUNCH_FAILURE_REASONS),
+            for_="0m",
+            severity="warning",
+            summary="Karpenter fails to launch nodes for pool {{ $labels.pool }} "
+            "({{ $labels.reason }})",
+            description=(
+                f"{_more_than(t['node_launch_failures'])} nodes of NodePool "
+                "{{ $labels.nodepool }} were given up before their instance ran, with reason "
+                f"{{{{ $labels.reason }}}}, in the last {t['event_window']}."
+            ),
+        ),
+        alert(
+            "KarpenterNodesNotRegistering",
+            given_up([REGISTRATION_FAILURE_REASON]),
+            for_="0m",
+            severity="critical",
+            summary="Nodes of pool {{ $labels.pool }} start but never join the cluster",
+            description=(
+                f"{_more_than(t['node_launch_failures'])} instances launched for NodePool "
+                "{{ $labels.nodepool }} ran but did not register as nodes within 15 minutes in "
+                f"the last {t['event_window']}: Karpenter terminated them."
+            ),
+        ),
+    ]
+
+
 SCALER_GROUPS: dict[
     str, Callable[[_Context, Sequence[MonitoredPool]], tuple[str, list[dict[str, Any]]]] | None
 ] = {
     CLUSTER_AUTOSCALER: _cluster_autoscaler_alerts,
+    KARPENTER: _karpenter_alerts,
     NO_SCALER: None,
 }
 """Each scaler a pool may name, and the group of alerts its pools add (built once, from the

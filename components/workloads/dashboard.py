@@ -4,6 +4,8 @@ Every runner query filters on the `pool` template variable (the label the manage
 adds, see monitoring.py); build nodes are counted from kube-state-metrics' `kube_node_labels`
 and pause pods from its Deployment metrics, which carry the pool's node label and the pause
 Deployment's runner label only once those are allow-listed there (docs/observability.md).
+Build nodes carry the pool's label under either scaler (a node group's labels, a NodePool's
+template labels); Karpenter's own panels read its NodePools, one per pool by name.
 """
 
 import json
@@ -24,8 +26,11 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
+from ..karpenter import NODE_POOL_NAME_PREFIX
+from .alert_rules import LAUNCH_FAILURE_REASONS, REGISTRATION_FAILURE_REASON
 from .runner_metrics import (
     API_ENDPOINT,
+    NODE_POOL,
     NODE_POOL_LABEL,
     PAUSE_DEPLOYMENT_PREFIX,
     PAUSE_DEPLOYMENT_RUNNER,
@@ -49,6 +54,14 @@ _PAUSE_PODS_AVAILABLE = (
 )
 """Available pause pods per pool: kube-state-metrics' view of the pause Deployments, joined to
 the pool through the runner's short token on the Deployment's label."""
+_NODE_POOLS = f'{NODE_POOL}=~"{NODE_POOL_NAME_PREFIX}(${POOL_VARIABLE})"'
+"""The NodePools of the selected pools (each named after its pool)."""
+_GIVEN_UP = "|".join((*LAUNCH_FAILURE_REASONS, REGISTRATION_FAILURE_REASON))
+
+
+def _per_pool(expr: str) -> str:
+    """A Karpenter query with each NodePool's pool as `pool`."""
+    return f'label_replace({expr}, "pool", "$1", "{NODE_POOL}", "{NODE_POOL_NAME_PREFIX}(.+)")'
 
 
 def fleet_dashboard() -> dict[str, Any]:
@@ -238,6 +251,56 @@ def fleet_dashboard() -> dict[str, Any]:
                 (
                     f"sum by (reason) (increase(cluster_autoscaler_failed_scale_ups_total{rate}))",
                     "{{reason}}",
+                ),
+            )
+        )
+    )
+    builder = (
+        builder.with_row(row("Karpenter"))
+        .with_panel(
+            panel(
+                "NodePool nodes vs limit",
+                "short",
+                8,
+                *(
+                    (
+                        _per_pool(
+                            f"max by ({NODE_POOL}) (karpenter_nodepools_{kind}"
+                            f'{{{_NODE_POOLS}, resource_type="nodes"}})'
+                        ),
+                        f"{{{{pool}}}} {legend}",
+                    )
+                    for kind, legend in (("usage", "nodes"), ("limit", "limit"))
+                ),
+            )
+        )
+        .with_panel(
+            panel(
+                "Nodes given up (launch, registration)",
+                "short",
+                8,
+                (
+                    _per_pool(
+                        f"sum by ({NODE_POOL}, reason) (increase("
+                        "karpenter_nodeclaims_disrupted_total"
+                        f'{{{_NODE_POOLS}, reason=~"{_GIVEN_UP}"}}{rate}))'
+                    ),
+                    "{{pool}} {{reason}}",
+                ),
+            )
+        )
+        .with_panel(
+            panel(
+                "Pending pod to running, Karpenter (p50, p95)",
+                "s",
+                8,
+                *(
+                    (
+                        f"histogram_quantile({quantile}, sum by (le) (rate("
+                        f"karpenter_pods_provisioning_startup_duration_seconds_bucket{rate})))",
+                        f"p{int(quantile * 100)}",
+                    )
+                    for quantile in (0.5, 0.95)
                 ),
             )
         )

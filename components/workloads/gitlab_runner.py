@@ -10,6 +10,7 @@ from pulumi_kubernetes.helm import v3 as helm
 from ..arguments import check_arguments
 from ..build_nodes import POOL_LABEL, keep_off_build_nodes
 from ..conventions import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+from ..karpenter import DO_NOT_DISRUPT_ANNOTATION
 from ..kubernetes_names import label_value_problems, namespace_problems
 from ..versions import (
     GITLAB_RUNNER_CHART,
@@ -149,6 +150,8 @@ def chart_values(
             # cluster-autoscaler gives an evicted pod at most --max-graceful-termination-sec
             # (600 s) but the manager waits up to an hour for its jobs: never evict it.
             SAFE_TO_EVICT_ANNOTATION: "false",
+            # The same for Karpenter, wherever the cluster's Karpenter manages the manager's node.
+            DO_NOT_DISRUPT_ANNOTATION: "true",
         },
         "affinity": keep_off_build_nodes(all_pool_labels),
         "resources": {

@@ -40,6 +40,9 @@ METRICS_PORT = 9252
 DEFAULT_CONCURRENT = 10
 DEFAULT_CHECK_INTERVAL = 3
 DEFAULT_OUTPUT_LIMIT_KIB = 16384
+JOB_POD_TERMINATION_GRACE_SECONDS = 30
+"""A job pod's grace period: the runner sets `pod_termination_grace_period_seconds` as is
+(executors/kubernetes/kubernetes.go) and the fleet leaves it unset, so Kubernetes' default."""
 RUNNER_DEFAULT_PRIORITY_CLASS = "gitlab-runner-idle-capacity"
 """With this name (or none) the runner creates the pause pods' PriorityClass itself."""
 
@@ -133,6 +136,12 @@ class JobSpec(TypedDict):
     """The pool's labels and `kubernetes.io/arch`."""
     build_taints: list[BuildTaint]
     pod_labels: dict[str, str]
+    pod_annotations: NotRequired[dict[str, str]]
+    """Annotations of the job pods besides cluster-autoscaler's safe-to-evict (e.g. Karpenter's
+    do-not-disrupt); pause pods get none of them."""
+    spot_node_label: NotRequired[dict[str, str]]
+    """The label (one key and value) of spot nodes, which the job pods prefer. Default EKS's
+    `eks.amazonaws.com/capacityType: SPOT`."""
     environment: list[str]
     """Extra `KEY=value` job variables (cache speed settings and the like)."""
     feature_flags: dict[str, bool]
@@ -198,8 +207,12 @@ def tolerations(taints: Sequence[BuildTaint]) -> dict[str, str]:
     }
 
 
-def node_affinity(node_selector: Mapping[str, str]) -> dict[str, Any]:
-    """Require every selected label; prefer spot capacity (the label EKS sets on spot nodes)."""
+def node_affinity(
+    node_selector: Mapping[str, str], spot_node_label: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Require every selected label; prefer spot capacity (by default the label EKS sets on spot
+    nodes)."""
+    spot = spot_node_label or {CAPACITY_TYPE_LABEL: SPOT}
     return {
         "required_during_scheduling_ignored_during_execution": {
             "node_selector_terms": [
@@ -216,7 +229,8 @@ def node_affinity(node_selector: Mapping[str, str]) -> dict[str, Any]:
                 "weight": 100,
                 "preference": {
                     "match_expressions": [
-                        {"key": CAPACITY_TYPE_LABEL, "operator": "In", "values": [SPOT]}
+                        {"key": key, "operator": "In", "values": [value]}
+                        for key, value in spot.items()
                     ]
                 },
             }
@@ -338,9 +352,18 @@ def kubernetes_section(job: JobSpec) -> dict[str, Any]:
             # selector they warm this pool's nodes rather than whatever node has room.
             "node_selector": dict(job["node_selector"]),
             "node_tolerations": tolerations(job["build_taints"]),
-            "affinity": {"node_affinity": node_affinity(job["node_selector"])},
+            "affinity": {
+                "node_affinity": node_affinity(job["node_selector"], job.get("spot_node_label"))
+            },
             "pod_labels": dict(job["pod_labels"]),
-            "pod_annotations": {SAFE_TO_EVICT_ANNOTATION: "false"},
+            # Job pods only: pause pods get no annotations at all (executors/kubernetes/
+            # autoscaler/provider.go, pause_pod_manager.go buildDeployment), so they stay
+            # evictable and their nodes removable. No pod_annotations_overwrite_allowed: a job
+            # cannot drop these with KUBERNETES_POD_ANNOTATIONS_* (overwrites.go).
+            "pod_annotations": {
+                SAFE_TO_EVICT_ANNOTATION: "false",
+                **job.get("pod_annotations", {}),
+            },
             # A PodDisruptionBudget per job pod: node drains (upgrades, consolidation) wait for
             # the job instead of evicting it (executors/kubernetes/kubernetes.go, runner 19.3).
             "pod_disruption_budget": True,

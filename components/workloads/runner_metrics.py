@@ -5,6 +5,7 @@ Pure data and two small label functions.
 Each entry names the upstream file that defines it: gitlab-runner at tag v19.3.0,
 kubernetes/autoscaler at tags cluster-autoscaler-1.34.5 and cluster-autoscaler-1.35.2 (the
 images the stacks pin, components/versions.py; the metrics used here are identical in both),
+kubernetes-sigs/karpenter at tag v1.14.1 (the core the pinned Karpenter 1.14.1 builds on),
 kube-state-metrics v2.20.0 (kube-prometheus-stack 88.5.3's subchart 8.4.0), kubelet
 (kubernetes `pkg/kubelet/metrics/collectors/volume_stats.go`). The tests refuse any alert or
 dashboard query that uses a name or label not listed here, or a label the scrape renames.
@@ -98,6 +99,12 @@ RUNNER_SCRAPE = Scrape(
 AUTOSCALER_SCRAPE = Scrape(
     # The cluster-autoscaler chart 9.59.0's ServiceMonitor (templates/servicemonitor.yaml)
     # sets no honorLabels.
+    target_labels=(*_OPERATOR_TARGET_LABELS, "service"),
+    honor_labels=False,
+)
+KARPENTER_SCRAPE = Scrape(
+    # The karpenter chart 1.14.1's ServiceMonitor (templates/servicemonitor.yaml): the Service's
+    # http-metrics port, no honorLabels unless endpointConfig sets it (ours does not).
     target_labels=(*_OPERATOR_TARGET_LABELS, "service"),
     honor_labels=False,
 )
@@ -245,6 +252,39 @@ CLUSTER_AUTOSCALER_METRICS = (
 CLUSTER_AUTOSCALER_VERSIONS_READ = ("v1.34.5", "v1.35.2")
 """The cluster-autoscaler images whose metrics.go the table above was read from."""
 
+NODE_POOL = "nodepool"
+"""The label of Karpenter's metrics naming the NodePool (pkg/metrics/constants.go)."""
+KARPENTER_METRICS = (
+    # pkg/controllers/metrics/nodepool/controller.go: per NodePool and resource type, every 10 s.
+    # usage is the NodePool's status.resources, the capacity of its nodes (cpu in cores, memory
+    # in bytes, `nodes`, pods, ephemeral_storage); limit exists only for keys of spec.limits.
+    Metric("karpenter_nodepools_usage", "gauge", ("resource_type", NODE_POOL)),
+    Metric("karpenter_nodepools_limit", "gauge", ("resource_type", NODE_POOL)),
+    # pkg/metrics/metrics.go NodeClaimsDisruptedTotal: a series per reason appears with its
+    # first event. Launch failures delete the NodeClaim as insufficient_capacity or
+    # nodeclass_not_ready (pkg/controllers/nodeclaim/lifecycle/launch.go); an instance that is
+    # not running after 5 minutes is launch_timeout, a node that has not registered after 15
+    # minutes registration_timeout (lifecycle/liveness.go).
+    Metric(
+        "karpenter_nodeclaims_disrupted_total",
+        "counter",
+        ("reason", NODE_POOL, "capacity_type"),
+        born_at_first_event=True,
+    ),
+    # pkg/metrics/metrics.go NodeClaimsCreatedTotal, incremented by the provisioner.
+    Metric(
+        "karpenter_nodeclaims_created_total",
+        "counter",
+        ("reason", NODE_POOL, "min_values_relaxed"),
+        born_at_first_event=True,
+    ),
+    # pkg/controllers/metrics/pod/controller.go: from when Karpenter first saw a pod it could
+    # schedule until the pod ran (the cold start Karpenter adds), no labels.
+    Metric("karpenter_pods_provisioning_startup_duration_seconds", "histogram", ()),
+)
+KARPENTER_VERSION_READ = "v1.14.1"
+"""The kubernetes-sigs/karpenter tag the table above was read from."""
+
 KUBE_STATE_METRICS = (
     # internal/store/node.go: no series unless --metric-labels-allowlist lists node labels; each
     # allowed label becomes `label_<sanitized key>` (internal/store/utils.go).
@@ -271,6 +311,7 @@ KUBELET_METRICS = (
 SCRAPES: tuple[tuple[Scrape, tuple[Metric, ...]], ...] = (
     (RUNNER_SCRAPE, RUNNER_METRICS),
     (AUTOSCALER_SCRAPE, CLUSTER_AUTOSCALER_METRICS),
+    (KARPENTER_SCRAPE, KARPENTER_METRICS),
     (KUBE_STATE_METRICS_SCRAPE, KUBE_STATE_METRICS),
     (KUBELET_SCRAPE, KUBELET_METRICS),
 )

@@ -2,7 +2,7 @@
 
 Debian's `prometheus` runs on 127.0.0.1 with the project's rule groups (the test's copy has
 windows of seconds and no `for`), and scrapes small exporters this test serves, one per runner
-manager plus cluster-autoscaler, kube-state-metrics and a kubelet. They emit the metric families
+manager plus cluster-autoscaler, Karpenter, kube-state-metrics and a kubelet. They emit the metric families
 the rules read with exactly the labels their upstream code exports (runner_metrics.py), in the
 text exposition format. Each pool simulates one failure; the test reads /api/v1/alerts until
 every expected alert fired, then checks that no other alert did, and prints which alert fired
@@ -34,6 +34,11 @@ import pytest
 import yaml
 
 from components.aws.cluster_autoscaler import autoscaler_monitoring_values, instance_name
+from components.aws.karpenter import METRICS_PORT_NAME as KARPENTER_METRICS_PORT
+from components.aws.karpenter import NAMESPACE as KARPENTER_NAMESPACE
+from components.aws.karpenter import RELEASE_NAME as KARPENTER_RELEASE
+from components.aws.karpenter import karpenter_values
+from components.karpenter import node_pool_name
 from components.workloads.alert_rules import (
     AlertThresholds,
     ExpectJobs,
@@ -79,6 +84,7 @@ TEST_THRESHOLDS: AlertThresholds = {
     "pause_pod_reconcile_errors": 0,
     "pause_pods_unavailable_for": "0s",
     "node_group_backoff_for": "0s",
+    "node_pool_at_limit_for": "0s",
     "cache_volume_for": "0s",
 }
 
@@ -326,10 +332,15 @@ POOLS: list[MonitoredPool] = [
         "queuing_thresholds": True,
         "expect_jobs": ALWAYS,
     },
-    {"name": "slow", "job_namespace": JOB_NAMESPACE, "queuing_thresholds": True},
-    {"name": "full", "job_namespace": JOB_NAMESPACE},
-    {"name": "failing", "job_namespace": JOB_NAMESPACE},
-    {"name": "rejected", "job_namespace": JOB_NAMESPACE},
+    {
+        "name": "slow",
+        "job_namespace": JOB_NAMESPACE,
+        "queuing_thresholds": True,
+        "scaler": "karpenter",
+    },
+    {"name": "full", "job_namespace": JOB_NAMESPACE, "scaler": "karpenter"},
+    {"name": "failing", "job_namespace": JOB_NAMESPACE, "scaler": "karpenter"},
+    {"name": "rejected", "job_namespace": JOB_NAMESPACE, "scaler": "karpenter"},
     {"name": "stuck", "job_namespace": JOB_NAMESPACE, "expect_jobs": ALWAYS},
     {"name": "warm", "job_namespace": JOB_NAMESPACE, "warm_capacity": True},
     {"name": "gone", "job_namespace": JOB_NAMESPACE},
@@ -341,15 +352,25 @@ FAILURES = [
         (),
     ),
     Failure(
-        "jobs wait 10 minutes in GitLab's queue; the first over the runner's threshold",
+        "jobs wait 10 minutes in GitLab's queue, the first over the runner's threshold; "
+        "Karpenter's first insufficient_capacity for its NodePool",
         (POOL, "slow"),
-        ("GitlabRunnerJobsQueuedTooLong", "GitlabRunnerQueuingThresholdExceeded"),
+        (
+            "GitlabRunnerJobsQueuedTooLong",
+            "GitlabRunnerQueuingThresholdExceeded",
+            "KarpenterNodeLaunchesFailing",
+        ),
     ),
-    Failure("10 of 10 jobs running", (POOL, "full"), ("GitlabRunnerConcurrencySaturated",)),
     Failure(
-        "half the jobs fail with runner_system_failure (a reason new since start)",
+        "10 of 10 jobs running; its NodePool at 10 of 10 nodes",
+        (POOL, "full"),
+        ("GitlabRunnerConcurrencySaturated", "KarpenterNodePoolAtLimit"),
+    ),
+    Failure(
+        "half the jobs fail with runner_system_failure (a reason new since start); a node "
+        "that never registered",
         (POOL, "failing"),
-        ("GitlabRunnerJobFailureRateHigh",),
+        ("GitlabRunnerJobFailureRateHigh", "KarpenterNodesNotRegistering"),
     ),
     Failure(
         "GitLab answers 403 to request_job (token revoked), errors logged",
@@ -464,6 +485,41 @@ def cluster_autoscaler(clock: Clock) -> Samples:
             0,
         ),
     ]
+    return samples
+
+
+def karpenter(clock: Clock) -> Samples:
+    """The pools' NodePools (and the cluster's own `default`, at its limit, no pool's) as
+    Karpenter's controller exports them (kubernetes-sigs/karpenter
+    pkg/controllers/metrics/nodepool/controller.go, pkg/metrics/metrics.go)."""
+    samples: Samples = []
+    for node_pool, nodes in (
+        (node_pool_name("slow"), 2),
+        (node_pool_name("full"), 10),
+        (node_pool_name("failing"), 3),
+        (node_pool_name("rejected"), 1),
+        ("default", 5),
+    ):
+        limit = 5 if node_pool == "default" else 10
+        for metric, value in (("usage", nodes), ("limit", limit)):
+            labels = {"resource_type": "nodes", "nodepool": node_pool}
+            samples.append((f"karpenter_nodepools_{metric}", labels, value))
+    # Old disruptions that are no failure (expiry), there from the start.
+    samples.append(
+        (
+            "karpenter_nodeclaims_disrupted_total",
+            {"reason": "expired", "nodepool": node_pool_name("rejected"), "capacity_type": "spot"},
+            3,
+        )
+    )
+    if clock.since_events() is not None:
+        for node_pool, reason in (
+            (node_pool_name("slow"), "insufficient_capacity"),
+            (node_pool_name("failing"), "registration_timeout"),
+            ("default", "insufficient_capacity"),
+        ):
+            labels = {"reason": reason, "nodepool": node_pool, "capacity_type": "spot"}
+            samples.append(("karpenter_nodeclaims_disrupted_total", labels, 1))
     return samples
 
 
@@ -761,6 +817,16 @@ def prometheus_config(addresses: Mapping[str, str], rule_file: Path) -> dict[str
         "app.kubernetes.io/instance": autoscaler,
         "app.kubernetes.io/name": "aws-cluster-autoscaler",
     }
+    karpenter_monitor = karpenter_values(
+        cluster_name="ci",
+        interruption_queue="karpenter-interruptions",
+        role_arn="arn:aws:iam::123456789012:role/karpenter-controller",
+        service_monitor_labels={"release": "kube-prometheus-stack"},
+    )["serviceMonitor"]
+    karpenter_selector = {
+        "app.kubernetes.io/name": "karpenter",
+        "app.kubernetes.io/instance": KARPENTER_RELEASE,
+    }
     ksm = "kube-prometheus-stack-kube-state-metrics"
     ksm_selector = {
         "app.kubernetes.io/instance": "kube-prometheus-stack",
@@ -786,6 +852,30 @@ def prometheus_config(addresses: Mapping[str, str], rule_file: Path) -> dict[str
                     port_name="http",
                     pod=f"{autoscaler}-7f8d6c-p9zq2",
                     container="aws-cluster-autoscaler",
+                )
+            ],
+        ),
+        # karpenter chart 1.14.1 templates/servicemonitor.yaml: the Service's http-metrics port,
+        # /metrics, in the release's namespace, honorLabels only through endpointConfig.
+        service_monitor_job(
+            KARPENTER_NAMESPACE,
+            KARPENTER_RELEASE,
+            {
+                "port": KARPENTER_METRICS_PORT,
+                "honorLabels": karpenter_monitor.get("endpointConfig", {}).get(
+                    "honorLabels", False
+                ),
+            },
+            match_labels=karpenter_selector,
+            targets=[
+                endpoint_target(
+                    addresses["karpenter"],
+                    namespace=KARPENTER_NAMESPACE,
+                    service=KARPENTER_RELEASE,
+                    service_labels=karpenter_selector,
+                    port_name=KARPENTER_METRICS_PORT,
+                    pod=f"{KARPENTER_RELEASE}-6d5f8b9c7d-x7k2p",
+                    container="controller",
                 )
             ],
         ),
@@ -887,6 +977,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, Clock]]:
         manager.pool: manager.samples for manager in MANAGERS
     }
     renders["cluster-autoscaler"] = cluster_autoscaler
+    renders["karpenter"] = karpenter
     renders["kube-state-metrics"] = kube_state_metrics
     renders["kubelet"] = kubelet
     # What the exporters will serve, before and after the failures begin, is checked here: a

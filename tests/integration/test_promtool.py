@@ -1,8 +1,8 @@
 """The alert rules under promtool.
 
 `promtool check rules` validates the rendered groups; `promtool test rules` replays synthetic
-series, labelled exactly as gitlab-runner 19.3, cluster-autoscaler, kube-state-metrics and the
-kubelet export them and the Prometheus operator's scrape stores them (runner_metrics.py), through
+series, labelled exactly as gitlab-runner 19.3, cluster-autoscaler, Karpenter 1.14.1,
+kube-state-metrics and the kubelet export them and the Prometheus operator's scrape stores them (runner_metrics.py), through
 every alert: each fires for a broken pool (or node group, reason, volume) and stays silent for
 a healthy one, counters born with their first event count it, and alerts with a `for` are still
 pending before it ends. `promtool check config` takes the PodMonitor's relabelings as the
@@ -54,7 +54,7 @@ POOLS: list[MonitoredPool] = [
         )
         for name in ("default", "arm64")
     ),
-    {"name": "large-memory", "job_namespace": "gitlab-runner-jobs-rootless"},
+    {"name": "large-memory", "job_namespace": "gitlab-runner-jobs-rootless", "scaler": "karpenter"},
 ]
 CACHE_VOLUME: VolumeClaim = {"namespace": "runner-cache", "name": "runner-cache-data"}
 SPEC = prometheus_rule_spec(POOLS, cache_volume=CACHE_VOLUME)
@@ -111,6 +111,25 @@ AUTOSCALER_TARGET = {
     "service": "cluster-autoscaler",
     "instance": "10.0.1.4:8085",
 }
+KARPENTER_TARGET = {
+    # The karpenter chart's ServiceMonitor scrapes its Service's http-metrics port.
+    "job": "karpenter",
+    "namespace": "kube-system",
+    "pod": "karpenter-6d5f8b9c7d-x7k2p",
+    "container": "controller",
+    "endpoint": "http-metrics",
+    "service": "karpenter",
+    "instance": "10.0.1.7:8080",
+}
+LARGE_MEMORY_NODE_POOL = "gitlab-runner-fleet-large-memory"
+PLATFORM_NODE_POOL = "default"
+"""A NodePool of the cluster's own, not a pool's: none of the fleet's alerts concern it."""
+
+
+def karpenter_series(metric: str, node_pool: str, values: str, /, **labels: str) -> dict[str, str]:
+    return series(metric, {**KARPENTER_TARGET, "nodepool": node_pool, **labels}, values)
+
+
 KUBE_STATE_METRICS_TARGET = {
     "job": "kube-state-metrics",
     "namespace": "monitoring",
@@ -607,6 +626,114 @@ def cases() -> list[AlertCase]:
             fires_at="20m",
             expected=[{"reason": "placeholder-cannot-be-fulfilled"}],
             subject_label="reason",
+        ),
+        AlertCase(
+            "KarpenterNodePoolAtLimit",
+            broken="large-memory (10 of 10 nodes, 80 of 80 vCPUs)",
+            healthy=["the cluster's own NodePool default (at its limit, no pool's)"],
+            input_series=[
+                # pkg/controllers/metrics/nodepool/controller.go: usage from status.resources,
+                # limit for each key of spec.limits, cpu in cores.
+                *(
+                    karpenter_series(metric, LARGE_MEMORY_NODE_POOL, values, resource_type=kind)
+                    for metric, kind, values in (
+                        ("karpenter_nodepools_usage", "nodes", "6x5 10x25"),
+                        ("karpenter_nodepools_limit", "nodes", "10x30"),
+                        ("karpenter_nodepools_usage", "cpu", "48x5 80x25"),
+                        ("karpenter_nodepools_limit", "cpu", "80x30"),
+                        ("karpenter_nodepools_usage", "memory", "412316860416x5 687194767360x25"),
+                        ("karpenter_nodepools_limit", "memory", "1374389534720x30"),
+                    )
+                ),
+                karpenter_series(
+                    "karpenter_nodepools_usage", PLATFORM_NODE_POOL, "5x30", resource_type="nodes"
+                ),
+                karpenter_series(
+                    "karpenter_nodepools_limit", PLATFORM_NODE_POOL, "5x30", resource_type="nodes"
+                ),
+            ],
+            pending_at="10m",
+            fires_at="25m",
+            expected=[
+                {POOL: "large-memory", "nodepool": LARGE_MEMORY_NODE_POOL, "resource_type": kind}
+                for kind in ("cpu", "nodes")
+            ],
+            subject_label="nodepool",
+        ),
+        AlertCase(
+            "KarpenterNodeLaunchesFailing",
+            broken="large-memory (its first insufficient_capacity, at 18m)",
+            healthy=["large-memory's expired nodes and the cluster's own NodePool's failures"],
+            input_series=[
+                up(KARPENTER_TARGET, "1x40"),
+                # pkg/controllers/nodeclaim/lifecycle/launch.go: a reason's series is created
+                # with its first event, at 1.
+                karpenter_series(
+                    "karpenter_nodeclaims_disrupted_total",
+                    LARGE_MEMORY_NODE_POOL,
+                    "_x18 1x22",
+                    reason="insufficient_capacity",
+                    capacity_type="spot",
+                ),
+                karpenter_series(
+                    "karpenter_nodeclaims_disrupted_total",
+                    LARGE_MEMORY_NODE_POOL,
+                    "_x5 1+1x35",
+                    reason="expired",
+                    capacity_type="spot",
+                ),
+                karpenter_series(
+                    "karpenter_nodeclaims_disrupted_total",
+                    PLATFORM_NODE_POOL,
+                    "_x18 1x22",
+                    reason="insufficient_capacity",
+                    capacity_type="spot",
+                ),
+            ],
+            silent_at="17m",
+            fires_at="20m",
+            expected=[
+                {
+                    POOL: "large-memory",
+                    "nodepool": LARGE_MEMORY_NODE_POOL,
+                    "reason": "insufficient_capacity",
+                }
+            ],
+            subject_label="nodepool",
+        ),
+        AlertCase(
+            "KarpenterNodesNotRegistering",
+            broken="large-memory (an instance that never joined, given up at 15m)",
+            healthy=["the cluster's own NodePool default (its nodes, not a pool's)"],
+            input_series=[
+                up(KARPENTER_TARGET, "1x40"),
+                # pkg/controllers/nodeclaim/lifecycle/liveness.go: registration_timeout after
+                # 15 minutes without a registered node.
+                karpenter_series(
+                    "karpenter_nodeclaims_disrupted_total",
+                    LARGE_MEMORY_NODE_POOL,
+                    "_x15 1x25",
+                    reason="registration_timeout",
+                    capacity_type="spot",
+                ),
+                karpenter_series(
+                    "karpenter_nodeclaims_disrupted_total",
+                    PLATFORM_NODE_POOL,
+                    "_x15 1x25",
+                    reason="registration_timeout",
+                    capacity_type="on-demand",
+                ),
+            ],
+            silent_at="14m",
+            fires_at="16m",
+            expected=[
+                {
+                    POOL: "large-memory",
+                    "nodepool": LARGE_MEMORY_NODE_POOL,
+                    "reason": "registration_timeout",
+                }
+            ],
+            subject_label="nodepool",
         ),
         AlertCase(
             "RunnerCacheVolumeNearlyFull",
