@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import runpy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -472,8 +473,17 @@ STACK_FILE_KEYS = ("config", "encryptionsalt", "secretsprovider", "encryptedkey"
 
 
 class _StackFileLoader(yaml.SafeLoader):
-    """YAML as the Pulumi CLI reads it: a key given twice in one mapping is an error (yaml.v3
-    refuses it), not silently the last one."""
+    """YAML as the Pulumi CLI reads it (gopkg.in/yaml.v3 into `any`): a key given twice in one
+    mapping is an error, not silently the last one; plain scalars resolve as YAML 1.2's core
+    schema does (`yes`, `on` and `1:30` stay strings; only true/false are booleans); and a
+    timestamp stays the string it was written as (yaml.v3 decode.go: "for backward
+    compatibility reasons we set it as a string")."""
+
+    # Its own table (PyYAML's resolvers are per class), keeping only merge keys of SafeLoader's.
+    yaml_implicit_resolvers = {  # noqa: RUF012
+        first: [(tag, regexp) for tag, regexp in resolvers if tag == "tag:yaml.org,2002:merge"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -485,6 +495,22 @@ class _StackFileLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+):
+    _StackFileLoader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first)
+    )
 
 
 def stack_file(stack: str) -> Path:
@@ -509,6 +535,11 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(document, dict):
         raise StackFileError(f"{path}: a stack file is a mapping with a `config:` block")
+    if "runtime" in document and "config" not in document:
+        raise StackFileError(
+            f"{path}: is the project file (it names a runtime), not a stack file: give "
+            "stacks/Pulumi.<stack>.yaml"
+        )
     if unknown := sorted(str(key) for key in document if key not in STACK_FILE_KEYS):
         raise StackFileError(
             f"{path}: unknown top-level key {', '.join(unknown)}; a stack file holds "
@@ -519,7 +550,25 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         raise StackFileError(f"{path}: `config:` must be a mapping of keys to values")
     if bad := [key for key in config if not isinstance(key, str)]:
         raise StackFileError(f"{path}: config keys must be strings such as aws:region, got {bad}")
-    return config
+    return {_current_key_form(key): value for key, value in config.items()}
+
+
+def _current_key_form(key: str) -> str:
+    """`<namespace>:config:<name>`, the legacy form the CLI still reads as `<namespace>:<name>`
+    (pulumi/pulumi sdk/go/common/resource/config/key.go ParseKey)."""
+    parts = key.split(":")
+    return f"{parts[0]}:{parts[2]}" if len(parts) == 3 and parts[1] == "config" else key
+
+
+def imported_environments(path: Path) -> list[str]:
+    """The Pulumi ESC environments a stack file imports (`environment:`), whose config the
+    offline render cannot read."""
+    document = yaml.load(path.read_text(), Loader=_StackFileLoader)
+    imports = document.get("environment") if isinstance(document, dict) else None
+    if isinstance(imports, dict):
+        # A whole environment definition (project.go Environment.UnmarshalYAML).
+        imports = imports.get("imports") or ["(defined inline)"]
+    return [str(item) for item in imports] if isinstance(imports, list) else []
 
 
 def config_from_stack_file(stack: str) -> dict[str, Any]:
@@ -581,7 +630,7 @@ def _run_on_current_loop(
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(
         {
-            key: value if isinstance(value, str) else json.dumps(value)
+            key: value if isinstance(value, str) else json.dumps(value, default=str)
             for key, value in {**({"aws:region": region} if region else {}), **config}.items()
         },
         list(secret_keys),

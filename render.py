@@ -26,6 +26,7 @@ import base64
 import email
 import json
 import re
+import shutil
 import sys
 import tomllib
 from email.message import Message
@@ -43,6 +44,7 @@ from offline import (
     StackFileError,
     UnknownStackError,
     evaluate_config,
+    imported_environments,
     read_stack_file,
     stack_file,
     stack_names,
@@ -63,7 +65,10 @@ POLICY_INPUTS = {
 _HEREDOC = re.compile(
     r"^cat > (?P<path>\S+) <<'(?P<end>\w+)'\n(?P<body>.*?)^(?P=end)$", re.M | re.S
 )
-_STACK_FILE_NAME = re.compile(r"^Pulumi\.(?P<stack>[^.]+)\.ya?ml$")
+# Stack names may hold dots (pulumi/pulumi sdk/go/common/tokens/stack_name.go).
+_STACK_FILE_NAME = re.compile(r"^Pulumi\.(?P<stack>.+)\.ya?ml$")
+_RENDER_MARK = "resources.json"
+"""The file every render writes: a directory holding it is a render, replaced as a whole."""
 
 
 def redacted(value: Any) -> Any:
@@ -100,12 +105,13 @@ def resource_list(run: ProgramRun) -> list[dict[str, Any]]:
     Sorted by URN: resources register in whatever order their inputs resolve, and two renders
     of one stack must diff only where the stack changed.
     """
-    types_by_urn = {resource.urn: resource.type for resource in run.resources}
+    # A parent by type and name: three pools have three components of one type.
+    parents = {resource.urn: f"{resource.type}::{resource.name}" for resource in run.resources}
     listed = []
     for resource in sorted(run.resources, key=lambda resource: resource.urn):
         entry: dict[str, Any] = {"type": resource.type, "name": resource.name}
-        if resource.parent in types_by_urn:
-            entry["parent"] = types_by_urn[resource.parent]
+        if resource.parent in parents:
+            entry["parent"] = parents[resource.parent]
         for option, value in (
             ("protect", resource.protect),
             ("retainOnDelete", resource.retain_on_delete),
@@ -212,8 +218,27 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 
 def write_render(run: ProgramRun, out: Path) -> dict[str, int]:
-    """Write the review files; returns how many of each kind were written."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the review files, replacing an earlier render in `out` as a whole (files of
+    removed pools or resources must not linger); returns how many of each kind were written.
+    Raises `RenderTargetError` for a directory that holds something else."""
+    if out.exists() and any(out.iterdir()) and not (out / _RENDER_MARK).is_file():
+        raise RenderTargetError(
+            f"--out {out}: holds files that are not a render; give an empty or new directory"
+        )
+    staging = out.with_name(f".{out.name}.rendering")
+    shutil.rmtree(staging, ignore_errors=True)
+    counts = _write_render(run, staging)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return counts
+
+
+class RenderTargetError(Exception):
+    """An output directory the render must not replace."""
+
+
+def _write_render(run: ProgramRun, out: Path) -> dict[str, int]:
+    out.mkdir(parents=True)
     listed = resource_list(run)
     (out / "resources.json").write_text(json.dumps(listed, indent=2, sort_keys=True) + "\n")
     (out / "outputs.json").write_text(
@@ -267,6 +292,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.stack_file is not None:
         named = _STACK_FILE_NAME.match(args.stack_file.name)
         args.stack = args.stack_name or (named["stack"] if named else None)
+        if args.stack_file.name in ("Pulumi.yaml", "Pulumi.yml"):
+            parser.error(
+                f"{args.stack_file} is the project file, not a stack file: give "
+                "stacks/Pulumi.<stack>.yaml"
+            )
         if args.stack is None:
             parser.error("--stack NAME: the file name is not Pulumi.<stack>.yaml")
     return args
@@ -275,35 +305,79 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     try:
+        _render(args)
+    except _RenderRefusedError as refused:
+        print(f"error: {refused.message}", file=sys.stderr)
+        return refused.status
+    return 0
+
+
+class _RenderRefusedError(Exception):
+    """Why the render stops: its message and exit status (2 for the files, 1 for the stack)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _render(args: argparse.Namespace) -> None:
+    try:
         path = args.stack_file or stack_file(args.stack)
         config = read_stack_file(path)
+        environments = imported_environments(path)
     except (UnknownStackError, StackFileError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise _RenderRefusedError(2, str(error)) from None
     except OSError as error:
-        print(f"error: {args.stack_file}: {error.strerror}", file=sys.stderr)
-        return 2
-    run = evaluate_config(config, stack=args.stack, return_error=True)
-    if isinstance(run.error, SettingsError):
-        print(f"error: {run.error}", file=sys.stderr)
-        return 1
-    if run.error is not None:
-        print(f"error: stack {args.stack} failed to evaluate: {run.error}", file=sys.stderr)
-        return 1
-    for missing in run.missing_secrets:
-        set_it = f"--path '{missing}' <value>" if "." in missing else f"{missing} <value>"
+        raise _RenderRefusedError(2, f"{args.stack_file}: {error.strerror}") from None
+    for environment in environments:
         print(
-            f"warning: {missing} is not set in {path}; rendered with a stand-in. `pulumi up` "
-            f"needs it: `pulumi config set --secret {set_it}`",
+            f"warning: {path} imports the ESC environment {environment}; its config is not in "
+            "this render, which shows the stack file's own config only",
             file=sys.stderr,
         )
+    run = evaluate_config(config, stack=args.stack, return_error=True)
+    if isinstance(run.error, SettingsError):
+        empty = "" if config else " (it holds no config yet)"
+        where = f"{path}{empty} or with `pulumi config set --path <key> <value>`"
+        raise _RenderRefusedError(1, str(SettingsError(run.error.stack, run.error.problems, where)))
+    if run.error is not None:
+        raise _RenderRefusedError(1, f"stack {args.stack} failed to evaluate: {run.error}")
+    for warning in _stand_in_warnings(run, path):
+        print(f"warning: {warning}", file=sys.stderr)
     out = args.out or Path("out") / args.stack
-    counts = write_render(run, out)
+    try:
+        counts = write_render(run, out)
+    except RenderTargetError as error:
+        raise _RenderRefusedError(2, str(error)) from None
+    except OSError as error:
+        raise _RenderRefusedError(2, f"--out {out}: {error.strerror}") from None
     print(
-        f"{args.stack}: {counts['resources']} resources, {counts['releases']} Helm releases, "
-        f"{counts['policies']} policy documents, {counts['files']} files -> {out}"
+        f"{args.stack}: {_counted(counts['resources'], 'resource')}, "
+        f"{_counted(counts['releases'], 'Helm release')}, "
+        f"{_counted(counts['policies'], 'policy document')}, "
+        f"{_counted(counts['files'], 'file')} -> {out}"
     )
-    return 0
+
+
+def _stand_in_warnings(run: ProgramRun, path: Path) -> list[str]:
+    """What the render shows that `pulumi up` would take from elsewhere."""
+    warnings = []
+    for missing in run.missing_secrets:
+        set_it = f"--path '{missing}' <value>" if "." in missing else f"{missing} <value>"
+        warnings.append(
+            f"{missing} is not set in {path}; rendered with a stand-in. `pulumi up` needs it: "
+            f"`pulumi config set --secret {set_it}`"
+        )
+    warnings += [
+        f"the stack reference {reference.name} is read with offline stand-ins: the hub's "
+        "bucket, endpoint and credentials in this render are placeholders"
+        for reference in run.of_type("pulumi:pulumi:StackReference")
+    ]
+    return warnings
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 if __name__ == "__main__":

@@ -187,6 +187,12 @@ MISTAKES = [
         "pools[0].maxsize: unknown key (check its spelling); did you mean maxSize?",
     ),
     (
+        "turned a section off with false",
+        with_config(**{f"{P}__clusterAutoscaler": False}),
+        1,
+        "clusterAutoscaler: must be an object with keys enabled",
+    ),
+    (
         "gave a pool's token as a list",
         with_config(**{f"{P}__runnerTokens": {"default": [encrypt("glrt-x")]}}),
         1,

@@ -287,3 +287,32 @@ def test_the_retired_token_key_is_told_where_it_moved_and_nothing_else(
     assert code == 1
     assert "runnerToken: moved to one token per pool" in err
     assert "plain text" not in err
+
+
+def test_plain_scalars_resolve_as_pulumis_yaml_reader_resolves_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI reads stack files with gopkg.in/yaml.v3 (YAML 1.2 core schema): `yes` and `on`
+    are strings, so a label value `yes` is a string at `pulumi up` and must be offline too; a
+    date stays the text written (yaml.v3 decode.go keeps timestamps as strings for `any`), not
+    a Python date the render cannot serialise (found in review: a traceback)."""
+    text = (
+        (REPO / "stacks" / "Pulumi.prod.yaml")
+        .read_text()
+        .replace(
+            "config:\n",
+            "config:\n  aws:defaultTags:\n    tags:\n      created: 2025-01-15\n      backup: on\n",
+            1,
+        )
+    )
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(text)
+    config = read_stack_file(path)
+    assert config["aws:defaultTags"] == {"tags": {"created": "2025-01-15", "backup": "on"}}
+    document = yaml.safe_load(text)
+    document["config"][f"{PROJECT}:pools"][0]["labels"] = {"spot": "yes"}
+    unquoted = yaml.safe_dump(document, sort_keys=False).replace("spot: 'yes'", "spot: yes")
+    path.write_text(unquoted)
+    assert read_stack_file(path)[f"{PROJECT}:pools"][0]["labels"] == {"spot": "yes"}
+    code, err, _ = render_file(path, capsys)
+    assert code == 0, err

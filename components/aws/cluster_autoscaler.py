@@ -1,6 +1,7 @@
 """ClusterAutoscaler: the official cluster-autoscaler chart with an IRSA role, on system nodes."""
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NotRequired, Optional, TypedDict, get_args
 
@@ -31,8 +32,12 @@ _NAME_PREFIX = "cluster-autoscaler-"
 
 def instance_name(discovery_tag_value: str) -> str:
     """The release, Deployment, service account and leader-election lease of this stack's
-    autoscaler: distinct from a platform-wide `cluster-autoscaler` beside it."""
-    return (_NAME_PREFIX + discovery_tag_value)[:53].rstrip("-")
+    autoscaler: distinct from a platform-wide `cluster-autoscaler` beside it.
+
+    Lowercase, with every other character than `a-z0-9-` a hyphen: Pulumi stack and project
+    names may hold capitals, `_` and `.` (tokens/stack_name.go), Kubernetes names may not."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", (_NAME_PREFIX + discovery_tag_value).lower())
+    return cleaned[:53].rstrip("-")
 
 
 def instance_rbac_rules(name: str) -> list[dict[str, list[str]]]:

@@ -59,7 +59,7 @@ def look_up_cluster(settings: FleetSettings) -> ClusterLookup:
     else:
         return ClusterLookup(network=None, existing=None)
     if problems:
-        raise SettingsError(settings.stack, problems)
+        raise SettingsError(settings.stack, problems, settings.source)
     return ClusterLookup(network=network, existing=existing)
 
 
@@ -90,6 +90,8 @@ def mirror_cluster_ip(settings: FleetSettings, service_cidr: str | None) -> str 
     address = mirror.cluster_ip or (default_cluster_ip(service_cidr) if service_cidr else None)
     if address and service_cidr and (problems := cluster_ip_problems(address, service_cidr)):
         raise SettingsError(
-            settings.stack, [Problem("registryMirror.clusterIp", "; ".join(problems))]
+            settings.stack,
+            [Problem("registryMirror.clusterIp", "; ".join(problems))],
+            settings.source,
         )
     return address

@@ -41,6 +41,7 @@ class SettingsError(pulumi.RunError):
     """
 
     def __init__(self, stack: str, problems: list[Problem], where: str | None = None) -> None:
+        self.stack = stack
         self.problems = problems
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         lines = "\n".join(f"  - {problem}" for problem in problems)

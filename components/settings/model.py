@@ -77,6 +77,9 @@ class FleetSettings:
     from it when the parser was asked to stand in (`parse_settings(stand_in_secrets=True)`)."""
     missing_secrets: tuple[str, ...] = ()
     """Of those, the ones the configuration needs and does not set at all."""
+    source: str | None = None
+    """Where the values came from and how to change them, for errors found later (a looked-up
+    cluster's version); None for the stack file."""
 
     @property
     def cache_plan(self) -> CachePlan:

@@ -114,7 +114,7 @@ def parse_settings(
     problems.extend(pool_problems)
     pools_read = POOLS_KEY not in refused and not pool_problems
 
-    tags, tag_problems = parse_tags(raw.get(TAGS_KEY) or {} if TAGS_KEY not in refused else {})
+    tags, tag_problems = parse_tags(_or_empty(raw.get(TAGS_KEY)) if TAGS_KEY not in refused else {})
     problems.extend(tag_problems)
     problems.extend(_region_problems(sections, aws_region))
 
@@ -187,6 +187,7 @@ def parse_settings(
         warnings=_warnings(pools, complete.karpenter),
         stand_ins=tuple(reader.stood_in),
         missing_secrets=tuple(reader.absent_keys),
+        source=where,
     )
 
 
@@ -201,13 +202,20 @@ def _parse_sections(
         if key in refused:
             continue
         try:
-            section = section_type.model_validate(raw.get(key) or {})
+            section = section_type.model_validate(_or_empty(raw.get(key)))
         except ValidationError as error:
             problems.extend(describe_errors(key, section_type, error))
             continue
         sections[key] = section
         problems.extend(section.cross_field_problems())
     return sections, problems
+
+
+def _or_empty(value: Any) -> Any:
+    """A section's value, absent being empty; `false` or `[]` are refused by its model rather
+    than read as the defaults (found in review: `pulumi config set clusterAutoscaler false`
+    installed the autoscaler)."""
+    return {} if value is None else value
 
 
 def fleet_settings(
