@@ -7,11 +7,15 @@ import tomllib
 from pathlib import Path
 
 from tests.harness import REPO
-from tools.config_reference import reference_table
+from tools.config_reference import readme_with_table, reference_table
 
 
 def test_readme_config_reference_matches_the_settings_model() -> None:
-    assert reference_table() in (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert readme_with_table(readme, reference_table()) == readme, (
+        "the README's configuration reference is out of date: "
+        "run `python tools/config_reference.py --write`"
+    )
 
 
 README = (REPO / "README.md").read_text()
@@ -53,15 +57,20 @@ def test_every_link_to_a_readme_heading_in_the_readme_exists() -> None:
     assert set(re.findall(r"\]\(#([\w-]+)\)", README)) - anchors == set()
 
 
-def test_the_version_the_readme_and_examples_install_is_the_packages() -> None:
+def test_installs_pin_what_exists_a_commit_or_a_released_tag() -> None:
+    """The version is the package's and the changelog's; an install pins a commit, or a tag
+    only of a version the changelog calls released (found trying it as a new user: the tag
+    of an unreleased version does not exist); the examples install this checkout."""
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert re.search(r"^## (\S+)", changelog, re.MULTILINE)[1] == version  # type: ignore[index]
-    install_tags = set(re.findall(r"gitlab-runner-fleet\.git@(v[\w.]+)", README))
+    unreleased = set(re.findall(r"^## (\S+) \(unreleased\)", changelog, re.MULTILINE))
+    pins = re.findall(r"gitlab-runner-fleet(?:\.git)?@(\S+?)[\"`\s]", README)
+    assert pins
+    assert all(pin == "<commit>" or pin.removeprefix("v") not in unreleased for pin in pins)
     for requirements in (REPO / "examples").glob("*/requirements.txt"):
-        install_tags |= set(re.findall(r"\.git@(v[\w.]+)", requirements.read_text()))
-    install_tags |= set(re.findall(r"gitlab-runner-fleet@(v[\w.]+)", README))
-    assert install_tags == {f"v{version}"}
+        lines = [line for line in requirements.read_text().splitlines() if line[:1] != "#"]
+        assert lines == ["../.."], requirements
 
 
 def test_the_offline_quick_start_installs_what_render_needs_first() -> None:

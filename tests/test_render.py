@@ -42,6 +42,13 @@ def test_every_resource_is_listed_with_its_properties(rendered: tuple[str, Path]
         assert runner["parent"] == f"gitlab-runner-fleet:index:GitlabRunner::{runner['name']}"
 
 
+def test_the_readme_states_each_stacks_resource_count(rendered: tuple[str, Path]) -> None:
+    stack, out = rendered
+    count = len(json.loads((out / "resources.json").read_text()))
+    counts = (REPO / "README.md").read_text().split("Resource counts today: ", 1)[1]
+    assert f"{stack} {count}" in counts.split(".", 1)[0], "update the README's resource counts"
+
+
 def test_no_secret_value_is_written(rendered: tuple[str, Path]) -> None:
     _, out = rendered
     for path in out.rglob("*"):

@@ -1,6 +1,7 @@
 """The README's configuration reference, generated from the settings model itself.
 
-    python tools/config_reference.py        # prints the Markdown table
+    python tools/config_reference.py          # prints the Markdown table
+    python tools/config_reference.py --write  # replaces the table in README.md
 
 README.md holds its output; tests/test_docs.py keeps the two equal.
 Not part of the installed package: only documentation needs it.
@@ -54,5 +55,23 @@ def _reference_rows(prefix: str, model: type[Any]) -> list[str]:
     return rows
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+_TABLE_START = "| key | default | meaning |"
+
+
+def readme_with_table(readme: str, table: str) -> str:
+    """The README with its configuration reference table (from its header row to the first
+    line after it that is not a table row) replaced by `table`."""
+    before, found, rest = readme.partition(_TABLE_START)
+    if not found:
+        raise SystemExit(f"{README}: no table starting with {_TABLE_START!r}")
+    lines = rest.split("\n")
+    end = next((i for i, line in enumerate(lines) if i and not line.startswith("|")), len(lines))
+    return before + table + "\n" + "\n".join(lines[end:])
+
+
 if __name__ == "__main__":
-    print(reference_table())
+    if sys.argv[1:] == ["--write"]:
+        README.write_text(readme_with_table(README.read_text(), reference_table()))
+    else:
+        print(reference_table())

@@ -283,7 +283,9 @@ class RunnerFleet(pulumi.ComponentResource):
             provider = cluster.kubernetes_provider
             oidc_provider_arn = cluster.oidc_provider_arn
             self.cluster_name = cluster.cluster_name
-            self.vpc_cni_role_arn = cluster.vpc_cni_role_arn
+            # Exported only where there is one: a stack output of null says nothing.
+            if settings.cluster.mode == CREATE_MODE:
+                self.vpc_cni_role_arn = cluster.vpc_cni_role_arn
             self._report_network_policy_enforcement(lookup)
             self._create_pools(
                 cluster.cluster_name, cluster.node_subnet_ids, oidc_provider_arn, network, provider
@@ -635,10 +637,12 @@ class RunnerFleet(pulumi.ComponentResource):
         self.cache_bucket_arn = bucket.bucket_arn
         self.cache_bucket_region = bucket.bucket_region
         self.cache_policy_arn = access.policy_arn
-        self.cache_role_arn = access.role_arn
-        self.cache_user_name = access.user_name
-        self.cache_access_key_id = access.access_key_id
-        self.cache_secret_access_key = access.secret_access_key
+        if settings.cache_access.mode == "irsa":
+            self.cache_role_arn = access.role_arn
+        else:
+            self.cache_user_name = access.user_name
+            self.cache_access_key_id = access.access_key_id
+            self.cache_secret_access_key = access.secret_access_key
         if settings.site.is_hub:
             self._create_hub_exports(bucket)
 
@@ -798,7 +802,8 @@ class RunnerFleet(pulumi.ComponentResource):
             }
         registry = RegistryMirror("registry-mirror", args, opts=self._in_cluster)
         self.registry_mirror_status = registry.status
-        self.registry_mirror_node_url = registry.node_url
+        if self._mirror_ip:
+            self.registry_mirror_node_url = registry.node_url
 
     def _runner_tokens(self) -> dict[str, pulumi.Input[str]]:
         """Each pool's runner token: created in GitLab by the stack, or set by hand as a secret."""
