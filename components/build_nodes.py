@@ -428,6 +428,40 @@ def advertised_storage_problems(advertised: str, disk_size_gib: int) -> list[str
     return []
 
 
+EKS_LABEL_MAX = 63
+"""A managed node group's label keys and values, and its taint keys and values, are at most 63
+characters each, and its label values at least 1 (EKS API Reference: CreateNodegroup `labels`,
+Taint). Kubernetes allows longer prefixed keys and empty values; EKS refuses the node group."""
+
+
+def eks_label_problems(labels: Mapping[str, str]) -> list[str]:
+    """Why EKS refuses these as a managed node group's labels beyond Kubernetes' own rules."""
+    problems = [
+        f"{key!r}: EKS takes label keys of at most {EKS_LABEL_MAX} characters, got {len(key)}"
+        for key in labels
+        if len(key) > EKS_LABEL_MAX
+    ]
+    problems += [
+        f"{key!r}: EKS takes no empty label value" for key, value in labels.items() if not value
+    ]
+    return problems
+
+
+def eks_taint_problems(taints: Sequence[Mapping[str, Any] | Taint]) -> list[str]:
+    """Why EKS refuses these as a managed node group's taints beyond Kubernetes' own rules."""
+    problems = []
+    for index, taint in enumerate(taints):
+        fields = taint.model_dump() if isinstance(taint, Taint) else taint
+        for field in ("key", "value"):
+            text = fields.get(field)
+            if isinstance(text, str) and len(text) > EKS_LABEL_MAX:
+                problems.append(
+                    f"[{index}].{field}: EKS takes taint {field}s of at most {EKS_LABEL_MAX} "
+                    f"characters, got {len(text)}"
+                )
+    return problems
+
+
 def spot_group_problems(
     *,
     instance_types: Sequence[str],
@@ -451,9 +485,11 @@ def spot_group_problems(
         for key, value in labels.items()
         for p in label_key_problems(key) + label_value_problems(value)
     ]
+    problems += [f"labels: {p}" for p in eks_label_problems(labels)]
     problems += [
         f"taints{p}" if p.startswith("[") else f"taints: {p}" for p in taints_problems(taints)
     ]
+    problems += [f"taints{p}" for p in eks_taint_problems(taints)]
     if advertised_storage is not None and not problems:
         problems += [
             f"scale_from_zero_ephemeral_storage: {p}"

@@ -118,3 +118,14 @@ class TagArgs(TypedDict):
 
     key: str
     value: str
+
+
+def tag_problems(key: str, value: object) -> list[str]:
+    """Why AWS refuses a resource tag: keys of 1-128 characters not starting with `aws:`,
+    values strings of at most 256 (EC2 and IAM tagging rules)."""
+    problems = []
+    if key.lower().startswith("aws:") or not 1 <= len(key) <= 128:
+        problems.append("tag keys must be 1-128 characters and not start with 'aws:'")
+    if not isinstance(value, str) or len(value) > 256:
+        problems.append(f"must be a string of at most 256 characters, got {value!r}")
+    return problems

@@ -187,6 +187,12 @@ MISTAKES = [
         "pools[0].maxsize: unknown key (check its spelling); did you mean maxSize?",
     ),
     (
+        "gave a node label an empty value",
+        with_config(**{f"{P}__pools": pools({**POOL, "labels": {"team": ""}})}),
+        1,
+        "pools[0].labels: 'team': EKS takes no empty label value",
+    ),
+    (
         "turned a section off with false",
         with_config(**{f"{P}__clusterAutoscaler": False}),
         1,

@@ -70,6 +70,20 @@ def declared(component: Any, args: dict[str, Any]) -> Any:
             "scale_from_zero_ephemeral_storage: must be a Kubernetes quantity",
         ),
         ({"imds_hop_limit": 3}, "imds_hop_limit: must be 1 or 2, got 3"),
+        # EKS API Reference, CreateNodegroup labels and Taint: 63 characters, no empty label.
+        (
+            {"taints": [{"key": "ci.example.com/" + "k" * 49, "value": "x"}]},
+            "taints[0].key: EKS takes taint keys of at most 63 characters, got 64",
+        ),
+        ({"labels": {"team": ""}}, "labels: 'team': EKS takes no empty label value"),
+        (
+            {"instance_tags": {"aws:team": "ci"}},
+            "instance_tags['aws:team']: tag keys must be 1-128 characters and not start with 'aws:'",
+        ),
+        (
+            {"node_role_arn": "arn:aws:iam::123456789012:role/nodes", "node_cni_policy": False},
+            "node_cni_policy: only for the node role the group creates",
+        ),
         ({"max_sizes": 10}, "max_sizes: unknown argument, did you mean max_size?"),
         # Wrong types, named before they reach a comparison deep inside the component.
         ({"max_size": "10"}, "max_size: must be a whole number, got str '10'"),

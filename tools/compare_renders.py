@@ -72,7 +72,12 @@ def parsed_files(root: Path) -> dict[str, Any]:
 
 
 def resources(root: Path) -> dict[Key, dict[str, Any]]:
+    """Each resource by type and name, its parent by type: renders before 0.2.0 name a parent
+    by its type only, later ones by type::name."""
     listed = json.loads((root / "resources.json").read_text())
+    for entry in listed:
+        if "parent" in entry:
+            entry["parent"] = entry["parent"].split("::")[0]
     return {(entry["type"], entry["name"]): entry for entry in listed}
 
 
@@ -89,10 +94,6 @@ def differences(
             found.append(f"added {key[0]} {key[1]}")
     for key in sorted(old_resources.keys() & new_resources.keys()):
         before, after = dict(old_resources[key]), dict(new_resources[key])
-        # Renders before 0.2.0 name a parent by its type only, later ones by type::name.
-        for entry in (before, after):
-            if "parent" in entry:
-                entry["parent"] = entry["parent"].split("::")[0]
         if before.get("parent") != after.get("parent"):
             if after.get("parent") not in ignore_parent:
                 found.append(

@@ -16,7 +16,7 @@ from ..build_nodes import (
     scale_from_zero_tags,
     spot_group_problems,
 )
-from ..naming import TagArgs
+from ..naming import TagArgs, tag_problems
 from .node_role import NodeRole
 
 # AL2023 EKS AMIs boot from /dev/xvda; with a launch template the disk size lives here.
@@ -82,6 +82,26 @@ class SpotNodeGroupArgs(TypedDict):
     """Tags applied to the node group, its launch template and the node role."""
 
 
+def _role_and_tag_problems(args: SpotNodeGroupArgs) -> list[str]:
+    problems = [
+        f"{argument}[{key!r}]: {problem}"
+        for argument, tags in (
+            ("tags", args.get("tags", {})),
+            ("instance_tags", args.get("instance_tags", {})),
+        )
+        for key, value in tags.items()
+        # An Output's value is known only at deployment.
+        for problem in tag_problems(key, "" if isinstance(value, pulumi.Output) else value)
+    ]
+    if args.get("node_role_arn") and "node_cni_policy" in args:
+        # The policy goes only on the role the group creates.
+        problems.append(
+            "node_cni_policy: only for the node role the group creates; with node_role_arn the "
+            "given role's own policies decide"
+        )
+    return problems
+
+
 class SpotNodeGroup(pulumi.ComponentResource):
     """An EKS managed node group of spot instances for one pool of CI builds.
 
@@ -114,15 +134,18 @@ class SpotNodeGroup(pulumi.ComponentResource):
             name,
             args,
             SpotNodeGroupArgs,
-            lambda: spot_group_problems(
-                instance_types=args["instance_types"],
-                min_size=args.get("min_size", 0),
-                max_size=args["max_size"],
-                disk_size_gib=args.get("disk_size_gib", DEFAULT_DISK_SIZE_GIB),
-                labels=args.get("labels", {}),
-                taints=args.get("taints", []),
-                advertised_storage=args.get("scale_from_zero_ephemeral_storage"),
-                imds_hop_limit=args.get("imds_hop_limit", DEFAULT_IMDS_HOP_LIMIT),
+            lambda: (
+                spot_group_problems(
+                    instance_types=args["instance_types"],
+                    min_size=args.get("min_size", 0),
+                    max_size=args["max_size"],
+                    disk_size_gib=args.get("disk_size_gib", DEFAULT_DISK_SIZE_GIB),
+                    labels=args.get("labels", {}),
+                    taints=args.get("taints", []),
+                    advertised_storage=args.get("scale_from_zero_ephemeral_storage"),
+                    imds_hop_limit=args.get("imds_hop_limit", DEFAULT_IMDS_HOP_LIMIT),
+                )
+                + _role_and_tag_problems(args)
             ),
         )
         super().__init__("gitlab-runner-fleet:index:SpotNodeGroup", name, None, opts)

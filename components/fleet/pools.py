@@ -45,7 +45,7 @@ def spot_node_group_args(
     """One pool's spot node group; its labels, taints and architecture come from the pool.
     `cni_policy`: whether its node role carries `AmazonEKS_CNI_Policy` (`fleet.network`)."""
     discovery_key, discovery_value = settings.autoscaler_discovery_tag
-    return {
+    args: SpotNodeGroupArgs = {
         "cluster_name": cluster_name,
         "kubernetes_version": str(settings.cluster.version),
         "subnet_ids": subnet_ids,
@@ -55,8 +55,6 @@ def spot_node_group_args(
         "disk_size_gib": pool.disk_size_gib,
         "labels": pool.node_labels,
         "taints": _taints(pool),
-        "node_role_arn": pool.node_role_arn,
-        "node_cni_policy": cni_policy,
         "scale_from_zero_ephemeral_storage": pool.advertised_ephemeral_storage,
         "imds_hop_limit": pool.imds_hop_limit,
         "autoscaler_discovery_tag": {"key": discovery_key, "value": discovery_value},
@@ -64,6 +62,12 @@ def spot_node_group_args(
         "user_data": user_data,
         "tags": settings.tags_for("build-nodes"),
     }
+    # The CNI policy goes only on a role the group creates; a given role brings its own.
+    if pool.node_role_arn:
+        args["node_role_arn"] = pool.node_role_arn
+    else:
+        args["node_cni_policy"] = cni_policy
+    return args
 
 
 def karpenter_pool_name(pool: PoolSettings) -> str:

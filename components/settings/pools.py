@@ -36,6 +36,8 @@ from ..build_nodes import (
     advertised_storage_problems,
     allocatable_ephemeral_storage_gib,
     category_and_generation,
+    eks_label_problems,
+    eks_taint_problems,
     fitting_request_ceiling,
     group_architecture,
     group_size_problems,
@@ -624,11 +626,24 @@ class PoolSettings(ConfigModel):
     def _scaler_problems(self, key: str) -> list[Problem]:
         """Keys of the other kind of capacity, and a Karpenter pool's instance rules."""
         if not self.uses_karpenter:
-            return [
-                Problem(f"{key}.{to_camel(name)}", f"is only used with scaler: karpenter; {why}")
-                for name, why in _KARPENTER_ONLY_KEYS.items()
-                if name in self.model_fields_set
-            ]
+            # EKS's own limits on a managed node group, as SpotNodeGroup checks them.
+            return (
+                [
+                    Problem(
+                        f"{key}.{to_camel(name)}", f"is only used with scaler: karpenter; {why}"
+                    )
+                    for name, why in _KARPENTER_ONLY_KEYS.items()
+                    if name in self.model_fields_set
+                ]
+                + [
+                    Problem(f"{key}.labels", problem)
+                    for problem in eks_label_problems(self.node_labels)
+                ]
+                + [
+                    Problem(f"{key}.taints{problem.split(':', 1)[0]}", problem.split(": ", 1)[1])
+                    for problem in eks_taint_problems(self.node_taints)
+                ]
+            )
         problems = [
             Problem(f"{key}.{to_camel(name)}", f"is not used with scaler: karpenter; {why}")
             for name, why in _NODE_GROUP_ONLY_KEYS.items()

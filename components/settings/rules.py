@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from ..gitlab.runner_spec import registration_problems
 from ..karpenter import duration_seconds
-from ..naming import ALLOCATION_TAG_KEYS
+from ..naming import ALLOCATION_TAG_KEYS, tag_problems
 from ..workloads.isolation import job_namespace_name, job_namespace_problems, job_pod_security_level
 from ..workloads.rclone import replicate_problems
 from ..workloads.runner_config import JOB_POD_TERMINATION_GRACE_SECONDS
@@ -315,12 +315,5 @@ def parse_tags(raw: Any) -> tuple[dict[str, str], list[Problem]]:
         path = f"{TAGS_KEY}.{key}"
         if key in ALLOCATION_TAG_KEYS:
             problems.append(Problem(path, "is set by the project itself; drop it or rename it"))
-        elif key.lower().startswith("aws:") or not 1 <= len(key) <= 128:
-            problems.append(
-                Problem(path, "tag keys must be 1-128 characters and not start with 'aws:'")
-            )
-        if not isinstance(value, str) or len(value) > 256:
-            problems.append(
-                Problem(path, f"must be a string of at most 256 characters, got {value!r}")
-            )
+        problems += [Problem(path, problem) for problem in tag_problems(key, value)]
     return {str(key): str(value) for key, value in raw.items()}, problems
