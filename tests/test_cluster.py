@@ -234,6 +234,9 @@ def test_a_created_cluster_gives_the_vpc_cni_its_own_role_and_network_policies()
     assert addon.inputs["enableNetworkPolicy"] is True
     assert addon.inputs["clusterName"] == "fleet-dev"
     assert addon.inputs["clusterVersion"] == "1.34"
+    # The cluster's tags, as pulumi-eks gave its own add-on (nodejs/eks/cluster/cluster.ts):
+    # a cluster created before keeps them (found in review).
+    assert addon.inputs["tags"] == {"component": "cluster"}
     role = next(r for r in run.of_type("aws:iam/role:Role") if r.name == "cluster-vpc-cni")
     assert addon.inputs["serviceAccountRoleArn"] == role.state["arn"]
     trust = json.loads(role.inputs["assumeRolePolicy"])

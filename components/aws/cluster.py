@@ -281,6 +281,8 @@ class EksCluster(pulumi.ComponentResource):
             cluster_version=args["version"],
             service_account_role_arn=role.role_arn,
             enable_network_policy=args.get("network_policies", True),
+            # The cluster's tags, as pulumi-eks gave the add-on it created (cluster.ts).
+            tags=args.get("tags", {}),
             opts=pulumi.ResourceOptions(parent=cluster),
         )
 
