@@ -86,6 +86,9 @@ def type_problems(value: Any, hint: Any, path: str) -> list[str]:
     if isinstance(value, pulumi.Output) or inspect.isawaitable(value) or hint is Any:
         return []
     origin, parameters = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (collections.abc.Awaitable, pulumi.Output) or hint is pulumi.Output:
+        # pulumi.Input's other alternatives; a plain value is none of them.
+        return [f"{path}: must be an Output or awaitable, got {_shown(value, path)}"]
     if origin in (typing.Union, types.UnionType):
         alternatives = [type_problems(value, option, path) for option in parameters]
         return [] if any(not found for found in alternatives) else min(alternatives, key=len)

@@ -520,7 +520,12 @@ builds once their CPU credits run out."""
 MIN_KARPENTER_GENERATION = 5
 """The oldest generation a Karpenter pool may launch: Nitro instances of the shapes above (a
 c4.2xlarge has 15 GiB, less than the shape a job is sized for)."""
-MAX_KARPENTER_CPUS = 192
+NEWEST_KARPENTER_GENERATION = 8
+"""The newest c, m and r generation EC2 offers (`_SIZED_FAMILY`): a pool asking for newer ones
+would select no type, and Karpenter would launch nothing."""
+EC2_SIZE_VCPUS = (2, 4, 8, 16, 32, 36, 48, 64, 72, 96, 128, 192)
+"""The vCPU counts c, m and r sizes come in: large 2, xlarge 4, Nxlarge 4N for N in 2, 4, 8, 9,
+12, 16, 18, 24, 32, 48. A NodePool asking for another count selects no type."""
 
 
 def category_and_generation(instance_type: str) -> tuple[str, int] | None:
@@ -549,8 +554,17 @@ def karpenter_requirement_problems(
             f"min_generation: must be at least {MIN_KARPENTER_GENERATION} (older types are "
             f"smaller than their size name says), got {min_generation}"
         )
-    if not cpus or any(not 2 <= cpu <= MAX_KARPENTER_CPUS for cpu in cpus):
-        problems.append(f"cpus: must be vCPU counts from 2 to {MAX_KARPENTER_CPUS}, got {cpus}")
+    elif min_generation > NEWEST_KARPENTER_GENERATION:
+        problems.append(
+            f"min_generation: must be at most {NEWEST_KARPENTER_GENERATION}, the newest c, m "
+            f"and r generation; newer selects no type, got {min_generation}"
+        )
+    if not cpus or any(cpu not in EC2_SIZE_VCPUS for cpu in cpus):
+        sizes = ", ".join(map(str, EC2_SIZE_VCPUS))
+        problems.append(
+            f"cpus: must be vCPU counts c, m and r sizes come in ({sizes}); another selects no "
+            f"type, got {list(cpus)}"
+        )
     return problems
 
 

@@ -23,8 +23,8 @@ GITLAB_RUNNER_VERSION = "19.3.0"
 
 # Karpenter: the controller chart and its CRD chart, published together under one version
 # (karpenter-provider-aws hack/release/common.sh). One release serves every Kubernetes minor
-# above: 1.14.x supports 1.26 to 1.36 (compatibility matrix, website/content/en/v1.14/upgrading/
-# compatibility.md; pkg/providers/version/version.go MinK8sVersion, MaxK8sVersion).
+# above: 1.14.x supports 1.26 to 1.36 (pkg/providers/version/version.go MinK8sVersion,
+# MaxK8sVersion).
 KARPENTER_CHART_REPO = "oci://public.ecr.aws/karpenter"
 KARPENTER_CHART = "karpenter"
 KARPENTER_CRD_CHART = "karpenter-crd"

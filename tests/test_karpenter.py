@@ -25,6 +25,7 @@ from components.aws.karpenter_pool import (
 )
 from components.fleet.pools import karpenter_pool_args
 from components.karpenter import manifest_problems
+from components.settings import SettingsError
 from components.workloads.mirror_config import containerd_hosts_toml, mirror_url, node_user_data
 from tests.harness import ProgramRun, Registered, policy_document, run_program, settings_of
 
@@ -181,6 +182,26 @@ def test_limits_follow_max_size_and_the_largest_node():
         "cpu": "48",
         "memory": "192Gi",
     }
+
+
+def test_a_listed_type_of_unknown_shape_leaves_only_the_node_limit():
+    """Karpenter drops every type whose capacity exceeds what is left of a limit (scheduler.go),
+    and counts c5n.2xlarge as 21504 MiB less its overhead (pkg/providers/instancetype/types.go):
+    a memory limit guessed from c6i.2xlarge alone would stop the pool at 2 of 3 nodes (found
+    in review)."""
+    listed = {
+        **POOL,
+        "instanceTypes": ["c6i.2xlarge", "c5n.2xlarge"],
+        "instanceRequirements": {"listedTypesOnly": True},
+    }
+    assert node_pool_manifest(pool_args(listed))["spec"]["limits"] == {"nodes": "3"}
+
+
+def test_the_type_whose_shape_is_unknown_is_the_one_named():
+    derived = {**POOL, "instanceTypes": ["c6i.2xlarge", "c5n.2xlarge"]}
+    with pytest.raises(SettingsError) as caught:
+        settings_of({"cluster": CREATED, "pools": [derived]})
+    assert "c5n.2xlarge's category, generation or vCPUs are not known here" in str(caught.value)
 
 
 def test_jobs_are_sized_for_the_smallest_node_a_pool_may_get():
@@ -403,7 +424,8 @@ def test_a_pool_is_a_nodepool_and_an_ec2nodeclass_each_its_own_custom_resource()
     assert node_class_resource.inputs["metadata"] == {"name": "gitlab-runner-fleet-default"}
     assert node_pool.inputs["spec"] == node_pool_manifest(args)["spec"]
     assert node_class_resource.inputs["spec"] == node_class(args)["spec"]
-    # The NodePool is deleted first: its finalizer drains its nodes while the class exists.
+    # The NodePool is deleted first; the EC2NodeClass's finalizer waits for its NodeClaims
+    # (karpenter-provider-aws pkg/controllers/nodeclass/controller.go).
     assert node_class_resource.urn in node_pool.dependencies
 
 
@@ -596,3 +618,17 @@ def test_karpenter_refuses_what_it_cannot_run_with(overrides: dict[str, Any], me
     run = karpenter_run(**overrides)
     assert message in str(run.error)
     assert run.resources == []
+
+
+def test_direct_use_with_arguments_of_the_wrong_shape_is_refused():
+    """As a program passes them by mistake (found trying it as a new user: one string for the
+    subnets became a subnet per character, no security groups selected none)."""
+    args: Any = {**pool_args(), "subnet_ids": "subnet-0a1", "node_role_name": None}
+    del args["security_group_ids"]
+    run = run_program(lambda: KarpenterPool("pool", args), return_error=True)
+    assert "subnet_ids: must be a list, got str 'subnet-0a1'" in str(run.error)
+    assert "node_role_name: must be a string, got NoneType None" in str(run.error)
+    assert run.resources == []
+    args = {**pool_args()}
+    del args["security_group_ids"]
+    assert "security_group_ids: required without discovery_tag" in karpenter_pool_problems(args)

@@ -280,6 +280,24 @@ NODE_GROUP_POOL = {"name": "default", "runUntagged": True}
             {"pools": [{**KARPENTER_POOL, "instanceRequirements": {"minGeneration": 4}}]},
             "pools[0].instanceRequirements.minGeneration: must be at least 5",
         ),
+        # Requirements no EC2 type meets: a NodePool that never launches (found trying it as
+        # a new user); pkg/providers/instancetype/types.go reads vCPUs and generation.
+        (
+            {"pools": [{**KARPENTER_POOL, "instanceRequirements": {"minGeneration": 12}}]},
+            "pools[0].instanceRequirements.minGeneration: must be at most 8",
+        ),
+        (
+            {"pools": [{**KARPENTER_POOL, "instanceRequirements": {"cpus": [6]}}]},
+            "pools[0].instanceRequirements.cpus: must be vCPU counts c, m and r sizes come in",
+        ),
+        (
+            {
+                "pools": [
+                    {**KARPENTER_POOL, "instanceRequirements": {"categories": ["c"], "cpus": [2]}}
+                ]
+            },
+            "or pick larger instanceRequirements.cpus",
+        ),
         (
             {"pools": [{**KARPENTER_POOL, "expireAfter": "30d"}]},
             "pools[0].expireAfter: must be hours, minutes and seconds such as 10m or 720h, or Never",
@@ -358,3 +376,20 @@ def test_a_pool_moved_to_the_clusters_karpenter_with_the_cli_renders_its_nodepoo
     assert requirements["karpenter.k8s.aws/instance-cpu"] == ["8", "16"]
     assert requirements["karpenter.sh/capacity-type"] == ["spot", "on-demand"]
     assert [g.name for g in run.of_type("aws:eks/nodeGroup:NodeGroup")] == ["build-nodes-default"]
+
+
+def test_a_node_role_a_pool_brings_joins_a_created_cluster_through_its_own_access_entry():
+    """A cluster the stack creates authenticates by access entries only (EKS API
+    authentication mode): Karpenter's nodes under a role without one would launch and never
+    register (found trying it as a new user)."""
+    arn = "arn:aws:iam::123456789012:role/KarpenterNodeRole-platform"
+    pools = config_from_stack_file("dev")[f"{PROJECT}:pools"]
+    run = run_stack("dev", {f"{PROJECT}:pools": [{**pools[0], "nodeRoleArn": arn}]})
+    entries = {
+        e.inputs["principalArn"]: e.inputs["type"]
+        for e in run.of_type("aws:eks/accessEntry:AccessEntry")
+        if e.inputs["type"] == "EC2_LINUX"
+    }
+    assert entries == {arn: "EC2_LINUX"}
+    (node_class,) = run.of_type(NODE_CLASS)
+    assert node_class.inputs["spec"]["role"] == "KarpenterNodeRole-platform"

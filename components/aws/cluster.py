@@ -4,7 +4,7 @@ import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NotRequired, Optional, TypedDict
+from typing import Any, NotRequired, Optional, TypedDict, cast
 
 import pulumi
 import pulumi_aws as aws
@@ -281,8 +281,10 @@ class EksCluster(pulumi.ComponentResource):
             cluster_version=args["version"],
             service_account_role_arn=role.role_arn,
             enable_network_policy=args.get("network_policies", True),
-            # The cluster's tags, as pulumi-eks gave the add-on it created (cluster.ts).
-            tags=args.get("tags", {}),
+            # The cluster's tags, as pulumi-eks gave the add-on it created (cluster.ts). A map,
+            # as the provider reads it (addons/cni-addon.ts); the Python SDK's type says a list
+            # of maps, which the provider would hand to aws.eks.Addon as is.
+            tags=cast(Any, args.get("tags", {})),
             opts=pulumi.ResourceOptions(parent=cluster),
         )
 

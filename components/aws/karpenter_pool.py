@@ -157,8 +157,16 @@ def _shapes(args: KarpenterPoolArgs) -> list[InstanceShape]:
 
 def node_pool_limits(args: KarpenterPoolArgs) -> dict[str, str]:
     """The NodePool's limits: `max_nodes` nodes, and as many of its largest node's vCPUs and
-    memory (what Karpenter sums from node capacity) when the shapes are known."""
+    memory (what Karpenter sums from node capacity) when every shape it may launch is known.
+
+    With one listed type of unknown shape the cpu and memory limits would be guesses: Karpenter
+    drops every type whose capacity exceeds what is left of a limit (kubernetes-sigs/karpenter
+    pkg/controllers/provisioning/scheduling/scheduler.go), so a guess too low stops the pool
+    short of `max_nodes`; `nodes` alone bounds it then (found in review)."""
     limits = {"nodes": str(args["max_nodes"])}
+    listed = args.get("instance_types") or []
+    if any(instance_shape(instance_type) is None for instance_type in listed):
+        return limits
     if shapes := _shapes(args):
         limits["cpu"] = str(args["max_nodes"] * max(shape.vcpus for shape in shapes))
         limits["memory"] = f"{args['max_nodes'] * max(s.memory_gib for s in shapes)}Gi"
@@ -322,8 +330,12 @@ def _choice_problems(args: KarpenterPoolArgs) -> list[str]:
         problems.append("ami_alias: leave it out with ami_ids (one way to pick the AMI)")
     if args.get("discovery_tag") and (args.get("subnet_ids") or args.get("security_group_ids")):
         problems.append("discovery_tag: selects subnets and security groups; drop their IDs")
-    if not args.get("discovery_tag") and not args.get("subnet_ids"):
-        problems.append("subnet_ids: required without discovery_tag")
+    # An EC2NodeClass without terms selects nothing, and Karpenter launches no node for it.
+    problems += [
+        f"{key}: required without discovery_tag"
+        for key in ("subnet_ids", "security_group_ids")
+        if not args.get("discovery_tag") and not args.get(key)
+    ]
     return problems
 
 
@@ -400,7 +412,8 @@ class KarpenterPool(pulumi.ComponentResource):
                 "spec": node_class_spec,
             },
         )
-        # Deleted before its class: Karpenter drains the pool's nodes on the NodePool's finalizer.
+        # Deleted before its class: the NodePool owns its NodeClaims (ownerReferences with
+        # blockOwnerDeletion), and the EC2NodeClass's finalizer waits for them.
         self._custom_resource(name, node_pool_manifest(args), depends_on=[node_class])
         self.node_pool_name = pulumi.Output.from_input(object_name)
         self.register_outputs({"node_pool_name": self.node_pool_name})

@@ -8,6 +8,7 @@ from typing import Any, NotRequired, Optional, TypedDict, cast
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+from pulumi_aws import eks as aws_eks
 
 from ..arguments import check_arguments
 from ..aws.cache_access import CacheAccess
@@ -23,7 +24,7 @@ from ..aws.cluster_autoscaler import ClusterAutoscaler
 from ..aws.edge_access import EdgeAccess
 from ..aws.karpenter import DEFAULT_REPLICAS as KARPENTER_REPLICAS
 from ..aws.karpenter import Karpenter
-from ..aws.karpenter_node_role import KarpenterNodeRole
+from ..aws.karpenter_node_role import NODE_ACCESS_ENTRY_TYPE, KarpenterNodeRole
 from ..aws.karpenter_pool import KarpenterPool
 from ..aws.mirror_access import RegistryMirrorAccess
 from ..aws.s3_gateway_endpoint import S3GatewayEndpoint
@@ -501,9 +502,21 @@ class RunnerFleet(pulumi.ComponentResource):
         role_names: dict[str, pulumi.Input[str]] = {
             pool.name: _role_name(pool.node_role_arn) for pool in pools if pool.node_role_arn
         }
-        role_arns: list[pulumi.Input[str]] = [
-            *sorted({pool.node_role_arn for pool in pools if pool.node_role_arn})
-        ]
+        given_roles = sorted({pool.node_role_arn for pool in pools if pool.node_role_arn})
+        role_arns: list[pulumi.Input[str]] = [*given_roles]
+        if settings.cluster.mode == CREATE_MODE:
+            # A cluster this stack creates authenticates nodes by access entries only: a role a
+            # pool brings needs its own, or its nodes launch and never join (found trying it
+            # as a new user). An existing cluster's Karpenter roles are the platform's to map.
+            for arn in given_roles:
+                aws_eks.AccessEntry(
+                    f"karpenter-nodes-{_role_name(arn)}",
+                    cluster_name=cluster_name,
+                    principal_arn=arn,
+                    type=NODE_ACCESS_ENTRY_TYPE,
+                    tags=settings.tags_for("build-nodes"),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
         if len(role_names) < len(pools):
             node_role = KarpenterNodeRole(
                 "karpenter-nodes",

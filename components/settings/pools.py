@@ -500,6 +500,24 @@ class PoolSettings(ConfigModel):
             return None
         return categories, min_generation, cpus
 
+    def shape_description(self) -> str:
+        """The node jobs are sized for, as a message names it: the sizing instance type, or a
+        Karpenter pool's smallest shape."""
+        if self.uses_karpenter and not self.launches_listed_types_only and self.shape:
+            return f"the smallest node: {self.shape.vcpus} vCPUs, {self.shape.memory_gib} GiB"
+        return self.instance_types[0]
+
+    def _first_unknown_type(self) -> str:
+        """The first instance type whose category, generation or shape is not known here."""
+        return next(
+            (
+                t
+                for t in self.instance_types
+                if category_and_generation(t) is None or instance_shape(t) is None
+            ),
+            self.instance_types[0],
+        )
+
     @property
     def shape(self) -> InstanceShape | None:
         """The vCPU/memory shape jobs are sized for: the first (sizing) instance type's, or a
@@ -607,6 +625,8 @@ class PoolSettings(ConfigModel):
         }
         if self.expect_jobs is not None:
             facts["expect_jobs"] = self.expect_jobs.spec()
+        if self.uses_karpenter and self.on_demand_fallback:
+            facts["on_demand_fallback"] = True
         return facts
 
     def pause_pods_per_job(self) -> int:
@@ -669,7 +689,7 @@ class PoolSettings(ConfigModel):
             problems.append(
                 Problem(
                     f"{key}.instanceTypes",
-                    f"{self.instance_types[0]}'s category, generation or vCPUs are not known "
+                    f"{self._first_unknown_type()}'s category, generation or vCPUs are not known "
                     "here, so a NodePool cannot be derived from them: set "
                     "instanceRequirements.categories, minGeneration and cpus, or "
                     "listedTypesOnly: true",
@@ -725,9 +745,15 @@ class PoolSettings(ConfigModel):
                 fix = "lower cpu or memory, or leave it out for ceilings that fit"
                 fit_key = f"{key}.overwriteMaxAllowed"
             else:
-                fix = "lower the build and service requests, or pick larger instance types"
+                larger = (
+                    "larger instanceRequirements.cpus"
+                    if self.uses_karpenter and not self.launches_listed_types_only
+                    else "larger instance types"
+                )
+                fix = f"lower the build and service requests, or pick {larger}"
                 fit_key = f"{key}.serviceResources"
-            problems.append(Problem(fit_key, f"{fit} ({self.instance_types[0]}); {fix}"))
+            node = self.shape_description()
+            problems.append(Problem(fit_key, f"{fit} ({node}); {fix}"))
         build = self.build_resources
         if self.warm_capacity and not (build.cpu_request and build.memory_request):
             problems.append(

@@ -87,6 +87,8 @@ class MonitoredPool(TypedDict):
     """The runner has `[[runners.monitoring.job_queuing_durations]]`. Default false."""
     expect_jobs: NotRequired[ExpectJobs]
     """Working hours in which the pool always picks up jobs. Default none."""
+    on_demand_fallback: NotRequired[bool]
+    """A Karpenter pool may launch on-demand nodes when spot has no capacity. Default false."""
 
 
 class VolumeClaim(TypedDict):
@@ -721,19 +723,33 @@ def _karpenter_alerts(
 ) -> tuple[str, list[dict[str, Any]]]:
     alert, t = context.alert, context.thresholds
     node_pools = _one_of(NODE_POOL, [node_pool_name(pool["name"]) for pool in pools])
+    # A pool that falls back to on-demand loses a spot NodeClaim as insufficient_capacity each
+    # time spot has none (instance.go tries spot first; lifecycle/launch.go deletes the claim),
+    # then launches on-demand: that is the fallback working, not a failure (found in review).
+    falling_back = [node_pool_name(p["name"]) for p in pools if p.get("on_demand_fallback")]
+    spot_only = [node_pool_name(p["name"]) for p in pools if not p.get("on_demand_fallback")]
 
     def per_pool(expr: str) -> str:
         # Karpenter's metrics name the NodePool; the pool's name is its NodePool's suffix.
         prefix = _string(f"{NODE_POOL_NAME_PREFIX}(.+)")
         return f'label_replace({expr}, "{POOL}", "$1", "{NODE_POOL}", {prefix})'
 
-    def given_up(reasons: Sequence[str]) -> str:
+    def given_up(reasons: Sequence[str], names: Sequence[str] = ()) -> str:
         rise = _rise(
             "karpenter_nodeclaims_disrupted_total",
-            [node_pools, _one_of("reason", reasons)],
+            [_one_of(NODE_POOL, names) if names else node_pools, _one_of("reason", reasons)],
             t["event_window"],
         )
         return per_pool(f"sum by ({NODE_POOL}, reason) ({rise}) > {t['node_launch_failures']}")
+
+    launches = " or ".join(
+        given_up(reasons, names)
+        for reasons, names in (
+            (LAUNCH_FAILURE_REASONS, spot_only),
+            ([r for r in LAUNCH_FAILURE_REASONS if r != "insufficient_capacity"], falling_back),
+        )
+        if names
+    )
 
     # Both controller replicas may export the gauges; max by NodePool keeps one of each.
     usage, limit = (
@@ -756,7 +772,7 @@ def _karpenter_alerts(
         ),
         alert(
             "KarpenterNodeLaunchesFailing",
-            given_up(LAUNCH_FAILURE_REASONS),
+            launches,
             for_="0m",
             severity="warning",
             summary="Karpenter fails to launch nodes for pool {{ $labels.pool }} "

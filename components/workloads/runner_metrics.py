@@ -262,9 +262,10 @@ KARPENTER_METRICS = (
     Metric("karpenter_nodepools_limit", "gauge", ("resource_type", NODE_POOL)),
     # pkg/metrics/metrics.go NodeClaimsDisruptedTotal: a series per reason appears with its
     # first event. Launch failures delete the NodeClaim as insufficient_capacity or
-    # nodeclass_not_ready (pkg/controllers/nodeclaim/lifecycle/launch.go); an instance that is
-    # not running after 5 minutes is launch_timeout, a node that has not registered after 15
-    # minutes registration_timeout (lifecycle/liveness.go).
+    # nodeclass_not_ready (pkg/controllers/nodeclaim/lifecycle/launch.go); a NodeClaim whose
+    # launch has not succeeded 5 minutes after a failed create (no instance at all, e.g. an IAM
+    # denial) is launch_timeout, a node that has not registered after 15 minutes
+    # registration_timeout (lifecycle/liveness.go).
     Metric(
         "karpenter_nodeclaims_disrupted_total",
         "counter",

@@ -1022,3 +1022,78 @@ def test_working_hours_in_a_zone_with_daylight_saving_time(tmp_path: Path):
         timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_pool_falling_back_to_on_demand_is_no_launch_failure(tmp_path: Path):
+    """With onDemandFallback, Karpenter tries spot first and gives the NodeClaim up as
+    insufficient_capacity when spot has none (karpenter-provider-aws pkg/providers/instance/
+    instance.go; kubernetes-sigs/karpenter nodeclaim/lifecycle/launch.go), then launches
+    on-demand: the fallback working, silent; its other failures still fire (found in review)."""
+    burst = MonitoredPool(
+        name="burst",
+        job_namespace="gitlab-runner-jobs-dind",
+        scaler="karpenter",
+        on_demand_fallback=True,
+    )
+    spec = prometheus_rule_spec([burst])
+    rule = next(
+        rule
+        for group in spec["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "KarpenterNodeLaunchesFailing"
+    )
+    (tmp_path / "rules.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "one", "rules": [rule]}]}, sort_keys=False)
+    )
+    node_pool = "gitlab-runner-fleet-burst"
+    labels = {POOL: "burst", "nodepool": node_pool, "reason": "nodeclass_not_ready"}
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "name": "spot exhausted, then the node class broken",
+                "interval": "1m",
+                "input_series": [
+                    up(KARPENTER_TARGET, "1x40"),
+                    karpenter_series(
+                        "karpenter_nodeclaims_disrupted_total",
+                        node_pool,
+                        "_x5 1+1x35",
+                        reason="insufficient_capacity",
+                        capacity_type="spot",
+                    ),
+                    karpenter_series(
+                        "karpenter_nodeclaims_disrupted_total",
+                        node_pool,
+                        "_x25 1x15",
+                        reason="nodeclass_not_ready",
+                        capacity_type="spot",
+                    ),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "20m", "alertname": rule["alert"], "exp_alerts": []},
+                    {
+                        "eval_time": "28m",
+                        "alertname": rule["alert"],
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {**labels, **rule["labels"]},
+                                "exp_annotations": rendered_annotations(rule, labels, None),
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [program("promtool"), "test", "rules", "test.yaml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
