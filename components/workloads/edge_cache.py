@@ -22,13 +22,14 @@ from .rclone import (
     HubLocation,
     auth_key,
     expire_command,
-    make_bucket_command,
-    prune_command,
+    make_store_command,
     push_command,
     quantity_bytes,
     remote_config,
     replicate_problems,
     serve_command,
+    trim_command,
+    volume_plan,
 )
 from .runner_config import CacheSpec
 
@@ -41,7 +42,9 @@ CREDENTIALS_SECRET = "runner-cache-credentials"
 PUSH_JOB = "runner-cache-push"
 EXPIRE_JOB = "runner-cache-expire"
 DEFAULT_PUSH_SCHEDULE = "*/5 * * * *"
-EXPIRE_SCHEDULE = "17 * * * *"
+EXPIRE_SCHEDULE = "*/10 * * * *"
+"""Every 10 minutes: the store may outgrow its bound by at most 10 minutes of uploads, which the
+volume's headroom takes (`rclone.volume_plan`)."""
 PUSH_DEADLINE_SECONDS = 6 * 3600
 """A push may run this long: a 40 GiB backlog at 40 Mbit/s takes about 2.4 hours."""
 EXPIRE_DEADLINE_SECONDS = 1800
@@ -93,9 +96,10 @@ class EdgeCacheArgs(TypedDict):
     prefix: pulumi.Input[str]
     """The runner's `[runners.cache] Path`: the hub's prefix for an edge."""
     size: str
-    """Size of the cache volume, a Kubernetes quantity such as `200Gi`. With a hub, up to half
-    of it is rclone's VFS cache (objects read from the hub, recent writes), the rest the local
-    store."""
+    """Size of the cache volume, a Kubernetes quantity such as `200Gi`. With a hub, 30% of it is
+    rclone's VFS cache (objects read from the hub, and a second copy of recent uploads) and 50%
+    the local store; without one, 80% the store. The expiry job keeps the store under its share,
+    oldest objects first; the rest is headroom (`rclone.volume_plan`)."""
     hub: NotRequired[Optional[EdgeHub]]
     """The hub to read through and push to. None: an in-cluster cache of its own."""
     namespace: NotRequired[str]
@@ -273,6 +277,7 @@ def deployment_manifest(
     namespace: str,
     *,
     bucket: str,
+    prefix: str,
     has_hub: bool,
     size: str,
     config: str,
@@ -296,7 +301,9 @@ def deployment_manifest(
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"memory": "1Gi"},
     }
-    make_bucket = _container("bucket", make_bucket_command(bucket=bucket), [], data_read_only=False)
+    make_store = _container(
+        "store", make_store_command(bucket=bucket, prefix=prefix), [], data_read_only=False
+    )
     affinity = keep_off_build_nodes(build_node_labels) if build_node_labels else {}
     return {
         "apiVersion": "apps/v1",
@@ -315,7 +322,7 @@ def deployment_manifest(
                     },
                 },
                 "spec": _pod_spec(
-                    [server], affinity, data_read_only=False, init_containers=[make_bucket]
+                    [server], affinity, data_read_only=False, init_containers=[make_store]
                 ),
             },
         },
@@ -425,17 +432,22 @@ def expire_cron_job_manifest(
     namespace: str,
     *,
     bucket: str,
+    prefix: str,
+    size: str,
+    has_hub: bool,
     expire_after: str = DEFAULT_EXPIRE_AFTER,
     build_node_labels: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
-    """Deletes local objects older than `expire_after`."""
+    """Deletes local objects older than `expire_after`, then the oldest ones above the store's
+    share of the volume. Directories stay (`rclone.runner_objects_dir`)."""
+    store_bytes = volume_plan(quantity_bytes(size), has_hub=has_hub).store_bytes
     return cron_job_manifest(
         namespace,
         EXPIRE_JOB,
         schedule=EXPIRE_SCHEDULE,
         steps=[
             ("expire", expire_command(bucket=bucket, expire_after=expire_after)),
-            ("prune", prune_command(bucket=bucket)),
+            ("trim", trim_command(bucket=bucket, max_bytes=store_bytes)),
         ],
         env_names=[],
         data_read_only=False,
@@ -523,14 +535,15 @@ class EdgeCache(pulumi.ComponentResource):
         server = self._declare(
             f"{name}-server",
             k8s.apps.v1.Deployment,
-            pulumi.Output.all(bucket, config, secrets_version).apply(
+            pulumi.Output.all(bucket, prefix, config, secrets_version).apply(
                 lambda values: deployment_manifest(
                     namespace_name,
                     bucket=values[0],
+                    prefix=values[1],
                     has_hub=hub is not None,
                     size=size,
-                    config=values[1],
-                    secrets_version=values[2],
+                    config=values[2],
+                    secrets_version=values[3],
                     build_node_labels=build_node_labels,
                 )
             ),
@@ -542,10 +555,13 @@ class EdgeCache(pulumi.ComponentResource):
         self._declare(
             f"{name}-expire",
             k8s.batch.v1.CronJob,
-            bucket.apply(
-                lambda value: expire_cron_job_manifest(
+            pulumi.Output.all(bucket, prefix).apply(
+                lambda values: expire_cron_job_manifest(
                     namespace_name,
-                    bucket=value,
+                    bucket=values[0],
+                    prefix=values[1],
+                    size=size,
+                    has_hub=hub is not None,
                     expire_after=args.get("expire_after", DEFAULT_EXPIRE_AFTER),
                     build_node_labels=build_node_labels,
                 )
