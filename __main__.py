@@ -465,11 +465,14 @@ def registry_mirror() -> RegistryMirror:
         "replicas": mirror.replicas,
         "image": mirror.image,
         "affinity": keep_off_build_nodes(settings.pool_node_labels),
+        "expiration_days": mirror.expiration_days,
     }
     if mirror_cluster_ip:
         args["cluster_ip"] = mirror_cluster_ip
     if settings.mirror_storage_kind == "s3" and settings.cache.type == "s3":
         assert oidc_provider_arn is not None
+        # CacheBucket's lifecycle rule on the mirror's prefix (other_prefixes) expires layers.
+        args["lifecycle_rule"] = settings.creates_cache_bucket
         partition = aws.get_partition().partition
         args["service_account_role_arn"] = RegistryMirrorAccess(
             "registry-mirror-access",
