@@ -5,11 +5,12 @@
 
 The same machinery as tests/integration/test_edge_cache.py: `rclone serve s3` with the config
 and command line `components/workloads/rclone.py` renders, on a fresh volume, its hub address a
-stand-in that refuses, drops or hangs from the start; requests presigned like the runner's. For
-each state, in order: a miss in a directory listed for the first time (HEAD, as the helper
-sends before a GET), a PUT into a new project, a local hit (HEAD+GET), a PUT and a miss in the
-listed directory, and after the listings expired (`--dir-cache-time` plus a little), a local hit
-again. A measurement tool, not a test: it prints figures and asserts nothing about speed.
+stand-in that refuses, drops or hangs from the start; requests presigned like the runner's. The
+store holds one object of project 9, written before the hub failed. For each state, in order: a
+local hit in directories listed for the first time (HEAD+GET, as the helper restores a cache),
+the same hit again, a PUT into project 9, a PUT into a new project, a miss in project 9, and
+after the listings expired (`--dir-cache-time` plus a little) the local hit again. A measurement
+tool, not a test: it prints figures and asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components.workloads.rclone import DEFAULT_DIR_CACHE_TIME
 from tests.integration.test_edge_cache import (
+    BUCKET,
     Response,
     StrickenHub,
     key,
@@ -57,17 +59,21 @@ def timed(request: Callable[[], Response]) -> str:
 def measure(state: str, dir_cache_time: str, results: dict[str, dict[str, str]]) -> None:
     hub = StrickenHub(state)
     directory = Path(tempfile.mkdtemp(prefix=f"edge-{state}-"))
+    local = key(9, "build-9-protected")
+    (directory / "objects" / BUCKET / local).parent.mkdir(parents=True)
+    (directory / "objects" / BUCKET / local).write_bytes(b"made here")
     edge = start_edge(
         directory, hub.endpoint, ("hubkey", "hubsecret"), dir_cache_time=dir_cache_time
     )
-    local = key(9, "build-9-protected")
     timeout = CLIENT_TIMEOUT
     try:
         results[state] = {
-            "first miss (HEAD)": timed(lambda: edge.head(key(9, "missing-protected"), timeout)),
-            "first PUT (new project)": timed(lambda: edge.put(local, b"made here", timeout)),
+            "first local hit (HEAD+GET)": timed(lambda: edge.restore(local, timeout)),
             "local hit (HEAD+GET)": timed(lambda: edge.restore(local, timeout)),
             "PUT": timed(lambda: edge.put(key(9, "test-9-protected"), b"x", timeout)),
+            "PUT into a new project": timed(
+                lambda: edge.put(key(10, "x-protected"), b"x", timeout)
+            ),
             "miss (HEAD)": timed(lambda: edge.head(key(9, "other-protected"), timeout)),
         }
         time.sleep(seconds(dir_cache_time) + 0.5)

@@ -72,7 +72,7 @@ REGION = "us-east-1"
 REPLICATE = ["build-*-protected"]
 EDGE_ACCESS_KEY = "EDGEACCESSKEY0000001"
 EDGE_SECRET_KEY = "edgeSecretKey0123456789abcdefghijklmnopq"
-SERVER_DIR_CACHE_TIME = 1.0
+SERVER_DIR_CACHE_TIME = 0.5
 """The tests' `--dir-cache-time`, shorter than production's 10 s so staleness fits a test."""
 MIB = 1024 * 1024
 
@@ -591,15 +591,15 @@ def test_a_miss_reads_through_from_the_hub_once_for_many_readers(edge: Edge, hub
     assert not [r for r in hub.requests()[logged_before:] if r[0] == "GET" and name in r[1]]
 
 
-@pytest.mark.parametrize("cache_key", ODD_KEYS)
-def test_a_hub_object_with_an_odd_key_reads_through(edge: Edge, hub: Hub, cache_key: str) -> None:
-    name = key(14, cache_key)
-    hub.admin.put_object(Bucket=BUCKET, Key=name, Body=b"from the hub")
+def test_hub_objects_with_odd_keys_read_through(edge: Edge, hub: Hub) -> None:
+    names = [key(14, cache_key) for cache_key in ODD_KEYS]
+    for name in names:
+        hub.admin.put_object(Bucket=BUCKET, Key=name, Body=b"from the hub")
     time.sleep(SERVER_DIR_CACHE_TIME + 0.2)  # listings from earlier tests have expired
 
-    restored = edge.restore(name)
-
-    assert (restored.status, restored.body) == (200, b"from the hub")
+    for name in names:
+        restored = edge.restore(name)
+        assert (restored.status, restored.body) == (200, b"from the hub"), name
 
 
 def test_an_object_pushed_to_the_hub_later_shows_after_the_directory_cache_time(

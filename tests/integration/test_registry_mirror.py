@@ -951,13 +951,15 @@ def test_the_expiry_job_deletes_only_old_objects_under_the_mirrors_prefix(
         s3 = store.client()
         for key in ("expiry/runner-cache/project/1/deps-protected", "expiry/mirror-x/kept"):
             s3.put_object(Bucket=BUCKET, Key=key, Body=b"not the mirror's")
-        time.sleep(1.5)
+        # moto's LastModified has whole seconds: the old objects are at least 2 s old, the
+        # young one at most 1 s (truncated) when the job looks.
+        time.sleep(2.2)
         s3.put_object(Bucket=BUCKET, Key="expiry/mirror/young", Body=b"too young")
 
         storage = s3_storage(store, "expiry/mirror")["s3"]
         command = expiry_command(storage, 30)
-        # The job's age in days, scaled to a second so the test need not wait for days.
-        command[command.index("--min-age") + 1] = "1s"
+        # The job's age in days, scaled to seconds so the test need not wait for days.
+        command[command.index("--min-age") + 1] = "2s"
         environment = {
             entry["name"]: entry.get("value")
             or {"storage-access-key-id": STORE_KEY_ID}.get(
