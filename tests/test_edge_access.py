@@ -13,7 +13,7 @@ from pulumi.provider.experimental.analyzer import Analyzer
 
 from components.aws.edge_access import EdgeAccess, EdgeAccessArgs
 from components.aws.iam_documents import edge_cache_policy
-from components.workloads.rclone import replicate_object_patterns
+from components.cache_keys import replicate_object_patterns
 from tests.harness import ProgramRun, run_program
 
 BUCKET_ARN = "arn:aws:s3:::fleet-cache-123456789012"

@@ -57,6 +57,7 @@ def edge_objects() -> list[dict[str, Any]]:
         deployment_manifest(
             NAMESPACE,
             bucket="hub-bucket",
+            prefix="runner-cache",
             has_hub=True,
             size="200Gi",
             config=config,
@@ -71,7 +72,9 @@ def edge_objects() -> list[dict[str, Any]]:
             uplink_mbps=50,
             build_node_labels=BUILD_LABELS,
         ),
-        expire_cron_job_manifest(NAMESPACE, bucket="hub-bucket"),
+        expire_cron_job_manifest(
+            NAMESPACE, bucket="hub-bucket", prefix="runner-cache", size="200Gi", has_hub=True
+        ),
     ]
 
 
@@ -136,19 +139,27 @@ def test_the_cache_keeps_off_build_nodes() -> None:
         ]
 
 
-def test_the_push_only_reads_the_volume_and_the_expiry_prunes_after_deleting() -> None:
-    *_, push, expire = edge_objects()
+def test_the_push_only_reads_the_volume_and_the_expiry_bounds_age_then_size() -> None:
+    *_, deployment, push, expire = edge_objects()
     push_pod, expire_pod = pods(push), pods(expire)
 
     assert push_pod["volumes"][0]["persistentVolumeClaim"] == {
         "claimName": DATA_CLAIM,
         "readOnly": True,
     }
-    assert [c["command"][1] for c in expire_pod["initContainers"] + expire_pod["containers"]] == [
-        "delete",
-        "rmdirs",
-    ]
+    steps = expire_pod["initContainers"] + expire_pod["containers"]
+    assert [step["name"] for step in steps] == ["expire", "trim"]
+    # The store's bound is half of the 200Gi volume; no step removes directories.
+    assert steps[1]["command"][5] == str(100 * 1024**3)
+    assert not [step for step in steps if "rmdirs" in step["command"]]
+    assert expire["spec"]["schedule"] == "*/10 * * * *"
     assert push_pod["containers"][0]["command"][1] == "copy"
+    (init,) = pods(deployment)["initContainers"]
+    assert init["command"][:3] == [
+        "rclone",
+        "mkdir",
+        "/data/objects/hub-bucket/runner-cache/project",
+    ]
 
 
 def env_names(container: dict[str, Any]) -> dict[str, str]:

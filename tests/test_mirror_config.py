@@ -25,12 +25,15 @@ from components.workloads.mirror_config import (
     STORAGE_SECRET_KEY_ENV,
     USER_DATA_BOUNDARY,
     MirrorStorage,
+    S3Storage,
     cluster_ip_problems,
     containerd_hosts_toml,
     credential_environment,
     daemon_json,
     daemon_json_volume,
     distribution_config,
+    expiry_command,
+    expiry_environment,
     hosts_toml_script,
     mirror_url,
     node_user_data,
@@ -42,6 +45,15 @@ S3: MirrorStorage = {
     "s3": {"bucket": "fleet-cache", "region": "eu-west-1", "prefix": "registry-mirror"}
 }
 FILESYSTEM: MirrorStorage = {"filesystem": {"root_directory": "/var/lib/registry"}}
+MINIO: dict[str, S3Storage] = {
+    "s3": {
+        "bucket": "ci",
+        "region": "us-east-1",
+        "prefix": "registry-mirror",
+        "endpoint": "http://minio.minio:9000",
+        "force_path_style": True,
+    }
+}
 NODE_URL = "http://172.20.0.50:5000"
 NODE_CONFIG = """apiVersion: node.eks.aws/v1alpha1
 kind: NodeConfig
@@ -66,6 +78,10 @@ def test_s3_storage_leaves_credentials_to_the_aws_sdk() -> None:
         "bucket": "fleet-cache",
         "region": "eu-west-1",
         "rootdirectory": "/registry-mirror",
+        # The driver sends x-amz-acl on every write, `private` by default (s3-aws/s3.go
+        # getACL); CacheBucket disables ACLs (BucketOwnerEnforced) and S3 then refuses any
+        # ACL but this one (AccessControlListNotSupported). tests/integration proves it.
+        "objectacl": "bucket-owner-full-control",
     }
     # No accesskey/secretkey: the s3-aws driver then builds its session from the SDK's default
     # chain, which reads IRSA's web identity token (registry/storage/driver/s3-aws/s3.go, New).
@@ -78,13 +94,53 @@ def test_s3_storage_leaves_credentials_to_the_aws_sdk() -> None:
 def test_shared_storage_turns_the_per_replica_expiry_scheduler_off() -> None:
     # proxy.ttl 0 means no scheduler (registry/proxy/proxyregistry.go,
     # NewRegistryPullThroughCache); each replica would otherwise rewrite the one shared
-    # scheduler-state.json.
-    assert distribution_config(S3)["proxy"]["ttl"] == "0s"
-    # A replica's own directory keeps the 7-day default, and its scheduler may delete.
-    filesystem = distribution_config(FILESYSTEM)
-    assert "ttl" not in filesystem["proxy"]
+    # scheduler-state.json (registry/proxy/scheduler/scheduler.go writeState).
+    assert distribution_config(S3, expiration_days=14)["proxy"]["ttl"] == "0s"
+    # A replica's own directory: its own scheduler expires what it fetched, and may delete.
+    filesystem = distribution_config(FILESYSTEM, expiration_days=14)
+    assert filesystem["proxy"]["ttl"] == "336h"
     assert filesystem["storage"]["filesystem"] == {"rootdirectory": "/var/lib/registry"}
     assert filesystem["storage"]["delete"] == {"enabled": True}
+    with pytest.raises(ValueError, match="expiration_days"):
+        distribution_config(FILESYSTEM, expiration_days=0)
+
+
+@pytest.mark.parametrize("storage", [S3, FILESYSTEM])
+def test_no_blob_descriptor_cache_outlives_the_blobs(storage: MirrorStorage) -> None:
+    # Without a `cache` section the registry has no blob descriptor cache
+    # (registry/handlers/app.go); `inmemory` would answer Stat for blobs a lifecycle rule
+    # deleted, and the blob server would stream nothing (tests/integration: unexpected EOF).
+    assert "cache" not in distribution_config(storage)["storage"]
+
+
+def test_the_expiry_job_deletes_old_objects_under_the_prefix_only() -> None:
+    storage = MINIO["s3"]
+    command = expiry_command(storage, 14)
+    # `rclone delete <remote>:<bucket>/<prefix>` treats the prefix as a directory: objects
+    # under `registry-mirror/`, never `registry-mirror-x/` (tests/integration proves both).
+    assert command == [
+        "rclone",
+        "delete",
+        "mirror:ci/registry-mirror",
+        "--min-age",
+        "14d",
+        "--use-server-modtime",
+        "--log-level",
+        "INFO",
+    ]
+    environment = {e["name"]: e.get("value") for e in expiry_environment(storage, "creds")}
+    assert environment == {
+        "RCLONE_CONFIG_MIRROR_TYPE": "s3",
+        "RCLONE_CONFIG_MIRROR_PROVIDER": "Other",
+        "RCLONE_CONFIG_MIRROR_REGION": "us-east-1",
+        "RCLONE_CONFIG_MIRROR_ENDPOINT": "http://minio.minio:9000",
+        "RCLONE_CONFIG_MIRROR_FORCE_PATH_STYLE": "true",
+        "RCLONE_CONFIG_MIRROR_ENV_AUTH": "false",
+        "RCLONE_CONFIG_MIRROR_ACCESS_KEY_ID": None,
+        "RCLONE_CONFIG_MIRROR_SECRET_ACCESS_KEY": None,
+    }
+    with pytest.raises(ValueError, match="expiration_days"):
+        expiry_command(storage, 0)
 
 
 def test_s3_compatible_store_gets_its_endpoint_and_path_style() -> None:
@@ -103,6 +159,7 @@ def test_s3_compatible_store_gets_its_endpoint_and_path_style() -> None:
         "bucket": "ci",
         "region": "us-east-1",
         "rootdirectory": "/mirror/hub",
+        "objectacl": "bucket-owner-full-control",
         "regionendpoint": "http://minio.minio:9000",
         "forcepathstyle": True,
     }
@@ -192,7 +249,9 @@ def test_hosts_toml_tries_the_mirror_then_docker_hub() -> None:
     mirror = hosts["host"][NODE_URL]
     assert mirror["capabilities"] == ["pull", "resolve"]
     assert "push" not in mirror["capabilities"]
-    assert mirror["dial_timeout"] == "2s"
+    # containerd 2.1+ bounds each dial to the mirror (core/remotes/docker/config/hosts.go
+    # `dial_timeout`); tests/integration measures a pull past an unreachable mirror.
+    assert mirror["dial_timeout"] == "500ms"
     assert DOCKER_HUB_HOSTS_TOML == "/etc/containerd/certs.d/docker.io/hosts.toml"
     # The AMI's containerd reads hosts from /etc/containerd/certs.d first (nodeadm
     # internal/containerd/config.template.toml: config_path = "/etc/containerd/certs.d:...").

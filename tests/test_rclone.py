@@ -11,25 +11,29 @@ import configparser
 
 import pytest
 
+from components.cache_keys import replicate_object_patterns, replicate_problems
 from components.workloads.rclone import (
     AUTH_KEY_ENV,
     HUB_ACCESS_KEY_ENV,
     HUB_REMOTE,
     HUB_SECRET_KEY_ENV,
+    NEARLY_FULL_RATIO,
     OBJECTS_DIR,
     STORE_REMOTE,
     HubLocation,
     auth_key,
     cache_dir,
     expire_command,
+    hub_wait_seconds,
+    make_store_command,
     push_bytes_per_second,
     push_command,
     quantity_bytes,
     remote_config,
     replicate_filters,
-    replicate_object_patterns,
-    replicate_problems,
     serve_command,
+    trim_command,
+    volume_plan,
 )
 
 HUB = HubLocation(region="eu-west-1")
@@ -172,9 +176,11 @@ def test_the_hub_side_maps_exactly_the_bucket_and_prefix(prefix: str) -> None:
         remote = target.split(":")[0]
         final_target = target
 
-    assert "/".join(path) == f"hub-bucket/{prefix}"
-    # The trailing '/' spares a HEAD on `<bucket>/<prefix>` (backend/s3/s3.go NewFs).
-    assert final_target == f"{HUB_REMOTE}:hub-bucket/{prefix}/"
+    # Down to `project`, where every object of a runner with `Shared = true` lives (gitlab-runner
+    # v19.3.0 cache/cache.go): listing `<prefix>/` at the hub would only ever find `project/`.
+    assert "/".join(path) == f"hub-bucket/{prefix}/project"
+    # The trailing '/' spares a HEAD on `<bucket>/<prefix>/project` (backend/s3/s3.go NewFs).
+    assert final_target == f"{HUB_REMOTE}:hub-bucket/{prefix}/project/"
 
 
 def test_the_hub_remote_never_creates_the_bucket_and_holds_no_keys() -> None:
@@ -204,6 +210,45 @@ def test_the_hub_remote_never_creates_the_bucket_and_holds_no_keys() -> None:
         assert not {"access_key_id", "secret_access_key"} & set(hub)
 
 
+def test_the_hub_alone_gets_short_timeouts_and_one_sdk_attempt() -> None:
+    config = parsed(remote_config("hub-bucket", "runner-cache", HUB))
+
+    # `override.<name>` applies a global option while rclone creates that one remote
+    # (fs/newfs.go addConfigToContext); the names are rclone's own (fs/config.go: `contimeout`,
+    # not the `connect_timeout` docs/content/docs.md lists, which rclone would ignore). What
+    # they do is measured against a refusing, dropping and hung hub in
+    # tests/integration/test_edge_cache.py.
+    assert {name: value for name, value in config[HUB_REMOTE].items() if "." in name} == {
+        "override.contimeout": "1000ms",
+        "override.timeout": "2000ms",
+        "override.low_level_retries": "1",
+    }
+    for section in config.sections():
+        if section != HUB_REMOTE:
+            assert not [name for name in config[section] if name.startswith("override.")]
+
+
+def test_a_request_waits_for_a_failing_hub_at_most_its_tries_timeouts_and_pacing() -> None:
+    # Per listing: two tries (backend/s3/s3.go SetRetries(2)), each bounded by 1 s to connect
+    # and 2 s to answer, 2 s pacing between failing tries (lib/pacer/pacers.go NewS3).
+    assert hub_wait_seconds(1) == 2 * 3 + 2
+    assert hub_wait_seconds(2) == 4 * 3 + 3 * 2
+
+
+@pytest.mark.parametrize("has_hub", [True, False])
+def test_the_volume_holds_the_vfs_cache_and_the_store_with_headroom(has_hub: bool) -> None:
+    plan = volume_plan(500 * GIB, has_hub=has_hub)
+
+    # An upload sits in the VFS cache and in the store until the VFS cache evicts it: both are
+    # bounded, and what they may fill together leaves a fifth of the volume free.
+    assert plan.vfs_cache_bytes + plan.store_bytes + plan.headroom_bytes == 500 * GIB
+    assert plan.headroom_bytes == pytest.approx(100 * GIB, abs=1)
+    assert plan.vfs_cache_bytes == (150 * GIB if has_hub else 0)
+    assert 1 - plan.headroom_bytes / plan.volume_bytes < NEARLY_FULL_RATIO < 1
+    with pytest.raises(ValueError, match="positive"):
+        volume_plan(0, has_hub=has_hub)
+
+
 def test_the_keys_reach_rclone_through_its_environment() -> None:
     # rclone reads RCLONE_CONFIG_<REMOTE>_<OPTION> for a remote's options and RCLONE_AUTH_KEY
     # for `--auth-key` (CSV: the pair is quoted because it contains a comma).
@@ -221,19 +266,23 @@ def test_no_command_line_carries_a_key() -> None:
         serve_command(hub=False, cache_size_bytes=200 * GIB),
         push_command(bucket="b", prefix="p", replicate=["build-*"], uplink_mbps=50),
         expire_command(bucket="b"),
+        trim_command(bucket="b", max_bytes=1),
     ]
     for command in commands:
         assert not [arg for arg in command if arg.startswith("--auth-key") or "secret" in arg]
 
 
-def test_an_edge_server_caches_on_half_the_volume_and_gives_up_on_the_hub_quickly() -> None:
+def test_an_edge_server_caches_on_its_share_of_the_volume_and_lists_every_five_minutes() -> None:
     command = serve_command(hub=True, cache_size_bytes=200 * GIB)
 
     assert command[:4] == ["rclone", "serve", "s3", f"{STORE_REMOTE}:"]
     assert flag(command, "--vfs-cache-mode") == "full"
-    assert flag(command, "--vfs-cache-max-size") == f"{100 * 1024}M"
-    assert flag(command, "--low-level-retries") == "1"
+    assert flag(command, "--vfs-cache-max-size") == f"{60 * 1024}M"
+    assert flag(command, "--dir-cache-time") == "5m"
     assert "--etag-hash=" in command
+    # Timeouts and retries are the hub's own (its config section): global flags would also
+    # reach the local store and the VFS cache's uploads into it.
+    assert not {"--low-level-retries", "--contimeout", "--timeout"} & set(command)
 
 
 def test_an_in_cluster_server_streams_writes_to_its_store() -> None:
@@ -258,3 +307,18 @@ def test_the_push_copies_the_cache_prefix_to_the_same_place_at_the_hub() -> None
     assert "--update" in command
     filters = [command[i + 1] for i, arg in enumerate(command) if arg == "--filter"]
     assert filters == replicate_filters(["build-*"])
+
+
+def test_the_store_is_made_down_to_the_runners_objects_and_trimmed_below_the_bucket() -> None:
+    # The init container creates `<bucket>/<Path>/project` (rclone mkdir makes the parents):
+    # the directory where the union meets the hub exists before the first request.
+    assert make_store_command(bucket="b", prefix="ci/cache")[:3] == [
+        "rclone",
+        "mkdir",
+        f"{OBJECTS_DIR}/b/ci/cache/project",
+    ]
+    trim = trim_command(bucket="b", max_bytes=1000)
+    assert trim[:2] == ["sh", "-c"]
+    assert trim[3:] == ["trim", f"{OBJECTS_DIR}/b", "1000", "/etc/rclone/rclone.conf"]
+    with pytest.raises(ValueError, match="positive"):
+        trim_command(bucket="b", max_bytes=0)

@@ -76,6 +76,8 @@ def declare(**overrides: Any) -> ProgramRun:
         "cluster_ip": CLUSTER_IP,
         "service_account_role_arn": ROLE_ARN,
         "affinity": KEEP_OFF_SPOT,
+        # CacheBucket's rule on the prefix (other_prefixes) expires the layers on AWS.
+        "lifecycle_rule": True,
     }
     args.update(overrides)  # type: ignore[typeddict-item]
 
@@ -211,12 +213,18 @@ def test_upstream_credentials_live_only_in_a_secret() -> None:
     assert "(authenticated)" in run.outputs["status"]
 
 
-def test_s3_compatible_store_gets_keys_from_the_secret() -> None:
-    run = declare(
+def declare_on_minio(**overrides: Any) -> ProgramRun:
+    return declare(
         storage=MINIO,
         service_account_role_arn=None,
         storage_keys={"access_key_id": "AKIAMINIO", "secret_access_key": "minio-secret"},
+        lifecycle_rule=False,
+        **overrides,
     )
+
+
+def test_s3_compatible_store_gets_keys_from_the_secret() -> None:
+    run = declare_on_minio()
     secret = run.one("kubernetes:core/v1:Secret")
     assert set(unwrap_rpc_secret(secret.inputs["stringData"])) == {
         "storage-access-key-id",
@@ -278,12 +286,62 @@ def test_the_registry_runs_unprivileged_with_probes_and_resources() -> None:
 
 def test_filesystem_storage_keeps_a_cache_per_replica() -> None:
     storage: MirrorStorage = {"filesystem": {"root_directory": "/var/lib/registry"}}
-    run = declare(storage=storage, service_account_role_arn=None)
+    run = declare(storage=storage, service_account_role_arn=None, lifecycle_rule=False)
     volumes = {v["name"]: v for v in deployment(run)["template"]["spec"]["volumes"]}
     assert volumes["storage"] == {"name": "storage", "emptyDir": {}}
     mounts = {m["name"]: m["mountPath"] for m in container(run)["volumeMounts"]}
     assert mounts["storage"] == "/var/lib/registry"
     assert "emptyDir /var/lib/registry per replica" in run.outputs["status"]
+    # Each replica's own directory: the registry's own expiry works there.
+    assert "expired after 30 days by the registry" in run.outputs["status"]
+    assert run.of_type("kubernetes:batch/v1:CronJob") == []
+
+
+def test_on_aws_the_lifecycle_rule_expires_the_layers_and_no_job_runs() -> None:
+    run = declare(expiration_days=14)
+    config_map = named(run, "kubernetes:core/v1:ConfigMap", "registry-mirror-config")
+    config = yaml.safe_load(config_map.inputs["data"]["config.yml"])
+
+    assert config["proxy"]["ttl"] == "0s"
+    assert run.of_type("kubernetes:batch/v1:CronJob") == []
+    assert "expired after 14 days by the lifecycle rule" in run.outputs["status"]
+
+
+def test_an_s3_compatible_store_is_expired_by_an_hourly_job_with_the_mirrors_keys(
+    validate_manifest: Callable[[dict[str, Any]], None],
+) -> None:
+    run = declare_on_minio(expiration_days=14)
+    (cron_job,) = run.of_type("kubernetes:batch/v1:CronJob")
+    body = manifest(cron_job)
+    validate_manifest(body)
+    pod = body["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (job,) = pod["containers"]
+
+    assert body["spec"]["schedule"] == "43 * * * *"
+    assert body["spec"]["concurrencyPolicy"] == "Forbid"
+    assert job["command"][:4] == ["rclone", "delete", "mirror:ci/registry-mirror", "--min-age"]
+    assert job["command"][4] == "14d"
+    keys = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in job["env"] if "valueFrom" in e}
+    assert keys == {
+        "RCLONE_CONFIG_MIRROR_ACCESS_KEY_ID": {
+            "name": "registry-mirror-credentials",
+            "key": "storage-access-key-id",
+        },
+        "RCLONE_CONFIG_MIRROR_SECRET_ACCESS_KEY": {
+            "name": "registry-mirror-credentials",
+            "key": "storage-secret-access-key",
+        },
+    }
+    assert "minio-secret" not in repr(body)
+    # The mirror's namespace enforces `restricted`; the job's pods are not the Service's.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert job["securityContext"]["allowPrivilegeEscalation"] is False
+    assert (
+        body["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        != (run.one("kubernetes:core/v1:Service").inputs["spec"]["selector"])
+    )
+    assert pod["affinity"] == KEEP_OFF_SPOT
+    assert "expired after 14 days by the expiry job" in run.outputs["status"]
 
 
 def test_nodes_reach_the_mirror_on_its_fixed_cluster_ip() -> None:
@@ -343,6 +401,12 @@ def test_without_a_cluster_ip_pods_use_the_service_name() -> None:
         ),
         ({"has_storage_keys": True, "has_role": True}, "not both"),
         ({"storage": {}}, "storage: set exactly one"),
+        ({"has_role": True}, "grows without bound: set lifecycle_rule"),
+        (
+            {"storage": {"filesystem": {"root_directory": "/r"}}, "lifecycle_rule": True},
+            "lifecycle_rule only applies to s3",
+        ),
+        ({"has_storage_keys": True, "expiration_days": 0}, "expiration_days must be"),
     ],
 )
 def test_unusable_arguments_are_refused(arguments: dict[str, Any], problem: str) -> None:

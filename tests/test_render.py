@@ -160,7 +160,7 @@ def test_a_render_replaces_the_previous_one_and_nothing_else(
     assert render.main(["onprem", "--out", str(out)]) == 0
     assert not stale.exists()
     assert (out / "runner" / "office" / "config.toml").is_file()
-    assert "onprem: 24 resources, 1 Helm release, " in capsys.readouterr().out
+    assert "onprem: 25 resources, 1 Helm release, " in capsys.readouterr().out
     elsewhere = tmp_path / "project"
     elsewhere.mkdir()
     (elsewhere / "notes.txt").write_text("mine")

@@ -773,6 +773,8 @@ def test_prods_mirror_keeps_layers_under_its_own_prefix_with_irsa() -> None:
         # The S3 driver prefixes every key with rootdirectory (distribution's s3-aws driver);
         # no keys: the AWS SDK's default chain takes the IRSA web identity.
         "rootdirectory": "/registry-mirror",
+        # The cache bucket has ACLs disabled; S3 refuses the driver's default `private`.
+        "objectacl": "bucket-owner-full-control",
     }
     policy = next(
         p for p in run.of_type("aws:iam/policy:Policy") if p.name == "registry-mirror-access-policy"

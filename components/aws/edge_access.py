@@ -7,8 +7,8 @@ import pulumi
 from pulumi_aws import iam
 
 from ..arguments import check_arguments
+from ..cache_keys import replicate_object_patterns, replicate_problems
 from ..naming import s3_prefix_problems
-from ..workloads.rclone import replicate_object_patterns, replicate_problems
 from .iam_documents import edge_cache_policy
 from .iam_user import create_user_with_key
 
@@ -23,7 +23,7 @@ class EdgeAccessArgs(TypedDict):
     cache_prefix: str
     """The cache's key prefix (the runners' `Path`)."""
     replicate: list[str]
-    """Cache key globs the edge may write back (see `workloads.rclone.replicate_problems`);
+    """Cache key globs the edge may write back (see `cache_keys.replicate_problems`);
     empty for a read-only edge."""
     kms_key_arn: NotRequired[Optional[pulumi.Input[str]]]
     """The bucket's SSE-KMS key, when it has one."""

@@ -220,7 +220,7 @@ def edge_cache_policy(
 ) -> PolicyDocument:
     """What an edge site's cache may do at the hub: read the cache prefix, list below it, and
     write only objects matching `writable_key_patterns` (keys below the bucket, IAM wildcards;
-    see `workloads.rclone.replicate_object_patterns`). No pattern: a read-only edge.
+    see `cache_keys.replicate_object_patterns`). No pattern: a read-only edge.
 
     """
     statements: list[dict[str, Any]] = [

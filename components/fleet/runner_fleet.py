@@ -784,6 +784,10 @@ class RunnerFleet(pulumi.ComponentResource):
             "replicas": mirror.replicas,
             "image": mirror.image,
             "affinity": keep_off_build_nodes(settings.pool_node_labels),
+            "expiration_days": mirror.expiration_days,
+            # The bucket the stack creates expires the mirror's prefix by a lifecycle rule
+            # (CacheBucket's other_prefixes); other S3 stores get the mirror's expiry job.
+            "lifecycle_rule": plan.mirror_uses_irsa,
         }
         if self._mirror_ip:
             args["cluster_ip"] = self._mirror_ip

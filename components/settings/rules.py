@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
+from ..cache_keys import replicate_problems
 from ..gitlab.runner_spec import registration_problems
 from ..karpenter import duration_seconds
 from ..naming import ALLOCATION_TAG_KEYS, tag_problems
 from ..workloads.isolation import job_namespace_name, job_namespace_problems, job_pod_security_level
-from ..workloads.rclone import replicate_problems
 from ..workloads.runner_config import JOB_POD_TERMINATION_GRACE_SECONDS
 from .autoscaler import ClusterAutoscalerSettings
 from .base import Problem

@@ -8,7 +8,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from ..arguments import check_arguments
 from ..build_nodes import keep_off_build_nodes
+from ..cache_keys import replicate_problems
+from ..kubernetes_names import quantity_problems
 from .rclone import (
     AUTH_KEY_ENV,
     CONFIG_FILE,
@@ -22,13 +25,13 @@ from .rclone import (
     HubLocation,
     auth_key,
     expire_command,
-    make_bucket_command,
-    prune_command,
+    make_store_command,
     push_command,
     quantity_bytes,
     remote_config,
-    replicate_problems,
     serve_command,
+    trim_command,
+    volume_plan,
 )
 from .runner_config import CacheSpec
 
@@ -41,7 +44,9 @@ CREDENTIALS_SECRET = "runner-cache-credentials"
 PUSH_JOB = "runner-cache-push"
 EXPIRE_JOB = "runner-cache-expire"
 DEFAULT_PUSH_SCHEDULE = "*/5 * * * *"
-EXPIRE_SCHEDULE = "17 * * * *"
+EXPIRE_SCHEDULE = "*/10 * * * *"
+"""Every 10 minutes: the store may outgrow its bound by at most 10 minutes of uploads, which the
+volume's headroom takes (`rclone.volume_plan`)."""
 PUSH_DEADLINE_SECONDS = 6 * 3600
 """A push may run this long: a 40 GiB backlog at 40 Mbit/s takes about 2.4 hours."""
 EXPIRE_DEADLINE_SECONDS = 1800
@@ -73,7 +78,7 @@ class EdgeHub(TypedDict):
     """Its secret key; pass a Pulumi secret."""
     replicate: pulumi.Input[list[str]]
     """Cache key globs pushed to the hub, the ones the hub's credential may write (see
-    `rclone.replicate_problems`; a plain list is checked here, the hub checks its own)."""
+    `cache_keys.replicate_problems`; a plain list is checked here, the hub checks its own)."""
     uplink_mbps: float
     """The site's uplink in megabits per second; the push uses 80% of it."""
     endpoint: NotRequired[pulumi.Input[str]]
@@ -93,9 +98,10 @@ class EdgeCacheArgs(TypedDict):
     prefix: pulumi.Input[str]
     """The runner's `[runners.cache] Path`: the hub's prefix for an edge."""
     size: str
-    """Size of the cache volume, a Kubernetes quantity such as `200Gi`. With a hub, up to half
-    of it is rclone's VFS cache (objects read from the hub, recent writes), the rest the local
-    store."""
+    """Size of the cache volume, a Kubernetes quantity such as `200Gi`. With a hub, 30% of it is
+    rclone's VFS cache (objects read from the hub, and a second copy of recent uploads) and 50%
+    the local store; without one, 80% the store. The expiry job keeps the store under its share,
+    oldest objects first; the rest is headroom (`rclone.volume_plan`)."""
     hub: NotRequired[Optional[EdgeHub]]
     """The hub to read through and push to. None: an in-cluster cache of its own."""
     namespace: NotRequired[str]
@@ -273,6 +279,7 @@ def deployment_manifest(
     namespace: str,
     *,
     bucket: str,
+    prefix: str,
     has_hub: bool,
     size: str,
     config: str,
@@ -296,7 +303,9 @@ def deployment_manifest(
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"memory": "1Gi"},
     }
-    make_bucket = _container("bucket", make_bucket_command(bucket=bucket), [], data_read_only=False)
+    make_store = _container(
+        "store", make_store_command(bucket=bucket, prefix=prefix), [], data_read_only=False
+    )
     affinity = keep_off_build_nodes(build_node_labels) if build_node_labels else {}
     return {
         "apiVersion": "apps/v1",
@@ -315,7 +324,7 @@ def deployment_manifest(
                     },
                 },
                 "spec": _pod_spec(
-                    [server], affinity, data_read_only=False, init_containers=[make_bucket]
+                    [server], affinity, data_read_only=False, init_containers=[make_store]
                 ),
             },
         },
@@ -425,17 +434,22 @@ def expire_cron_job_manifest(
     namespace: str,
     *,
     bucket: str,
+    prefix: str,
+    size: str,
+    has_hub: bool,
     expire_after: str = DEFAULT_EXPIRE_AFTER,
     build_node_labels: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
-    """Deletes local objects older than `expire_after`."""
+    """Deletes local objects older than `expire_after`, then the oldest ones above the store's
+    share of the volume. Directories stay (`rclone.runner_objects_dir`)."""
+    store_bytes = volume_plan(quantity_bytes(size), has_hub=has_hub).store_bytes
     return cron_job_manifest(
         namespace,
         EXPIRE_JOB,
         schedule=EXPIRE_SCHEDULE,
         steps=[
             ("expire", expire_command(bucket=bucket, expire_after=expire_after)),
-            ("prune", prune_command(bucket=bucket)),
+            ("trim", trim_command(bucket=bucket, max_bytes=store_bytes)),
         ],
         env_names=[],
         data_read_only=False,
@@ -446,6 +460,16 @@ def expire_cron_job_manifest(
 
 def _field(document: pulumi.Output[Mapping[str, Any]], field: str) -> pulumi.Output[Any]:
     return document.apply(lambda values: values[field])
+
+
+def _argument_problems(args: EdgeCacheArgs) -> list[str]:
+    problems = [f"size: {problem}" for problem in quantity_problems(args["size"])]
+    hub = args.get("hub")
+    # Globs from a hub stack's outputs are Outputs, checked where the hub declared them.
+    globs = hub["replicate"] if hub is not None else []
+    if isinstance(globs, list):
+        problems += [f"hub.replicate: {problem}" for problem in replicate_problems(globs)]
+    return problems
 
 
 class EdgeCache(pulumi.ComponentResource):
@@ -475,15 +499,11 @@ class EdgeCache(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: EdgeCacheArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments("EdgeCache", name, args, EdgeCacheArgs, lambda: _argument_problems(args))
         super().__init__("gitlab-runner-fleet:index:EdgeCache", name, None, opts)
         namespace_name = args.get("namespace", DEFAULT_NAMESPACE)
         size = args["size"]
-        quantity_bytes(size)  # refuse a malformed size before anything is declared
         hub = args.get("hub")
-        # Globs from a hub stack's outputs were checked there (settings, EdgeAccess).
-        globs = hub["replicate"] if hub is not None else []
-        if isinstance(globs, list) and (problems := replicate_problems(globs)):
-            raise ValueError(f"EdgeCache {name}: {'; '.join(problems)}")
         build_node_labels = args.get("build_node_labels", [])
         bucket = pulumi.Output.from_input(args["bucket"])
         prefix = pulumi.Output.from_input(args["prefix"])
@@ -523,14 +543,15 @@ class EdgeCache(pulumi.ComponentResource):
         server = self._declare(
             f"{name}-server",
             k8s.apps.v1.Deployment,
-            pulumi.Output.all(bucket, config, secrets_version).apply(
+            pulumi.Output.all(bucket, prefix, config, secrets_version).apply(
                 lambda values: deployment_manifest(
                     namespace_name,
                     bucket=values[0],
+                    prefix=values[1],
                     has_hub=hub is not None,
                     size=size,
-                    config=values[1],
-                    secrets_version=values[2],
+                    config=values[2],
+                    secrets_version=values[3],
                     build_node_labels=build_node_labels,
                 )
             ),
@@ -542,10 +563,13 @@ class EdgeCache(pulumi.ComponentResource):
         self._declare(
             f"{name}-expire",
             k8s.batch.v1.CronJob,
-            bucket.apply(
-                lambda value: expire_cron_job_manifest(
+            pulumi.Output.all(bucket, prefix).apply(
+                lambda values: expire_cron_job_manifest(
                     namespace_name,
-                    bucket=value,
+                    bucket=values[0],
+                    prefix=values[1],
+                    size=size,
+                    has_hub=hub is not None,
                     expire_after=args.get("expire_after", DEFAULT_EXPIRE_AFTER),
                     build_node_labels=build_node_labels,
                 )

@@ -1,6 +1,8 @@
 """The Docker Hub pull-through mirror's configuration files, as pure functions.
 
 - `distribution_config`: the CNCF Distribution (`registry`) config.yml in proxy mode.
+- `expiry_command` and `expiry_environment`: the hourly job that expires the mirror's prefix on
+  an S3-compatible store, where no lifecycle rule does.
 - `containerd_hosts_toml` and `node_user_data`: containerd on the build nodes pulls Docker Hub
   images through the mirror, with Docker Hub itself as fallback.
 - `daemon_json` and `daemon_json_volume`: Docker-in-Docker's dockerd uses the mirror for
@@ -48,17 +50,29 @@ STORAGE_ACCESS_KEY_KEY = "storage-access-key-id"
 STORAGE_SECRET_KEY_KEY = "storage-secret-access-key"
 
 SHARED_STORAGE_TTL = "0s"
-"""`proxy.ttl: 0` turns the expiry scheduler off. Every replica would run its own scheduler on one
-shared `scheduler-state.json` (distribution#3251, #4594), so a shared bucket expires objects with
-a lifecycle rule on the prefix instead."""
+"""`proxy.ttl: 0` turns the expiry scheduler off (registry/proxy/proxyregistry.go). Every replica
+would run its own scheduler on one shared `scheduler-state.json`, read at start and overwritten
+every 5 s with that replica's entries only (registry/proxy/scheduler/scheduler.go), so entries
+of a replica that restarts are lost and their blobs never expire (distribution#3251, #4594). A
+shared bucket is expired from outside: a lifecycle rule on the prefix, or `expiry_command`."""
+DEFAULT_EXPIRATION_DAYS = 30
+OBJECT_ACL = "bucket-owner-full-control"
+"""The S3 driver sends `x-amz-acl` on every write, `private` unless `objectacl` says otherwise
+(registry/storage/driver/s3-aws/s3.go in 2.8 and 3.1.1, `getACL`). A bucket with ACLs disabled
+(`BucketOwnerEnforced`, as CacheBucket makes it) refuses every ACL but this one with 400
+AccessControlListNotSupported; omitting the header (`objectacl: ""`) is only accepted after
+3.1.1 (distribution commit b55cb12)."""
 
 CONTAINERD_HOSTS_DIRECTORY = "/etc/containerd/certs.d"
 """First entry of `config_path` in the AL2023 EKS AMI's containerd config (nodeadm's
 internal/containerd/config.template.toml and config2.template.toml)."""
 DOCKER_HUB_HOSTS_TOML = f"{CONTAINERD_HOSTS_DIRECTORY}/{DOCKER_HUB_NAMESPACE}/hosts.toml"
-MIRROR_DIAL_TIMEOUT = "2s"
+MIRROR_DIAL_TIMEOUT = "500ms"
 """Bounds each connection attempt to the mirror before containerd tries the next host (Docker
-Hub). Read by containerd 2.1+, ignored by older ones (non-strict TOML decoding)."""
+Hub). containerd tries the mirror first on every request of a pull (the tag, the manifest,
+each blob) and, while the mirror's ClusterIP is not yet routable on a new node, waits this long
+each time. Read by containerd 2.1+ (core/remotes/docker/config/hosts.go, `dial_timeout`, since
+v2.1.0), ignored by older ones, whose dialer waits 30 s (non-strict TOML decoding)."""
 NODEADM_CONFIG_MEDIA_TYPE = "application/node.eks.aws"
 USER_DATA_BOUNDARY = "==GITLAB-RUNNER-FLEET=="
 _HEREDOC_END = "FLEET_HOSTS_TOML"
@@ -158,6 +172,7 @@ def _storage_section(storage: MirrorStorage) -> dict[str, Any]:
             "bucket": s3["bucket"],
             "region": s3["region"],
             "rootdirectory": f"/{s3['prefix']}",
+            "objectacl": OBJECT_ACL,
         }
         if "endpoint" in s3:
             driver["regionendpoint"] = s3["endpoint"]
@@ -169,8 +184,20 @@ def _storage_section(storage: MirrorStorage) -> dict[str, Any]:
     # The proxy's expiry scheduler deletes through the storage API, which refuses unless enabled
     # (docs/content/recipes/mirror.md); clients still cannot delete from a cache.
     section["delete"] = {"enabled": True}
-    section["cache"] = {"blobdescriptor": "inmemory"}
+    # No `cache` section, so no blob descriptor cache (registry/handlers/app.go): `inmemory`
+    # answers Stat from memory with no expiry (registry/storage/cache/cachedblobdescriptorstore.go),
+    # and after a lifecycle rule or the expiry job deleted a blob, the blob server streams an
+    # object that is gone (skopeo: unexpected EOF) until the pod restarts. Without it every blob
+    # request stats the store, which finds the blob missing, and the proxy fetches it again.
     return section
+
+
+def proxy_ttl(storage: MirrorStorage, expiration_days: int) -> str:
+    """`proxy.ttl`: the registry's own expiry for a directory of its own (filesystem storage),
+    off for a bucket shared by the replicas (`SHARED_STORAGE_TTL`)."""
+    if expiration_days < 1:
+        raise ValueError(f"expiration_days must be at least 1, got {expiration_days}")
+    return SHARED_STORAGE_TTL if "s3" in storage else f"{expiration_days * 24}h"
 
 
 def distribution_config(
@@ -178,6 +205,7 @@ def distribution_config(
     *,
     remote_url: str = DOCKER_HUB_URL,
     listen_address: str = f":{MIRROR_PORT}",
+    expiration_days: int = DEFAULT_EXPIRATION_DAYS,
 ) -> dict[str, Any]:
     """The registry's config.yml as a dict: a pull-through cache of `remote_url`.
 
@@ -189,9 +217,10 @@ def distribution_config(
     remote = urlsplit(remote_url)
     if remote.scheme not in ("http", "https") or not remote.netloc:
         raise ValueError(f"remote_url must be an http(s) URL, got {remote_url!r}")
-    proxy: dict[str, Any] = {"remoteurl": remote_url}
-    if "s3" in storage:
-        proxy["ttl"] = SHARED_STORAGE_TTL
+    proxy: dict[str, Any] = {
+        "remoteurl": remote_url,
+        "ttl": proxy_ttl(storage, expiration_days),
+    }
     return {
         "version": "0.1",
         "log": {"level": "info", "fields": {"service": "registry-mirror"}},
@@ -207,10 +236,68 @@ def render_distribution_config(
     *,
     remote_url: str = DOCKER_HUB_URL,
     listen_address: str = f":{MIRROR_PORT}",
+    expiration_days: int = DEFAULT_EXPIRATION_DAYS,
 ) -> str:
     """`distribution_config` as the YAML file the registry reads."""
-    config = distribution_config(storage, remote_url=remote_url, listen_address=listen_address)
+    config = distribution_config(
+        storage,
+        remote_url=remote_url,
+        listen_address=listen_address,
+        expiration_days=expiration_days,
+    )
     return yaml.safe_dump(config, sort_keys=False)
+
+
+EXPIRY_REMOTE = "mirror"
+_EXPIRY_REMOTE_ENV = f"RCLONE_CONFIG_{EXPIRY_REMOTE.upper()}"
+
+
+def expiry_command(storage: S3Storage, expiration_days: int) -> list[str]:
+    """`rclone delete` of every object under the mirror's prefix older than `expiration_days`:
+    what an S3 lifecycle rule on the prefix does, for a store where the stack creates none (an
+    S3-compatible one such as MinIO). The registry fetches a deleted layer again on the next
+    pull (no blob descriptor cache). `--use-server-modtime` takes each object's age from the
+    listing instead of a HEAD per object (the registry writes no rclone modtime metadata)."""
+    if expiration_days < 1:
+        raise ValueError(f"expiration_days must be at least 1, got {expiration_days}")
+    return [
+        "rclone",
+        "delete",
+        f"{EXPIRY_REMOTE}:{storage['bucket']}/{storage['prefix']}",
+        "--min-age",
+        f"{expiration_days}d",
+        "--use-server-modtime",
+        "--log-level",
+        "INFO",
+    ]
+
+
+def expiry_environment(storage: S3Storage, secret_name: str) -> list[dict[str, Any]]:
+    """The expiry job's `env`: the store as an rclone remote defined by environment variables
+    (`RCLONE_CONFIG_<REMOTE>_<OPTION>`), keys from the mirror's credentials Secret."""
+    options = {
+        "TYPE": "s3",
+        "PROVIDER": "Other" if "endpoint" in storage else "AWS",
+        "REGION": storage["region"],
+        **({"ENDPOINT": storage["endpoint"]} if "endpoint" in storage else {}),
+        "FORCE_PATH_STYLE": str(storage.get("force_path_style", False)).lower(),
+        "ENV_AUTH": "false",
+    }
+    environment: list[dict[str, Any]] = [
+        {"name": f"{_EXPIRY_REMOTE_ENV}_{option}", "value": value}
+        for option, value in options.items()
+    ]
+    environment += [
+        {
+            "name": f"{_EXPIRY_REMOTE_ENV}_{option}",
+            "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}},
+        }
+        for option, key in (
+            ("ACCESS_KEY_ID", STORAGE_ACCESS_KEY_KEY),
+            ("SECRET_ACCESS_KEY", STORAGE_SECRET_KEY_KEY),
+        )
+    ]
+    return environment
 
 
 def credential_environment(
@@ -283,7 +370,9 @@ def _mirror_root(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def containerd_hosts_toml(url: str, *, dial_timeout: str = MIRROR_DIAL_TIMEOUT) -> str:
+def containerd_hosts_toml(
+    url: str, *, dial_timeout: str = MIRROR_DIAL_TIMEOUT, upstream_url: str = DOCKER_HUB_URL
+) -> str:
     """containerd's `hosts.toml` for `docker.io`: the mirror first, Docker Hub as fallback.
 
     containerd tries each `[host]` in order for pull and resolve, and `server` after them all
@@ -291,7 +380,7 @@ def containerd_hosts_toml(url: str, *, dial_timeout: str = MIRROR_DIAL_TIMEOUT) 
     """
     return tomli_w.dumps(
         {
-            "server": DOCKER_HUB_URL,
+            "server": upstream_url,
             "host": {
                 _mirror_root(url): {
                     # Resolving a tag through the mirror means trusting it with the tag's digest:

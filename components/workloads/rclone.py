@@ -11,15 +11,20 @@ A site cache is `rclone serve s3` (rclone 1.75, `cmd/serve/s3`) in front of one 
 Limitations), so both remotes have `<bucket>/<Path>/project/<id>/<key>` under their root, the
 object name the runner uses with `Shared = true` (gitlab-runner v19.3.0 `cache/cache.go`).
 The hub side of the union is a chain of `combine` remotes (one per path segment) that maps
-exactly `<bucket>/<Path>/` onto the hub: the hub is never listed above the cache prefix, so
-its credential needs neither `s3:ListAllMyBuckets` nor a listing of the bucket's root.
+exactly `<bucket>/<Path>/project/` onto the hub: the hub is never listed above it, so its
+credential needs neither `s3:ListAllMyBuckets` nor a listing of the bucket's root, and a
+request walks one directory fewer at the hub.
+
+The hub costs a request time only where a directory's listing is older than the directory
+cache: the VFS lists a directory under its lock and the union waits for every upstream
+(`vfs/dir.go` `_readDir`, `backend/union/union.go` `List`). Short timeouts for the hub
+remote alone bound that wait; a long directory cache makes it rare.
 
 Secrets never appear here: the hub's access key reaches rclone as
 `RCLONE_CONFIG_HUB_ACCESS_KEY_ID`/`..._SECRET_ACCESS_KEY` and the server's own key pair as
 `RCLONE_AUTH_KEY`, all from a Kubernetes Secret.
 """
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +46,8 @@ CONFIG_FILE = "/etc/rclone/rclone.conf"
 STORE_REMOTE = "store"
 HUB_REMOTE = "hub"
 HUB_TREE_REMOTE = "hubtree"
+RUNNER_OBJECTS = "project"
+"""The directory below `Path` that holds every object of a runner with `Shared = true`."""
 
 AUTH_KEY_ENV = "RCLONE_AUTH_KEY"
 """`serve s3 --auth-key` as an environment variable: CSV of `"<access key>,<secret key>"`."""
@@ -49,31 +56,48 @@ HUB_SECRET_KEY_ENV = f"RCLONE_CONFIG_{HUB_REMOTE.upper()}_SECRET_ACCESS_KEY"
 
 DEFAULT_UPLINK_HEADROOM = 0.8
 """Share of the uplink the push may use, so jobs and everything else at the site keep some."""
-DEFAULT_DIR_CACHE_TIME = "10s"
-"""How long the server trusts a directory listing. rclone's default (5m) would hide an object
-another site pushed to the hub for up to five minutes; every expiry costs one LIST per level at
-the hub on the next request."""
+DEFAULT_DIR_CACHE_TIME = "5m"
+"""How long the server trusts a directory listing: an object another site pushed to the hub
+shows at the edge at most this long after it landed there (the push itself runs every 5
+minutes). Every expiry costs the next request into that directory one LIST at the hub, and
+when the hub fails, the wait `hub_wait_seconds` bounds."""
 DEFAULT_EXPIRE_AFTER = "168h"
 """Local objects older than this are deleted (a week: longer than any pipeline)."""
 DEFAULT_VFS_CACHE_MAX_AGE = "24h"
 """Objects read from the hub stay in the VFS cache this long after their last use."""
-VFS_CACHE_SHARE = 0.5
-"""Share of the volume the VFS cache may fill; the local store uses the rest."""
 VFS_WRITE_BACK = "1s"
 """Delay between a PUT's completion and its copy into the local store (the push reads the
 store). A local copy is cheap, and an upload still pending is recovered from the VFS cache
 after a restart, so there is nothing to gain from rclone's default 5s."""
-HUB_CONNECT_TIMEOUT = "3s"
-HUB_IDLE_TIMEOUT = "30s"
 
-# GitLab appends one of these to every cache key unless the project turns off separate caches
-# for protected branches; the runner's object name ends with it (executors/docker/volume.go
-# reads the same suffixes).
-PROTECTION_SUFFIXES = ("-protected", "-non_protected")
-# rclone filter syntax with no IAM equivalent: character classes, alternatives, regexps,
-# escapes (rclone docs/content/filtering.md).
-_RCLONE_ONLY_SYNTAX = re.compile(r"[\[\]{}\\]")
-_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+# The hub remote's own networking, as `override.<global option>` in its config section
+# (fs/newfs.go `addConfigToContext`; option names from fs/config.go): they apply to the S3
+# client the backend builds at start (backend/s3/s3.go `getClient`, fs/fshttp/dialer.go) and
+# to nothing else, so the local store and the VFS keep rclone's defaults.
+HUB_CONNECT_TIMEOUT_SECONDS = 1.0
+"""`contimeout`: TCP connect and TLS handshake. A WAN round trip to S3 is well under this."""
+HUB_RESPONSE_TIMEOUT_SECONDS = 2.0
+"""`timeout`: response headers and every idle read or write. An S3 LIST answers in a fraction
+of this; one that takes longer is dropped, and the directory is served from the local store
+alone until its listing expires."""
+HUB_TRIES = 2
+"""Tries per hub request: the s3 backend's pacer always makes two (backend/s3/s3.go `NewFs`,
+`SetRetries(2)`), and `override.low_level_retries = 1` keeps the AWS SDK from retrying inside
+each of them (`RetryMaxAttempts`)."""
+HUB_PACER_MAX_SLEEP_SECONDS = 2.0
+"""While hub requests keep failing, the s3 pacer spaces them up to this far apart
+(lib/pacer/pacers.go `NewS3`); no option changes it."""
+
+VFS_CACHE_SHARE = 0.3
+"""Share of an edge's volume for the VFS cache: objects read from the hub, and a second copy
+of every recent upload (a PUT lands in the VFS cache and is then copied into the store)."""
+STORE_SHARE_WITH_HUB = 0.5
+"""Share of an edge's volume for the local store."""
+STORE_SHARE_ALONE = 0.8
+"""Share of a cache without a hub for its store (it has no VFS cache)."""
+NEARLY_FULL_RATIO = 0.9
+"""Used share of the volume past which it is nearly full: the planned shares leave 20% for
+uploads in flight and for growth between two trims, and half of that is gone."""
 
 
 @dataclass(frozen=True)
@@ -88,49 +112,6 @@ class HubLocation:
     """Path-style requests (S3-compatible stores); AWS S3 uses virtual-hosted style."""
 
 
-def replicate_problems(globs: Sequence[str], *, hash_cache_keys: bool = False) -> list[str]:
-    """Why these `replicate` key globs cannot select the runner's cache objects (empty: fine).
-
-    A glob matches a cache key as the runner names the object: the key as written in
-    `cache:key`, with GitLab's `-protected`/`-non_protected` suffix, e.g. `build-*-protected`
-    or `build-*`. With `FF_HASH_CACHE_KEYS` the object is `project/<id>/<2 hex>/<sha256 hex>`
-    (gitlab-runner v19.3.0 `cache/cache.go`, `shells/abstract.go`): no key glob can select it.
-    """
-    problems = []
-    if hash_cache_keys and globs:
-        problems.append(
-            "FF_HASH_CACHE_KEYS names cache objects by the SHA-256 of their key, so no replicate "
-            "glob can select them: turn the flag off for this fleet or replicate nothing"
-        )
-    for glob in globs:
-        problems += [f"replicate glob {glob!r} {problem}" for problem in _glob_problems(glob)]
-    return problems
-
-
-def _glob_problems(glob: str) -> list[str]:
-    if not glob:
-        return ["must not be empty"]
-    problems = []
-    if _WHITESPACE_OR_CONTROL.search(glob):
-        problems.append("must not contain whitespace or control characters")
-    if _RCLONE_ONLY_SYNTAX.search(glob):
-        problems.append(
-            "may use only '*', '**' and '?' as wildcards: '[', ']', '{', '}' and '\\' have no "
-            "IAM equivalent"
-        )
-    segments = glob.split("/")
-    if glob.startswith("/") or glob.endswith("/") or "" in segments:
-        problems.append("must be a cache key: no leading, trailing or repeated '/'")
-    if any(segment in (".", "..") for segment in segments):
-        problems.append("must not contain '.' or '..' path segments")
-    if not glob.endswith(("*", *PROTECTION_SUFFIXES)):
-        problems.append(
-            "can never match: the runner's object names end with GitLab's '-protected' or "
-            "'-non_protected' suffix, so end the glob with one of them or with '*'"
-        )
-    return problems
-
-
 def replicate_filters(globs: Sequence[str]) -> list[str]:
     """rclone `--filter` rules that select the replicated objects below `<bucket>/<Path>`.
 
@@ -142,16 +123,6 @@ def replicate_filters(globs: Sequence[str]) -> list[str]:
     rules += [f"+ /project/*/{glob}" for glob in globs]
     rules.append("- **")
     return rules
-
-
-def replicate_object_patterns(prefix: str, globs: Sequence[str]) -> list[str]:
-    """IAM object key patterns (below the bucket) that cover everything the filters select.
-
-    IAM's `*` matches any characters including `/`; rclone's `*` stops at `/` and `**` does
-    not. Mapping both to IAM `*` (and `?` to `?`) makes each pattern match a superset of what
-    the push selects, never less: IAM is the outer bound, the filter the exact choice.
-    """
-    return [f"{prefix}/project/*/{glob.replace('**', '*')}" for glob in globs]
 
 
 def push_bytes_per_second(uplink_mbps: float, headroom: float = DEFAULT_UPLINK_HEADROOM) -> int:
@@ -168,6 +139,46 @@ def quantity_bytes(quantity: str) -> int:
     return int(quantity_value(quantity))
 
 
+@dataclass(frozen=True)
+class VolumePlan:
+    """How a cache volume is shared out. Both the VFS cache and the store are bounded, and what
+    they may fill together leaves headroom for uploads in flight and for the store's growth
+    between two trims."""
+
+    volume_bytes: int
+    vfs_cache_bytes: int
+    """`--vfs-cache-max-size`; rclone evicts unused, uploaded entries above it."""
+    store_bytes: int
+    """The store's bound: the expiry job deletes the oldest objects above it."""
+
+    @property
+    def headroom_bytes(self) -> int:
+        """What neither may fill."""
+        return self.volume_bytes - self.vfs_cache_bytes - self.store_bytes
+
+
+def volume_plan(volume_bytes: int, *, has_hub: bool) -> VolumePlan:
+    """The VFS cache's and the store's bounds on a volume of `volume_bytes`."""
+    if volume_bytes <= 0:
+        raise ValueError(f"the cache volume must have a positive size, got {volume_bytes}")
+    if has_hub:
+        return VolumePlan(
+            volume_bytes,
+            int(volume_bytes * VFS_CACHE_SHARE),
+            int(volume_bytes * STORE_SHARE_WITH_HUB),
+        )
+    return VolumePlan(volume_bytes, 0, int(volume_bytes * STORE_SHARE_ALONE))
+
+
+def hub_wait_seconds(listings: int) -> float:
+    """The longest a request waits for a hub that refuses, drops or never answers, when
+    `listings` directories on its path have to be listed again (their listing is older than the
+    directory cache): every try waits for its timeout and, after the first, for the pacer."""
+    per_try = HUB_CONNECT_TIMEOUT_SECONDS + HUB_RESPONSE_TIMEOUT_SECONDS
+    tries = listings * HUB_TRIES
+    return tries * per_try + max(0, tries - 1) * HUB_PACER_MAX_SLEEP_SECONDS
+
+
 def bucket_dir(bucket: str, objects_dir: str = OBJECTS_DIR) -> str:
     """The served bucket in the local store."""
     return f"{objects_dir}/{bucket}"
@@ -176,6 +187,14 @@ def bucket_dir(bucket: str, objects_dir: str = OBJECTS_DIR) -> str:
 def cache_dir(bucket: str, prefix: str, objects_dir: str = OBJECTS_DIR) -> str:
     """The runner's `Path` in the local store: the push's source."""
     return f"{bucket_dir(bucket, objects_dir)}/{prefix}"
+
+
+def runner_objects_dir(bucket: str, prefix: str, objects_dir: str = OBJECTS_DIR) -> str:
+    """`<Path>/project` in the local store, where the union meets the hub. It must exist, and
+    so must every directory below it that the server has seen: a directory the local store
+    lacks can only be listed at the hub, which fails while the hub is down, and rclone then
+    refuses to create anything in it (500). So the expiry deletes objects, never directories."""
+    return f"{cache_dir(bucket, prefix, objects_dir)}/{RUNNER_OBJECTS}"
 
 
 def auth_key(access_key_id: str, secret_access_key: str) -> str:
@@ -194,7 +213,7 @@ def remote_config(
         raise ValueError(f"the objects directory must not contain spaces: {objects_dir!r}")
     if hub is None:
         return _ini({STORE_REMOTE: {"type": "alias", "remote": objects_dir}})
-    segments = [bucket, *prefix.split("/")]
+    segments = [bucket, *prefix.split("/"), RUNNER_OBJECTS]
     sections: dict[str, dict[str, str]] = {
         HUB_REMOTE: {
             "type": "s3",
@@ -205,13 +224,16 @@ def remote_config(
             # The bucket is the hub's; never try to create it (s3:CreateBucket is not granted).
             "no_check_bucket": "true",
             "env_auth": "false",
+            "override.contimeout": _duration(HUB_CONNECT_TIMEOUT_SECONDS),
+            "override.timeout": _duration(HUB_RESPONSE_TIMEOUT_SECONDS),
+            "override.low_level_retries": "1",
         }
     }
     for level, segment in enumerate(segments):
-        # The trailing '/' keeps rclone from probing whether `<bucket>/<Path>` is a file (a
-        # HEAD outside the prefix the hub's credential may read).
+        # The trailing '/' keeps rclone from probing whether `<bucket>/<Path>/project` is a
+        # file (a HEAD the hub's credential may not make).
         target = (
-            f"{HUB_REMOTE}:{bucket}/{prefix}/"
+            f"{HUB_REMOTE}:{bucket}/{prefix}/{RUNNER_OBJECTS}/"
             if level == len(segments) - 1
             else f"{HUB_TREE_REMOTE}{level + 1}:"
         )
@@ -230,6 +252,10 @@ def remote_config(
         "search_policy": "ff",
     }
     return _ini(sections)
+
+
+def _duration(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
 
 
 def _ini(sections: dict[str, dict[str, str]]) -> str:
@@ -251,9 +277,9 @@ def serve_command(
     """`rclone serve s3` for the site cache; credentials come from `RCLONE_AUTH_KEY`.
 
     Edge (`hub`): a full VFS cache on the volume makes a hub object cross the WAN once however
-    many jobs read it; PUTs are acknowledged once on the volume. A hub that fails answers a
-    miss fast (one try, short connect timeout) instead of holding the job. In-cluster: no VFS
-    cache (a PUT streams into the store, renamed into place on success).
+    many jobs read it; PUTs are acknowledged once on the volume. The hub's timeouts live in its
+    config section (`remote_config`), not here: global flags would reach the local store too.
+    In-cluster: no VFS cache (a PUT streams into the store, renamed into place on success).
     """
     command = [
         "rclone",
@@ -279,17 +305,11 @@ def serve_command(
             "--cache-dir",
             vfs_cache_dir,
             "--vfs-cache-max-size",
-            f"{int(cache_size_bytes * VFS_CACHE_SHARE) // 1024**2}M",
+            f"{volume_plan(cache_size_bytes, has_hub=True).vfs_cache_bytes // 1024**2}M",
             "--vfs-cache-max-age",
             DEFAULT_VFS_CACHE_MAX_AGE,
             "--vfs-write-back",
             VFS_WRITE_BACK,
-            "--low-level-retries",
-            "1",
-            "--contimeout",
-            HUB_CONNECT_TIMEOUT,
-            "--timeout",
-            HUB_IDLE_TIMEOUT,
         ]
     return command
 
@@ -326,12 +346,19 @@ def push_command(
     return command
 
 
-def make_bucket_command(
-    *, bucket: str, objects_dir: str = OBJECTS_DIR, config_file: str = CONFIG_FILE
+def make_store_command(
+    *, bucket: str, prefix: str, objects_dir: str = OBJECTS_DIR, config_file: str = CONFIG_FILE
 ) -> list[str]:
-    """Create the bucket directory: `serve s3` serves the directories at its root as buckets,
-    and the expiry works below it."""
-    return ["rclone", "mkdir", bucket_dir(bucket, objects_dir), "--config", config_file]
+    """Create the store's directories down to `<bucket>/<Path>/project` (`rclone mkdir` makes
+    the parents too): `serve s3` serves the directories at its root as buckets, and a fresh or
+    emptied store then takes PUTs while the hub is down (`runner_objects_dir`)."""
+    return [
+        "rclone",
+        "mkdir",
+        runner_objects_dir(bucket, prefix, objects_dir),
+        "--config",
+        config_file,
+    ]
 
 
 def expire_command(
@@ -355,21 +382,44 @@ def expire_command(
     ]
 
 
-def prune_command(
-    *, bucket: str, objects_dir: str = OBJECTS_DIR, config_file: str = CONFIG_FILE
+def trim_command(
+    *,
+    bucket: str,
+    max_bytes: int,
+    objects_dir: str = OBJECTS_DIR,
+    config_file: str = CONFIG_FILE,
 ) -> list[str]:
-    """Remove the directories the expiry left empty, keeping the bucket directory itself.
-
-    A separate step: `rclone delete --rmdirs` together with `--min-age` also tries the
-    directories that still hold younger objects and fails the run (rclone 1.75).
-    """
+    """Delete the oldest local objects (by modification time, that is by upload) until the
+    store holds at most `max_bytes`. rclone has no such command: the rclone image's shell
+    sorts `rclone lsf`'s listing, and `rclone delete --files-from-raw` takes the names as they
+    are (spaces, `;` and `#` included)."""
+    if max_bytes <= 0:
+        raise ValueError(f"the store's bound must be positive, got {max_bytes}")
     return [
-        "rclone",
-        "rmdirs",
+        "sh",
+        "-c",
+        _TRIM_SCRIPT,
+        "trim",
         bucket_dir(bucket, objects_dir),
-        "--config",
+        str(max_bytes),
         config_file,
-        "--leave-root",
-        "--log-level",
-        "INFO",
     ]
+
+
+# Arguments: the store's bucket directory, the bound in bytes, the config file. The listing goes
+# to a file first (no `pipefail` in POSIX sh); newest first, a running total keeps objects
+# while it fits the bound and names the rest. Names come after the first two fields, whatever
+# separators they contain. Nothing is deleted when the list is empty (an empty
+# `--files-from-raw` must never reach rclone).
+_TRIM_SCRIPT = """set -eu
+root=$1 limit=$2 config=$3
+work=$(mktemp -d)
+rclone lsf --config "$config" -R --files-only --format tsp --separator ';' \
+  --time-format '2006-01-02 15:04:05.000000000' "$root" > "$work/all"
+LC_ALL=C sort -r "$work/all" | awk -F';' -v limit="$limit" \
+  '{ total += $2; if (total > limit) print substr($0, length($1) + length($2) + 3) }' > "$work/old"
+if [ -s "$work/old" ]; then
+  rclone delete --config "$config" --files-from-raw "$work/old" "$root" --log-level INFO
+fi
+rm -rf "$work"
+"""

@@ -7,12 +7,14 @@ from typing import Any, NotRequired, Optional, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
+from ..arguments import check_arguments
 from ..conventions import IRSA_ROLE_ANNOTATION
 from .mirror_config import (
     CONFIG_DIRECTORY,
     CONFIG_FILE,
     DAEMON_CONFIG_MAP,
     DAEMON_JSON_KEY,
+    DEFAULT_EXPIRATION_DAYS,
     DOCKER_HUB_URL,
     HEALTH_PATH,
     MIRROR_PORT,
@@ -22,18 +24,25 @@ from .mirror_config import (
     UPSTREAM_PASSWORD_KEY,
     UPSTREAM_USERNAME_KEY,
     MirrorStorage,
+    S3Storage,
     credential_environment,
     daemon_json,
+    expiry_command,
+    expiry_environment,
     mirror_url,
     render_distribution_config,
     storage_problems,
 )
+from .rclone import RCLONE_IMAGE, RCLONE_UID
 
 DEFAULT_NAMESPACE = "registry-mirror"
 DEFAULT_REPLICAS = 2
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 SERVICE_NAME = "registry-mirror"
 CREDENTIALS_SECRET = "registry-mirror-credentials"
+EXPIRY_JOB = "registry-mirror-expire"
+EXPIRY_SCHEDULE = "43 * * * *"
+EXPIRY_DEADLINE_SECONDS = 3600
 CONFIG_CHECKSUM_ANNOTATION = "gitlab-runner-fleet/config-checksum"
 """Changes with config.yml, so the Deployment rolls: the registry reads its config only at start."""
 SECRETS_VERSION_ANNOTATION = "gitlab-runner-fleet/secrets-version"
@@ -78,6 +87,15 @@ class MirrorResources(TypedDict):
     """Memory limit, e.g. `512Mi`."""
 
 
+def expiry_kind(storage: MirrorStorage, *, lifecycle_rule: bool) -> str:
+    """Who deletes what the mirror fetched once it is `expiration_days` old: the bucket's
+    `lifecycle rule`, the component's `expiry job` (an S3-compatible store), or the `registry`
+    itself (a directory per replica, `proxy.ttl`)."""
+    if "filesystem" in storage:
+        return "registry"
+    return "lifecycle rule" if lifecycle_rule else "expiry job"
+
+
 def mirror_problems(
     storage: MirrorStorage,
     *,
@@ -85,9 +103,22 @@ def mirror_problems(
     cluster_ip: Optional[str],
     has_storage_keys: bool,
     has_role: bool,
+    lifecycle_rule: bool = False,
+    expiration_days: int = DEFAULT_EXPIRATION_DAYS,
 ) -> list[str]:
     """Why these arguments cannot make a mirror; empty when they can."""
     problems = [f"storage: {problem}" for problem in storage_problems(storage)]
+    if expiration_days < 1:
+        problems.append(f"expiration_days must be at least 1, got {expiration_days}")
+    if lifecycle_rule and "s3" not in storage:
+        problems.append("lifecycle_rule only applies to s3 storage")
+    if "s3" in storage and not lifecycle_rule and not has_storage_keys:
+        problems.append(
+            "s3 storage needs something that expires the mirror's prefix, or it grows without "
+            "bound: set lifecycle_rule to true once the bucket has a lifecycle rule on the "
+            "prefix (CacheBucket's other_prefixes creates one), or give storage_keys, with which "
+            "an hourly CronJob deletes what is older than expiration_days"
+        )
     if replicas < 1:
         problems.append(f"replicas must be >= 1, got {replicas}")
     if cluster_ip is not None:
@@ -254,6 +285,80 @@ def disruption_budget_spec(replicas: int) -> Optional[dict[str, Any]]:
     return {"maxUnavailable": 1, "selector": {"matchLabels": pod_labels()}}
 
 
+def expiry_cron_job_spec(
+    *,
+    storage: S3Storage,
+    expiration_days: int,
+    credentials_secret: str,
+    affinity: Optional[dict[str, Any]],
+    node_selector: Optional[dict[str, str]],
+    tolerations: Optional[list[dict[str, str]]],
+) -> dict[str, Any]:
+    """The hourly job that expires the mirror's prefix on an S3-compatible store
+    (`mirror_config.expiry_command`), as the bucket's lifecycle rule does on AWS S3. It meets
+    the `restricted` Pod Security Standard of the mirror's namespace."""
+    container = {
+        "name": "expire",
+        "image": RCLONE_IMAGE,
+        "command": expiry_command(storage, expiration_days),
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            *expiry_environment(storage, credentials_secret),
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RCLONE_UID,
+            "runAsGroup": RCLONE_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if affinity:
+        pod_spec["affinity"] = affinity
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    return {
+        "schedule": EXPIRY_SCHEDULE,
+        "concurrencyPolicy": "Forbid",
+        "startingDeadlineSeconds": 600,
+        "successfulJobsHistoryLimit": 1,
+        "failedJobsHistoryLimit": 3,
+        "jobTemplate": {
+            "spec": {
+                "backoffLimit": 0,
+                "activeDeadlineSeconds": EXPIRY_DEADLINE_SECONDS,
+                "template": {"metadata": {"labels": expiry_labels()}, "spec": pod_spec},
+            }
+        },
+    }
+
+
+def expiry_labels() -> dict[str, str]:
+    """Labels of the expiry job's pods (not the mirror's: the Service must not select them)."""
+    return {
+        "app.kubernetes.io/name": "registry-mirror",
+        "app.kubernetes.io/component": "expiry",
+        "app.kubernetes.io/part-of": "gitlab-runner-fleet",
+    }
+
+
 def status_line(
     *,
     replicas: int,
@@ -262,13 +367,16 @@ def status_line(
     url: str,
     node_url: Optional[str],
     authenticated: bool,
+    expiry: str = "registry",
+    expiration_days: int = DEFAULT_EXPIRATION_DAYS,
 ) -> str:
     """One line for the stack outputs: what the mirror is, where, and how nodes reach it."""
     nodes = f"nodes use {node_url}" if node_url else "nodes not configured (no cluster_ip)"
     upstream = "authenticated" if authenticated else "anonymous"
     return (
         f"{replicas}x {image} mirroring {DOCKER_HUB_URL} ({upstream}) at {url}; {nodes}; "
-        f"cache in {storage_description(storage)}"
+        f"cache in {storage_description(storage)}, expired after {expiration_days} days by "
+        f"the {expiry}"
     )
 
 
@@ -285,12 +393,12 @@ class RegistryMirrorArgs(TypedDict):
     """Namespace the component creates for the mirror. Default `registry-mirror`."""
     replicas: NotRequired[int]
     """Replicas of the registry. Default 2 (with a PodDisruptionBudget)."""
-    cluster_ip: NotRequired[str]
+    cluster_ip: NotRequired[Optional[str]]
     """A fixed, free ClusterIP in the cluster's service range (its low, static band), which
     build nodes' containerd can reach without cluster DNS. Without it nodes are not mirrored."""
     cluster_domain: NotRequired[str]
     """The cluster's DNS domain. Default `cluster.local`."""
-    service_account_role_arn: NotRequired[pulumi.Input[str]]
+    service_account_role_arn: NotRequired[Optional[pulumi.Input[str]]]
     """IRSA role for the mirror's service account (S3 storage on EKS)."""
     upstream_credentials: NotRequired[UpstreamCredentials]
     """Docker Hub account to pull as; anonymous without."""
@@ -306,6 +414,26 @@ class RegistryMirrorArgs(TypedDict):
     """Requests and limits. Default 100m CPU, 128Mi memory, limit 512Mi."""
     image: NotRequired[str]
     """Registry image. Default `registry:3.1.1`."""
+    expiration_days: NotRequired[int]
+    """Days after which what the mirror fetched is deleted (fetched again on the next pull).
+    Filesystem storage: the registry's own expiry (`proxy.ttl`). S3 storage: the bucket's
+    lifecycle rule (`lifecycle_rule`), or else an hourly CronJob that deletes older objects
+    under the prefix with `storage_keys`. Default 30."""
+    lifecycle_rule: NotRequired[bool]
+    """The bucket has a lifecycle rule that expires the prefix after `expiration_days` (on AWS,
+    CacheBucket's `other_prefixes`): no expiry job. Default false."""
+
+
+def _argument_problems(args: RegistryMirrorArgs) -> list[str]:
+    return mirror_problems(
+        args["storage"],
+        replicas=args.get("replicas", DEFAULT_REPLICAS),
+        cluster_ip=args.get("cluster_ip"),
+        has_storage_keys=args.get("storage_keys") is not None,
+        has_role=args.get("service_account_role_arn") is not None,
+        lifecycle_rule=args.get("lifecycle_rule", False),
+        expiration_days=args.get("expiration_days", DEFAULT_EXPIRATION_DAYS),
+    )
 
 
 class RegistryMirror(pulumi.ComponentResource):
@@ -313,8 +441,9 @@ class RegistryMirror(pulumi.ComponentResource):
 
     Its namespace, service account (optionally IRSA), config.yml, credentials Secret, Deployment,
     Service (optionally on a fixed ClusterIP for the nodes), PodDisruptionBudget with two or more
-    replicas, and a daemon.json ConfigMap in every job namespace for Docker-in-Docker. Pass the
-    cluster's Kubernetes provider in `opts.providers`.
+    replicas, a daemon.json ConfigMap in every job namespace for Docker-in-Docker, and on an
+    S3-compatible store without a lifecycle rule a CronJob that expires the mirror's prefix.
+    Pass the cluster's Kubernetes provider in `opts.providers`.
     """
 
     namespace: pulumi.Output[str]
@@ -331,20 +460,16 @@ class RegistryMirror(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RegistryMirrorArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
+        check_arguments(
+            "RegistryMirror", name, args, RegistryMirrorArgs, lambda: _argument_problems(args)
+        )
         super().__init__("gitlab-runner-fleet:index:RegistryMirror", name, None, opts)
         storage = args["storage"]
         replicas = args.get("replicas", DEFAULT_REPLICAS)
         cluster_ip = args.get("cluster_ip")
         upstream = args.get("upstream_credentials")
         storage_keys = args.get("storage_keys")
-        if problems := mirror_problems(
-            storage,
-            replicas=replicas,
-            cluster_ip=cluster_ip,
-            has_storage_keys=storage_keys is not None,
-            has_role=args.get("service_account_role_arn") is not None,
-        ):
-            raise ValueError(f"RegistryMirror {name}: {'; '.join(problems)}")
+        expiration_days = args.get("expiration_days", DEFAULT_EXPIRATION_DAYS)
         image = args.get("image", REGISTRY_IMAGE)
         namespace = args.get("namespace", DEFAULT_NAMESPACE)
         domain = args.get("cluster_domain", DEFAULT_CLUSTER_DOMAIN)
@@ -365,7 +490,7 @@ class RegistryMirror(pulumi.ComponentResource):
         service_account = self._create_service_account(
             name, namespace_name, args.get("service_account_role_arn")
         )
-        config_text = render_distribution_config(storage)
+        config_text = render_distribution_config(storage, expiration_days=expiration_days)
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata={"name": f"{SERVICE_NAME}-config", "namespace": namespace_name},
@@ -376,6 +501,7 @@ class RegistryMirror(pulumi.ComponentResource):
             CONFIG_CHECKSUM_ANNOTATION: hashlib.sha256(config_text.encode()).hexdigest()
         }
         secret_name: Optional[str] = None
+        secret: Optional[k8s.core.v1.Secret] = None
         depends_on: list[pulumi.Resource] = [config_map, service_account]
         if upstream or storage_keys:
             secret = self._create_credentials_secret(name, namespace_name, upstream, storage_keys)
@@ -422,6 +548,28 @@ class RegistryMirror(pulumi.ComponentResource):
                 spec=cast(k8s.policy.v1.PodDisruptionBudgetSpecArgsDict, budget),
                 opts=pulumi.ResourceOptions(parent=self),
             )
+        expiry = expiry_kind(storage, lifecycle_rule=args.get("lifecycle_rule", False))
+        if (s3 := storage.get("s3")) and expiry == "expiry job" and secret is not None:
+            k8s.batch.v1.CronJob(
+                f"{name}-expire",
+                metadata={
+                    "name": EXPIRY_JOB,
+                    "namespace": namespace_name,
+                    "labels": expiry_labels(),
+                },
+                spec=cast(
+                    k8s.batch.v1.CronJobSpecArgsDict,
+                    expiry_cron_job_spec(
+                        storage=s3,
+                        expiration_days=expiration_days,
+                        credentials_secret=CREDENTIALS_SECRET,
+                        affinity=args.get("affinity"),
+                        node_selector=args.get("node_selector"),
+                        tolerations=args.get("tolerations"),
+                    ),
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]),
+            )
         for index, job_namespace in enumerate(args["job_namespaces"]):
             k8s.core.v1.ConfigMap(
                 f"{name}-daemon-json-{index}",
@@ -442,6 +590,8 @@ class RegistryMirror(pulumi.ComponentResource):
                 url=pod_url,
                 node_url=node_url,
                 authenticated=upstream is not None,
+                expiry=expiry,
+                expiration_days=expiration_days,
             )
         )
         self.register_outputs(

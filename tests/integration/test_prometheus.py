@@ -129,7 +129,8 @@ def exposition(samples: Samples) -> str:
             [f"# HELP {metric.name} {metric.name}", f"# TYPE {metric.name} {metric.kind}"],
         )
         rendered = ",".join(f"{key}={json.dumps(val)}" for key, val in labels.items())
-        lines.append(f"{family}{{{rendered}}} {value:g}")
+        # Enough digits for Unix times (kube_pod_created); `:g` would round them by hours.
+        lines.append(f"{family}{{{rendered}}} {value:.15g}")
     return "\n".join(line for lines in families.values() for line in lines) + "\n"
 
 
