@@ -99,10 +99,15 @@ class CacheSettings(Section):
         description="`s3` only: let `pulumi destroy` empty and delete a non-empty bucket.",
     )
     size: Quantity = Field(
-        "100Gi", description="`inCluster` only: the cache volume (a PVC) of the in-cluster store."
+        "100Gi",
+        description="`inCluster` only: the cache volume (a PVC) of the in-cluster store; the "
+        "store is trimmed to 80% of it, oldest first.",
     )
     storage_class_name: str | None = Field(
-        None, description="`inCluster` only: storage class of the cache volume."
+        None,
+        description="`inCluster` only: storage class of the cache volume. "
+        "RunnerCacheVolumeNearlyFull needs one whose volumes report kubelet volume stats (CSI "
+        "drivers do; hostPath-based ones such as k3s's local-path do not).",
     )
     expire_after: str = Field(
         DEFAULT_EXPIRE_AFTER,

@@ -51,7 +51,12 @@ class RegistryMirrorSettings(Section):
         "registry-mirror", description="Key prefix of the mirrored layers in the bucket."
     )
     expiration_days: int = Field(
-        30, ge=1, le=3650, description="Days after which mirrored layers expire (S3 lifecycle)."
+        30,
+        ge=1,
+        le=3650,
+        description="Days after which mirrored layers are deleted: by the bucket's lifecycle "
+        "rule on AWS S3, by an hourly CronJob on an S3-compatible store, by the registry itself "
+        "with filesystem storage.",
     )
     docker_hub_username: str | None = Field(
         None,

@@ -57,10 +57,16 @@ class SiteSettings(Section):
         description="Edge only: the site's upload bandwidth; pushes to the hub use 80% of it.",
     )
     edge_cache_size: Quantity = Field(
-        "200Gi", description="Edge only: the local cache volume (rclone's store and VFS cache)."
+        "200Gi",
+        description="Edge only: the local cache volume: 30% rclone's VFS cache (hub reads, and "
+        "recent uploads a second time), 50% the local store (trimmed to it, oldest first), 20% "
+        "headroom.",
     )
     storage_class_name: str | None = Field(
-        None, description="Edge only: storage class of the local cache volume."
+        None,
+        description="Edge only: storage class of the local cache volume. "
+        "RunnerCacheVolumeNearlyFull needs one whose volumes report kubelet volume stats (CSI "
+        "drivers do; hostPath-based ones such as k3s's local-path do not).",
     )
     expire_after: str = Field(
         DEFAULT_EXPIRE_AFTER, description="Edge only: local objects older than this are removed."

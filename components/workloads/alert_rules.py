@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, NotRequired, TypedDict
 
 from ..karpenter import NODE_POOL_NAME_PREFIX, node_pool_name
 from ..kubernetes_names import label_value_problems, namespace_problems
+from .rclone import NEARLY_FULL_RATIO
 from .runner_metrics import (
     API_ENDPOINT,
     FAILURE_REASONS,
@@ -197,7 +198,8 @@ DEFAULT_THRESHOLDS: Final[AlertThresholds] = {
     "failed_scale_ups": 0,
     "node_pool_at_limit_for": "15m",
     "node_launch_failures": 0,
-    "cache_volume_free_ratio": 0.1,
+    # The planned shares leave 20% of the volume free; half of that gone is nearly full.
+    "cache_volume_free_ratio": round(1 - NEARLY_FULL_RATIO, 2),
     "cache_volume_for": "10m",
 }
 _RATIOS = ("saturation_ratio", "failure_ratio", "api_error_ratio", "cache_volume_free_ratio")
