@@ -164,7 +164,8 @@ def instance_type_problem(instance_types: Sequence[str]) -> str | None:
         x86 = [t for t, arch in architectures.items() if arch == "x86_64"]
         return (
             f"must all have one CPU architecture: {', '.join(arm)} arm64 (Graviton) but "
-            f"{', '.join(x86)} x86_64; one node group runs one AMI, so put them in separate pools"
+            f"{', '.join(x86)} x86_64; a pool runs one architecture (one node group AMI, its "
+            "jobs' node selector and helper image), so put them in separate pools"
         )
     return mixed_shape_problem(instance_types)
 

@@ -20,7 +20,8 @@ def checked(problems_of: Callable[[str], list[str]]) -> AfterValidator:
 
     def check(value: str) -> str:
         if problems := problems_of(value):
-            raise ValueError(f"{'; '.join(problems)}, got {value!r}")
+            message = "; ".join(problems)
+            raise ValueError(message if ", got " in message else f"{message}, got {value!r}")
         return value
 
     return AfterValidator(check)

@@ -696,13 +696,20 @@ class PoolSettings(ConfigModel):
                 )
             )
         else:
-            problems += [
-                Problem(
-                    f"{requirements_key}.{to_camel(message.split(':', 1)[0])}",
-                    message.split(": ", 1)[1],
-                )
-                for message in karpenter_requirement_problems(*requirements)
-            ]
+            set_explicitly = explicit.model_fields_set if explicit else set()
+            for message in karpenter_requirement_problems(*requirements):
+                name, text = message.split(": ", 1)
+                if name in set_explicitly:
+                    problems.append(Problem(f"{requirements_key}.{to_camel(name)}", text))
+                else:
+                    # Derived from the listed types: the fix is there, or in the key.
+                    problems.append(
+                        Problem(
+                            f"{key}.instanceTypes",
+                            f"their {name.replace('_', ' ')} {text}; list other types or set "
+                            f"instanceRequirements.{to_camel(name)}",
+                        )
+                    )
         return problems
 
     def problems(self, index: int) -> list[Problem]:
