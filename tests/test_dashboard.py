@@ -138,3 +138,17 @@ def test_the_json_is_stable_and_reads_back_as_a_grafana_dashboard():
     assert model["uid"] == DASHBOARD_UID
     assert model["editable"] is False
     assert Dashboard.from_json(model).uid == DASHBOARD_UID
+
+
+def test_rows_of_a_scaler_the_fleet_does_not_run_are_left_out():
+    """An empty row would read like a fault (found trying it as a new user: dev showed
+    cluster-autoscaler panels without one)."""
+
+    def rows(scalers: set[str]) -> list[str]:
+        model = fleet_dashboard(scalers)
+        return [p["title"] for p in model["panels"] if p["type"] == "row"]
+
+    assert "cluster-autoscaler" not in rows({"karpenter"})
+    assert "Karpenter" in rows({"karpenter"})
+    assert "Karpenter" not in rows({"cluster-autoscaler"})
+    assert {"cluster-autoscaler", "Karpenter"} <= set(rows({"cluster-autoscaler", "karpenter"}))

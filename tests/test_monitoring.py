@@ -235,7 +235,8 @@ def test_the_component_creates_the_rule_and_the_dashboard_under_itself():
         "namespace": "monitoring",
         "labels": DEFAULT_DASHBOARD_LABELS,
     }
-    assert config_map.inputs["data"] == {DASHBOARD_FILE: dashboard_json()}
+    # Rows only for the scalers the pools use (cluster-autoscaler by default).
+    assert config_map.inputs["data"] == {DASHBOARD_FILE: dashboard_json({"cluster-autoscaler"})}
     monitor = run.one("kubernetes:monitoring.coreos.com/v1:PodMonitor")
     assert monitor.parent == component.urn
     assert monitor.inputs["spec"] == managers_pod_monitor()["spec"]

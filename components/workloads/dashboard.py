@@ -9,6 +9,7 @@ template labels); Karpenter's own panels read its NodePools, one per pool by nam
 """
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from grafana_foundation_sdk.builders import common, dashboard, prometheus, timeseries
@@ -27,7 +28,12 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 
 from ..karpenter import NODE_POOL_NAME_PREFIX
-from .alert_rules import LAUNCH_FAILURE_REASONS, REGISTRATION_FAILURE_REASON
+from .alert_rules import (
+    CLUSTER_AUTOSCALER,
+    KARPENTER,
+    LAUNCH_FAILURE_REASONS,
+    REGISTRATION_FAILURE_REASON,
+)
 from .runner_metrics import (
     API_ENDPOINT,
     NODE_POOL,
@@ -64,8 +70,9 @@ def _per_pool(expr: str) -> str:
     return f'label_replace({expr}, "pool", "$1", "{NODE_POOL}", "{NODE_POOL_NAME_PREFIX}(.+)")'
 
 
-def fleet_dashboard() -> dict[str, Any]:
-    """The dashboard model (Grafana's JSON), per pool through the `pool` variable."""
+def fleet_dashboard(scalers: Collection[str] = (CLUSTER_AUTOSCALER, KARPENTER)) -> dict[str, Any]:
+    """The dashboard model (Grafana's JSON), per pool through the `pool` variable, with a row
+    for each of `scalers` the fleet runs and scrapes (an empty row would read like a fault)."""
     builder = (
         dashboard.Dashboard(DASHBOARD_TITLE)
         .uid(DASHBOARD_UID)
@@ -223,92 +230,98 @@ def fleet_dashboard() -> dict[str, Any]:
                 ),
             )
         )
-        .with_row(row("cluster-autoscaler"))
-        .with_panel(
-            panel(
-                "Node groups backed off",
-                "short",
-                8,
-                (
-                    "max by (node_group) (cluster_autoscaler_node_group_backoff_status)",
-                    "{{node_group}}",
-                ),
-            )
-        )
-        .with_panel(
-            panel(
-                "Unschedulable pods",
-                "short",
-                8,
-                ("sum by (type) (cluster_autoscaler_unschedulable_pods_count)", "{{type}}"),
-            )
-        )
-        .with_panel(
-            panel(
-                "Failed scale-ups",
-                "short",
-                8,
-                (
-                    f"sum by (reason) (increase(cluster_autoscaler_failed_scale_ups_total{rate}))",
-                    "{{reason}}",
-                ),
-            )
-        )
     )
-    builder = (
-        builder.with_row(row("Karpenter"))
-        .with_panel(
-            panel(
-                "NodePool nodes vs limit",
-                "short",
-                8,
-                *(
+    if CLUSTER_AUTOSCALER in scalers:
+        builder = (
+            builder.with_row(row("cluster-autoscaler"))
+            .with_panel(
+                panel(
+                    "Node groups backed off",
+                    "short",
+                    8,
+                    (
+                        "max by (node_group) (cluster_autoscaler_node_group_backoff_status)",
+                        "{{node_group}}",
+                    ),
+                )
+            )
+            .with_panel(
+                panel(
+                    "Unschedulable pods",
+                    "short",
+                    8,
+                    ("sum by (type) (cluster_autoscaler_unschedulable_pods_count)", "{{type}}"),
+                )
+            )
+            .with_panel(
+                panel(
+                    "Failed scale-ups",
+                    "short",
+                    8,
+                    (
+                        "sum by (reason) (increase("
+                        f"cluster_autoscaler_failed_scale_ups_total{rate}))",
+                        "{{reason}}",
+                    ),
+                )
+            )
+        )
+    if KARPENTER in scalers:
+        builder = (
+            builder.with_row(row("Karpenter"))
+            .with_panel(
+                panel(
+                    "NodePool nodes vs limit",
+                    "short",
+                    8,
+                    *(
+                        (
+                            _per_pool(
+                                f"max by ({NODE_POOL}) (karpenter_nodepools_{kind}"
+                                f'{{{_NODE_POOLS}, resource_type="nodes"}})'
+                            ),
+                            f"{{{{pool}}}} {legend}",
+                        )
+                        for kind, legend in (("usage", "nodes"), ("limit", "limit"))
+                    ),
+                )
+            )
+            .with_panel(
+                panel(
+                    "Nodes given up (launch, registration)",
+                    "short",
+                    8,
                     (
                         _per_pool(
-                            f"max by ({NODE_POOL}) (karpenter_nodepools_{kind}"
-                            f'{{{_NODE_POOLS}, resource_type="nodes"}})'
+                            f"sum by ({NODE_POOL}, reason) (increase("
+                            "karpenter_nodeclaims_disrupted_total"
+                            f'{{{_NODE_POOLS}, reason=~"{_GIVEN_UP}"}}{rate}))'
                         ),
-                        f"{{{{pool}}}} {legend}",
-                    )
-                    for kind, legend in (("usage", "nodes"), ("limit", "limit"))
-                ),
-            )
-        )
-        .with_panel(
-            panel(
-                "Nodes given up (launch, registration)",
-                "short",
-                8,
-                (
-                    _per_pool(
-                        f"sum by ({NODE_POOL}, reason) (increase("
-                        "karpenter_nodeclaims_disrupted_total"
-                        f'{{{_NODE_POOLS}, reason=~"{_GIVEN_UP}"}}{rate}))'
+                        "{{pool}} {{reason}}",
                     ),
-                    "{{pool}} {{reason}}",
-                ),
+                )
+            )
+            .with_panel(
+                panel(
+                    # The controller's histogram has no NodePool label: every pod it provisions.
+                    "Pending pod to running, all of Karpenter's pods (p50, p95)",
+                    "s",
+                    8,
+                    *(
+                        (
+                            f"histogram_quantile({quantile}, sum by (le) (rate("
+                            f"karpenter_pods_provisioning_startup_duration_seconds_bucket{rate})))",
+                            f"p{int(quantile * 100)}",
+                        )
+                        for quantile in (0.5, 0.95)
+                    ),
+                )
             )
         )
-        .with_panel(
-            panel(
-                "Pending pod to running, Karpenter (p50, p95)",
-                "s",
-                8,
-                *(
-                    (
-                        f"histogram_quantile({quantile}, sum by (le) (rate("
-                        f"karpenter_pods_provisioning_startup_duration_seconds_bucket{rate})))",
-                        f"p{int(quantile * 100)}",
-                    )
-                    for quantile in (0.5, 0.95)
-                ),
-            )
-        )
-    )
     model: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     return model
 
 
-def dashboard_json() -> str:
+def dashboard_json(scalers: Collection[str] = (CLUSTER_AUTOSCALER, KARPENTER)) -> str:
     """The dashboard as the file Grafana's dashboard sidecar loads."""
-    return json.dumps(fleet_dashboard(), indent=2, sort_keys=True)
+    return json.dumps(fleet_dashboard(scalers), indent=2, sort_keys=True)

@@ -28,6 +28,7 @@ from .alert_rules import (
     VolumeClaim,
     alert_names,
     pool_problems,
+    pool_scaler,
     prometheus_rule_spec,
     threshold_problems,
 )
@@ -274,7 +275,12 @@ class FleetMonitoring(pulumi.ComponentResource):
         config_map_name: Optional[str] = None
         if args.get("create_dashboard", True):
             self._create_dashboard(
-                name, dashboard_config_map_manifest(namespace, dashboard_labels, dashboard_json())
+                name,
+                dashboard_config_map_manifest(
+                    namespace,
+                    dashboard_labels,
+                    dashboard_json({pool_scaler(pool) for pool in args["pools"]}),
+                ),
             )
             config_map_name = f"{namespace}/{DASHBOARD_CONFIG_MAP_NAME}"
 
