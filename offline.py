@@ -23,11 +23,13 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import ROOT
+from pulumi.runtime.settings import SETTINGS as PULUMI_SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components.fleet.sites import EDGE_CREDENTIALS_OUTPUT, stand_in_hub_outputs
 from components.settings import ENCRYPTED, SettingsError
+from components.settings.cache_plan import cache_bucket_name
 from components.settings.parse import settings_from_config
 from components.settings.secrets import stand_in
 
@@ -124,8 +126,11 @@ class FleetMocks(pulumi.runtime.Mocks):
         own_s3_endpoint_tags: Mapping[str, str] | None = None,
         vpc_cidr_blocks: Sequence[str] = ("10.0.0.0/16",),
         vpc_cni_addon: Mapping[str, Any] | None = None,
+        hub_outputs: Mapping[str, Any] | None = None,
     ) -> None:
         self.region = region
+        self.hub_outputs = hub_outputs
+        """What an edge's hub stack reference reads (`hub_stand_in`); None: the shipped hub's."""
         self.partition = partition
         self.cluster_version = cluster_version
         self.s3_routed_tables = list(s3_routed_tables)
@@ -235,9 +240,9 @@ class FleetMocks(pulumi.runtime.Mocks):
     def _hub_stack_reference(
         self, args: pulumi.runtime.MockResourceArgs, state: dict[str, Any]
     ) -> str:
-        """A hub stack's outputs as an edge reads them (placeholder credentials, secret): the
-        shipped hub, prod (site `cloud`, edge `basement`)."""
-        state["outputs"] = stand_in_hub_outputs(
+        """A hub stack's outputs as an edge reads them (placeholder credentials, secret): those
+        given, else the shipped hub's, prod (site `cloud`, edge `basement`)."""
+        state["outputs"] = self.hub_outputs or stand_in_hub_outputs(
             name="cloud",
             bucket=f"gitlab-runner-fleet-prod-cache-{ACCOUNT_ID}",
             region=self.region,
@@ -611,6 +616,14 @@ def run_program(
             project=project,
         )
     finally:
+        # A program that failed inside an apply leaves its outputs' tasks in Pulumi's global
+        # settings, which the next run would await on this closed loop.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        with PULUMI_SETTINGS.lock:
+            PULUMI_SETTINGS.outputs.clear()
         loop.close()
 
 
@@ -734,6 +747,64 @@ def offline_config(
     )
 
 
+@dataclass(frozen=True)
+class HubStandIn:
+    """What an edge's offline render reads for its hub stack, and where it came from."""
+
+    outputs: Mapping[str, Any]
+    source: str
+    """For the render's warning: the hub's stack file, or that none was found."""
+
+
+def hub_stand_in(config: Mapping[str, Any]) -> HubStandIn | None:
+    """The outputs an edge's hub stack would give, from the hub's own stack file in `stacks/`
+    when it is there (its site name, replicate globs, edges, cache prefix and derived bucket;
+    credentials are placeholders); else outputs naming only this edge. None for a stack that
+    is no edge."""
+    site = config.get(f"{PROJECT}:site")
+    if not isinstance(site, Mapping) or site.get("role") != "edge":
+        return None
+    edge, hub_stack = str(site.get("name", "")), str(site.get("hubStack", ""))
+    hub_name = hub_stack.rsplit("/", 1)[-1]
+    region = str(config.get("aws:region") or DEFAULT_REGION)
+    try:
+        hub_config = read_stack_file(stack_file(hub_name))
+        decoded = {key: encrypted_leaves(value) for key, value in hub_config.items()}
+        settings = settings_from_config(
+            decoded,
+            project=PROJECT,
+            stack=hub_name,
+            is_secret=lambda key: decoded[key] != hub_config[key],
+            stand_in_secrets=True,
+        )
+    except (UnknownStackError, StackFileError, SettingsError):
+        return HubStandIn(
+            stand_in_hub_outputs(
+                name="hub",
+                bucket=f"offline-placeholder-hub-bucket-{ACCOUNT_ID}",
+                region=region,
+                prefix="runner-cache",
+                replicate=[],
+                edges=[edge],
+            ),
+            f"no readable stack file for the hub {hub_stack!r} in stacks/: its outputs are "
+            "placeholders, replicating nothing",
+        )
+    outputs = stand_in_hub_outputs(
+        name=settings.site.name or hub_name,
+        bucket=cache_bucket_name(settings.cache, PROJECT, hub_name, ACCOUNT_ID),
+        region=settings.aws_region or region,
+        prefix=settings.cache.prefix,
+        replicate=settings.site.replicate,
+        edges=settings.site.edges,
+    )
+    return HubStandIn(
+        outputs,
+        f"the hub {hub_stack!r} is read from stacks/Pulumi.{hub_name}.yaml: its bucket name "
+        "is derived and its credentials are placeholders",
+    )
+
+
 def evaluate_config(
     config: Mapping[str, Any],
     *,
@@ -754,11 +825,14 @@ def evaluate_config(
         if not return_error:
             raise
         return ProgramRun(resources=[], error=error)
+    region = config.get("aws:region")
+    if mocks is None and (hub := hub_stand_in(config)) is not None:
+        mocks = FleetMocks(region or DEFAULT_REGION, hub_outputs=hub.outputs)
     run = run_program(
         lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"),
         config=prepared.config,
         stack=stack,
-        region=config.get("aws:region"),
+        region=region,
         return_error=return_error,
         secret_keys=prepared.secret_keys,
         mocks=mocks,

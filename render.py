@@ -44,6 +44,7 @@ from offline import (
     StackFileError,
     UnknownStackError,
     evaluate_config,
+    hub_stand_in,
     imported_environments,
     read_stack_file,
     stack_file,
@@ -342,7 +343,7 @@ def _render(args: argparse.Namespace) -> None:
         raise _RenderRefusedError(1, str(SettingsError(run.error.stack, run.error.problems, where)))
     if run.error is not None:
         raise _RenderRefusedError(1, f"stack {args.stack} failed to evaluate: {run.error}")
-    for warning in _stand_in_warnings(run, path):
+    for warning in _stand_in_warnings(run, path, config):
         print(f"warning: {warning}", file=sys.stderr)
     out = args.out or Path("out") / args.stack
     try:
@@ -359,7 +360,7 @@ def _render(args: argparse.Namespace) -> None:
     )
 
 
-def _stand_in_warnings(run: ProgramRun, path: Path) -> list[str]:
+def _stand_in_warnings(run: ProgramRun, path: Path, config: dict[str, Any]) -> list[str]:
     """What the render shows that `pulumi up` would take from elsewhere."""
     warnings = []
     for missing in run.missing_secrets:
@@ -368,11 +369,8 @@ def _stand_in_warnings(run: ProgramRun, path: Path) -> list[str]:
             f"{missing} is not set in {path}; rendered with a stand-in. `pulumi up` needs it: "
             f"`pulumi config set --secret {set_it}`"
         )
-    warnings += [
-        f"the stack reference {reference.name} is read with offline stand-ins: the hub's "
-        "bucket, endpoint and credentials in this render are placeholders"
-        for reference in run.of_type("pulumi:pulumi:StackReference")
-    ]
+    if (hub := hub_stand_in(config)) is not None:
+        warnings.append(hub.source)
     return warnings
 
 

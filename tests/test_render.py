@@ -211,3 +211,38 @@ def test_errors_name_the_stack_file_given_and_the_project_file_is_no_stack_file(
     project_file.write_text((REPO / "Pulumi.yaml").read_text())
     assert render.main(["--stack-file", str(project_file)]) == 2
     assert "is the project file (it names a runtime), not a stack file" in (capsys.readouterr().err)
+
+
+def test_a_new_edge_site_renders_against_its_hubs_stack_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hub's outputs come from its own stack file: an edge the hub does not list is told
+    how to get a credential; an edge whose hub is elsewhere renders with placeholders (found
+    trying it as a new user: a bare KeyError)."""
+    text = (
+        (REPO / "stacks" / "Pulumi.basement.yaml")
+        .read_text()
+        .replace("name: basement", "name: garage")
+    )
+    garage = tmp_path / "Pulumi.garage.yaml"
+    garage.write_text(text)
+    assert render.main(["--stack-file", str(garage), "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "the hub stack example-org/gitlab-runner-fleet/prod exports no credential for the edge "
+        "'garage' (it has: basement). Add 'garage' to the hub's site.edges" in err
+    )
+    assert "Traceback" not in err
+    garage.write_text(text.replace("gitlab-runner-fleet/prod", "gitlab-runner-fleet/hq"))
+    assert render.main(["--stack-file", str(garage), "--out", str(tmp_path / "b")]) == 0
+    assert "no readable stack file for the hub 'example-org/gitlab-runner-fleet/hq'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_an_edge_renders_its_hubs_replicate_globs() -> None:
+    hub = offline.hub_stand_in(offline.config_from_stack_file("basement"))
+    assert hub is not None
+    prod_site = offline.config_from_stack_file("prod")["gitlab-runner-fleet:site"]
+    assert hub.outputs["siteHub"]["replicate"] == prod_site["replicate"]
+    assert list(hub.outputs["siteEdgeCredentials"]) == prod_site["edges"]

@@ -67,6 +67,21 @@ def site_hub(
     }
 
 
+def edge_credential(
+    by_edge: Mapping[str, EdgeCredential], edge_name: str, hub_stack: str
+) -> EdgeCredential:
+    """This edge's credential among those its hub exports, or an error saying how to get one
+    (the hub issues one per name in its `site.edges`, at its own `pulumi up`)."""
+    if edge_name not in by_edge:
+        known = ", ".join(sorted(by_edge)) or "none"
+        raise pulumi.RunError(
+            f"site.name: the hub stack {hub_stack} exports no credential for the edge "
+            f"{edge_name!r} (it has: {known}). Add {edge_name!r} to the hub's site.edges and "
+            "run `pulumi up` on the hub first"
+        )
+    return by_edge[edge_name]
+
+
 class HubView:
     """What an edge reads from its hub's stack, typed: the bucket, the prefix, and the hub's
     coordinates and credential for this edge as `EdgeCache` takes them."""
@@ -75,9 +90,9 @@ class HubView:
         self, hub_stack: pulumi.StackReference, edge_name: str, uplink_mbps: float
     ) -> None:
         hub = hub_stack.require_output(HUB_OUTPUT)
-        credentials = hub_stack.require_output(EDGE_CREDENTIALS_OUTPUT).apply(
-            lambda by_edge: by_edge[edge_name]
-        )
+        credentials = pulumi.Output.all(
+            hub_stack.name, hub_stack.require_output(EDGE_CREDENTIALS_OUTPUT)
+        ).apply(lambda named: edge_credential(named[1], edge_name, str(named[0])))
         self.bucket: pulumi.Output[str] = hub.apply(lambda h: str(h["bucket"]))
         self.prefix: pulumi.Output[str] = hub.apply(lambda h: str(h["prefix"]))
         self.hub: EdgeHub = {
