@@ -199,6 +199,24 @@ MISTAKES = [
         "clusterAutoscaler: must be an object with keys enabled",
     ),
     (
+        "asked an edge site for s3 mirror storage",
+        yaml.safe_dump(
+            {
+                **yaml.safe_load((REPO / "stacks" / "Pulumi.basement.yaml").read_text()),
+            }
+            | {
+                "config": {
+                    **yaml.safe_load((REPO / "stacks" / "Pulumi.basement.yaml").read_text())[
+                        "config"
+                    ],
+                    f"{P}:registryMirror": {"storage": "s3"},
+                }
+            }
+        ),
+        1,
+        "registryMirror.storage: s3 is not available on an edge site",
+    ),
+    (
         "gave a pool's token as a list",
         with_config(**{f"{P}__runnerTokens": {"default": [encrypt("glrt-x")]}}),
         1,

@@ -441,10 +441,14 @@ def _region_problems(sections: Mapping[str, Section], aws_region: str | None) ->
 
 
 def _uses_aws(sections: Mapping[str, Section]) -> bool:
+    """Whether the stack needs an AWS region; False while the sections that decide it are
+    invalid themselves (their own problems come first, not a region the stack may not need)."""
     cluster = _optional(sections, ClusterSettings)
     cache = _optional(sections, CacheSettings)
     site = _optional(sections, SiteSettings)
-    on_eks = cluster is None or cluster.mode in EKS_MODES
+    if cluster is None or site is None:
+        return False
+    on_eks = cluster.mode in EKS_MODES
     owns_cache = not (site is not None and site.is_edge)
     return on_eks or (owns_cache and cache is not None and cache.type == "s3")
 

@@ -218,9 +218,14 @@ def _site_problems(sections: Sections, *, cache_section_set: bool) -> list[Probl
                 "prefix come from the hub (site.hubStack); remove the cache section",
             )
         )
-    if site.is_hub and cache.type != "s3":
+    if site.is_hub and site.edges and cache.type != "s3":
+        # A site without edges only names itself (runner tags, site affinity): any cache.
         problems.append(
-            Problem("site.role", f"a hub needs cache.type s3, got {cache.type}: edges read it")
+            Problem(
+                "site.edges",
+                f"edges read the hub's cache, which needs cache.type s3, got {cache.type}; "
+                "remove site.edges for a site of its own",
+            )
         )
     if not cache.shared:
         problems.append(
@@ -249,7 +254,17 @@ def _site_problems(sections: Sections, *, cache_section_set: bool) -> list[Probl
 def _mirror_problems(sections: Sections) -> list[Problem]:
     mirror, cache = sections.registry_mirror, sections.cache
     problems = []
-    if mirror.storage == "s3" and cache.type not in ("s3", "s3Compatible"):
+    if mirror.storage == "s3" and sections.site.is_edge:
+        # An edge's cache is the hub's bucket, read through its own store; the edge holds no
+        # key that may write the mirror's prefix there (found trying it as a new user).
+        problems.append(
+            Problem(
+                "registryMirror.storage",
+                "s3 is not available on an edge site (its cache is the hub's bucket, which "
+                "the edge may only read and push replicated keys to); use filesystem",
+            )
+        )
+    elif mirror.storage == "s3" and cache.type not in ("s3", "s3Compatible"):
         problems.append(
             Problem(
                 "registryMirror.storage",

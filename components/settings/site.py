@@ -45,8 +45,9 @@ class SiteSettings(Section):
     )
     replicate: list[str] = Field(
         default_factory=list,
-        description="Hub only: cache key globs edges push to the hub, matched against "
-        "`project/<id>/<key>-protected|-non_protected`, e.g. `*/deps-*`.",
+        description="Hub only: cache key globs edges push to the hub, matched against the "
+        "runner's key with GitLab's `-protected`/`-non_protected` suffix below "
+        "`project/<id>/`, e.g. `deps-*`.",
     )
     hub_stack: str | None = Field(
         None, description="Edge only: the hub's stack, `<org>/<project>/<stack>` (required)."
