@@ -31,6 +31,10 @@ def replicate_problems(globs: Sequence[str], *, hash_cache_keys: bool = False) -
         )
     for glob in globs:
         problems += [f"replicate glob {glob!r} {problem}" for problem in _glob_problems(glob)]
+    problems += [
+        f"replicate glob {glob!r} is listed more than once"
+        for glob in sorted({glob for glob in globs if list(globs).count(glob) > 1})
+    ]
     return problems
 
 

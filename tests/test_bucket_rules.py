@@ -54,6 +54,13 @@ def test_versioned_buckets_remove_expired_delete_markers() -> None:
     )
     unversioned = rules_by_id(lifecycle_rules("runner-cache", 14, versioning=False))
     assert "remove-expired-delete-markers" not in unversioned
+    # Every other expiring prefix too (the registry mirror's layers).
+    shared = rules_by_id(
+        lifecycle_rules("runner-cache", 14, True, other_prefixes={"registry-mirror": 30})
+    )
+    assert shared["remove-expired-delete-markers-registry-mirror"]["filter"] == {
+        "prefix": "registry-mirror/"
+    }
 
 
 def test_default_encryption_is_sse_s3() -> None:

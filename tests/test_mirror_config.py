@@ -377,6 +377,8 @@ def test_daemon_json_volume_is_a_runner_config_map_entry() -> None:
         ),
         ("10.96.0.20", "10.96.0.0/24", "static band (10.96.0.2 to 10.96.0.15)"),
         ("10.100.0.1", "10.100.0.0/16", "the kubernetes Service's"),
+        # amazon-eks-ami nodeadm internal/api/net.go GetClusterDns (its test: 10.100.0.10).
+        ("172.20.0.10", "172.20.0.0/16", "the cluster DNS Service's address"),
         ("10.0.0.50", "172.20.0.0/16", "outside the service range 172.20.0.0/16"),
         ("fd00::50", "fd00::/108", None),
         ("mirror", "172.20.0.0/16", "must be an IP address"),

@@ -322,3 +322,10 @@ def test_the_store_is_made_down_to_the_runners_objects_and_trimmed_below_the_buc
     assert trim[3:] == ["trim", f"{OBJECTS_DIR}/b", "1000", "/etc/rclone/rclone.conf"]
     with pytest.raises(ValueError, match="positive"):
         trim_command(bucket="b", max_bytes=0)
+
+
+def test_a_glob_listed_twice_is_refused():
+    """It would grant one IAM resource twice (found trying it as a new user)."""
+    assert replicate_problems(["deps-*", "deps-*"]) == [
+        "replicate glob 'deps-*' is listed more than once"
+    ]

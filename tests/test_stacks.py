@@ -495,6 +495,7 @@ def test_prod_versions_and_logs_its_cache() -> None:
         "expire-noncurrent-versions",
         "remove-expired-delete-markers",
         "expire-registry-mirror",
+        "remove-expired-delete-markers-registry-mirror",
     }
 
 

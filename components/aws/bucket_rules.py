@@ -74,6 +74,17 @@ def lifecycle_rules(
                 "expiration": {"expired_object_delete_marker": True},
             }
         )
+        # The same under every other expiring prefix (found trying it as a new user: the
+        # mirror's expired layers left their markers).
+        rules += [
+            {
+                "id": f"remove-expired-delete-markers-{prefix.replace('/', '-')}",
+                "status": "Enabled",
+                "filter": {"prefix": f"{prefix}/"},
+                "expiration": {"expired_object_delete_marker": True},
+            }
+            for prefix in (other_prefixes or {})
+        ]
     return rules
 
 

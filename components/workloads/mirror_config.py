@@ -330,6 +330,11 @@ def mirror_url(host: str, port: int = MIRROR_PORT) -> str:
     return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
 
 
+EKS_DNS_SERVICE_OFFSET = 10
+"""EKS gives the cluster's DNS Service (kube-dns) the service range's 10th address
+(amazon-eks-ami nodeadm internal/api/net.go GetClusterDns: the kubelet's clusterDNS)."""
+
+
 def cluster_ip_problems(cluster_ip: str, service_cidr: str) -> list[str]:
     """Why `cluster_ip` is a poor fixed address for the mirror's Service; empty when it is fine.
 
@@ -349,6 +354,11 @@ def cluster_ip_problems(cluster_ip: str, service_cidr: str) -> list[str]:
     problems = []
     if offset <= 1:
         problems.append(f"{cluster_ip} is the range's network address or the kubernetes Service's")
+    if offset == EKS_DNS_SERVICE_OFFSET:
+        problems.append(
+            f"{cluster_ip} is the cluster DNS Service's address (EKS gives kube-dns the range's "
+            "10th address); pick another in the static band"
+        )
     if offset >= band:
         last = network.network_address + band - 1
         problems.append(
