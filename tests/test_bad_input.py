@@ -217,6 +217,26 @@ MISTAKES = [
         "registryMirror.storage: s3 is not available on an edge site",
     ),
     (
+        "sized the edge's volume in megabytes",
+        yaml.safe_dump(
+            {
+                "config": {
+                    **yaml.safe_load((REPO / "stacks" / "Pulumi.basement.yaml").read_text())[
+                        "config"
+                    ],
+                    f"{P}:site": {
+                        **yaml.safe_load((REPO / "stacks" / "Pulumi.basement.yaml").read_text())[
+                            "config"
+                        ][f"{P}:site"],
+                        "edgeCacheSize": "1Mi",
+                    },
+                }
+            }
+        ),
+        1,
+        "site.edgeCacheSize: must be at least 1Gi",
+    ),
+    (
         "gave a pool's token as a list",
         with_config(**{f"{P}__runnerTokens": {"default": [encrypt("glrt-x")]}}),
         1,

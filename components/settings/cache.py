@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from ..aws.bucket_rules import DEFAULT_ACCESS_LOG_PREFIX
-from ..kubernetes_names import Quantity
+from ..kubernetes_names import checked
 from ..naming import bucket_name_problems, s3_prefix_problems
-from ..workloads.rclone import DEFAULT_EXPIRE_AFTER
+from ..workloads.rclone import DEFAULT_EXPIRE_AFTER, volume_size_problems
 from .base import BucketName, Problem, Section
 
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+
+
+CacheVolumeSize = Annotated[str, checked(volume_size_problems)]
 
 
 class CacheSettings(Section):
@@ -98,7 +101,7 @@ class CacheSettings(Section):
         False,
         description="`s3` only: let `pulumi destroy` empty and delete a non-empty bucket.",
     )
-    size: Quantity = Field(
+    size: CacheVolumeSize = Field(
         "100Gi",
         description="`inCluster` only: the cache volume (a PVC) of the in-cluster store; the "
         "store is trimmed to 80% of it, oldest first.",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from ..kubernetes_names import Quantity
-from ..workloads.rclone import DEFAULT_EXPIRE_AFTER
+from ..kubernetes_names import checked
+from ..workloads.rclone import DEFAULT_EXPIRE_AFTER, volume_size_problems
 from .base import Problem, Section
 
 _SITE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
@@ -21,6 +21,9 @@ ANY_SITE_TAG = "fleet"
 def site_tag(name: str) -> str:
     """The runner tag that pins a job to one site."""
     return f"site-{name}"
+
+
+CacheVolumeSize = Annotated[str, checked(volume_size_problems)]
 
 
 class SiteSettings(Section):
@@ -57,7 +60,7 @@ class SiteSettings(Section):
         gt=0,
         description="Edge only: the site's upload bandwidth; pushes to the hub use 80% of it.",
     )
-    edge_cache_size: Quantity = Field(
+    edge_cache_size: CacheVolumeSize = Field(
         "200Gi",
         description="Edge only: the local cache volume: 30% rclone's VFS cache (hub reads, and "
         "recent uploads a second time), 50% the local store (trimmed to it, oldest first), 20% "

@@ -11,7 +11,6 @@ import pulumi_random as random
 from ..arguments import check_arguments
 from ..build_nodes import keep_off_build_nodes
 from ..cache_keys import replicate_problems
-from ..kubernetes_names import quantity_problems
 from .rclone import (
     AUTH_KEY_ENV,
     CONFIG_FILE,
@@ -32,6 +31,7 @@ from .rclone import (
     serve_command,
     trim_command,
     volume_plan,
+    volume_size_problems,
 )
 from .runner_config import CacheSpec
 
@@ -463,7 +463,7 @@ def _field(document: pulumi.Output[Mapping[str, Any]], field: str) -> pulumi.Out
 
 
 def _argument_problems(args: EdgeCacheArgs) -> list[str]:
-    problems = [f"size: {problem}" for problem in quantity_problems(args["size"])]
+    problems = [f"size: {problem}" for problem in volume_size_problems(args["size"])]
     hub = args.get("hub")
     # Globs from a hub stack's outputs are Outputs, checked where the hub declared them.
     globs = hub["replicate"] if hub is not None else []

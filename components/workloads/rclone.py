@@ -95,6 +95,10 @@ STORE_SHARE_WITH_HUB = 0.5
 """Share of an edge's volume for the local store."""
 STORE_SHARE_ALONE = 0.8
 """Share of a cache without a hub for its store (it has no VFS cache)."""
+MIN_VOLUME_BYTES = 2**30
+"""The smallest cache volume: its VFS cache share must come to whole megabytes, or rclone's
+`--vfs-cache-max-size 0M` would set no bound at all (vfs/vfscache/cache.go maxSizeQuotaOK:
+0 or less is no quota)."""
 NEARLY_FULL_RATIO = 0.9
 """Used share of the volume past which it is nearly full: the planned shares leave 20% for
 uploads in flight and for growth between two trims, and half of that is gone."""
@@ -423,3 +427,14 @@ if [ -s "$work/old" ]; then
 fi
 rm -rf "$work"
 """
+
+
+def volume_size_problems(size: str) -> list[str]:
+    """Why `size` cannot be an edge or in-cluster cache volume."""
+    try:
+        size_bytes = quantity_bytes(size)
+    except ValueError:
+        return ["must be a Kubernetes quantity such as 100Gi"]
+    if size_bytes < MIN_VOLUME_BYTES:
+        return ["must be at least 1Gi: the volume holds the store and rclone's bounded cache"]
+    return []
