@@ -73,7 +73,8 @@ REPLICATE = ["build-*-protected"]
 EDGE_ACCESS_KEY = "EDGEACCESSKEY0000001"
 EDGE_SECRET_KEY = "edgeSecretKey0123456789abcdefghijklmnopq"
 SERVER_DIR_CACHE_TIME = 0.5
-"""The tests' `--dir-cache-time`, shorter than production's 10 s so staleness fits a test."""
+"""The tests' `--dir-cache-time`, shorter than production's 5 minutes
+(`DEFAULT_DIR_CACHE_TIME`) so staleness fits a test."""
 MIB = 1024 * 1024
 
 
