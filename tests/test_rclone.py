@@ -229,10 +229,30 @@ def test_the_hub_alone_gets_short_timeouts_and_one_sdk_attempt() -> None:
 
 
 def test_a_request_waits_for_a_failing_hub_at_most_its_tries_timeouts_and_pacing() -> None:
+    plain = HubLocation(region="us-east-1", endpoint="http://minio.lan:9000", path_style=True)
     # Per listing: two tries (backend/s3/s3.go SetRetries(2)), each bounded by 1 s to connect
     # and 2 s to answer, 2 s pacing between failing tries (lib/pacer/pacers.go NewS3).
-    assert hub_wait_seconds(1) == 2 * 3 + 2
-    assert hub_wait_seconds(2) == 4 * 3 + 3 * 2
+    assert hub_wait_seconds(1, plain) == 2 * 3 + 2
+    assert hub_wait_seconds(2, plain) == 4 * 3 + 3 * 2
+    # Over HTTPS the handshake has a timeout of its own, `contimeout` again
+    # (fs/fshttp/http.go: TLSHandshakeTimeout = ConnectTimeout), after the dial's.
+    assert hub_wait_seconds(1, HUB) == 2 * 4 + 2
+    assert hub_wait_seconds(2, HUB) == 4 * 4 + 3 * 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "tls"),
+    [
+        ("", True),  # AWS S3
+        ("https://s3.example.com", True),
+        ("s3.example.com", True),  # rclone adds https:// (backend/s3/s3.go NewFs)
+        ("http://minio.lan:9000", False),
+    ],
+)
+def test_the_hub_is_reached_over_tls_unless_its_endpoint_is_plain_http(
+    endpoint: str, tls: bool
+) -> None:
+    assert HubLocation(region="us-east-1", endpoint=endpoint).tls is tls
 
 
 @pytest.mark.parametrize("has_hub", [True, False])

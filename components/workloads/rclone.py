@@ -75,7 +75,9 @@ after a restart, so there is nothing to gain from rclone's default 5s."""
 # client the backend builds at start (backend/s3/s3.go `getClient`, fs/fshttp/dialer.go) and
 # to nothing else, so the local store and the VFS keep rclone's defaults.
 HUB_CONNECT_TIMEOUT_SECONDS = 1.0
-"""`contimeout`: TCP connect and TLS handshake. A WAN round trip to S3 is well under this."""
+"""`contimeout`: the TCP connect, and again the TLS handshake (two timeouts of this length,
+fs/fshttp/dialer.go and http.go `TLSHandshakeTimeout`). A WAN round trip to S3 is well under
+this."""
 HUB_RESPONSE_TIMEOUT_SECONDS = 2.0
 """`timeout`: response headers and every idle read or write. An S3 LIST answers in a fraction
 of this; one that takes longer is dropped, and the directory is served from the local store
@@ -110,6 +112,12 @@ class HubLocation:
     """S3 endpoint URL; empty for AWS S3 in `region`."""
     path_style: bool = False
     """Path-style requests (S3-compatible stores); AWS S3 uses virtual-hosted style."""
+
+    @property
+    def tls(self) -> bool:
+        """Whether rclone reaches the hub over HTTPS: AWS S3, and any endpoint but `http://`
+        (rclone puts `https://` before an endpoint without a scheme, backend/s3/s3.go)."""
+        return not self.endpoint.startswith("http://")
 
 
 def replicate_filters(globs: Sequence[str]) -> list[str]:
@@ -170,11 +178,16 @@ def volume_plan(volume_bytes: int, *, has_hub: bool) -> VolumePlan:
     return VolumePlan(volume_bytes, 0, int(volume_bytes * STORE_SHARE_ALONE))
 
 
-def hub_wait_seconds(listings: int) -> float:
+def hub_wait_seconds(listings: int, hub: HubLocation) -> float:
     """The longest a request waits for a hub that refuses, drops or never answers, when
     `listings` directories on its path have to be listed again (their listing is older than the
-    directory cache): every try waits for its timeout and, after the first, for the pacer."""
-    per_try = HUB_CONNECT_TIMEOUT_SECONDS + HUB_RESPONSE_TIMEOUT_SECONDS
+    directory cache) and no other request is waiting for the hub: every try waits for its
+    timeouts (connect, the TLS handshake over HTTPS, the response) and, after the first, for the
+    pacer. The pacer is the hub remote's, shared by every request (backend/s3/s3.go, one per
+    remote; lib/pacer/pacer.go hands out one call per sleep): while the hub fails, each request
+    queued behind another starts up to `HUB_PACER_MAX_SLEEP_SECONDS` later."""
+    connect_timeouts = 2 if hub.tls else 1
+    per_try = connect_timeouts * HUB_CONNECT_TIMEOUT_SECONDS + HUB_RESPONSE_TIMEOUT_SECONDS
     tries = listings * HUB_TRIES
     return tries * per_try + max(0, tries - 1) * HUB_PACER_MAX_SLEEP_SECONDS
 
