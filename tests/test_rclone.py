@@ -23,7 +23,8 @@ from components.workloads.rclone import (
     HubLocation,
     auth_key,
     cache_dir,
-    expire_command,
+    expiry_loop_command,
+    expiry_round_command,
     hub_wait_seconds,
     make_store_command,
     push_bytes_per_second,
@@ -32,7 +33,6 @@ from components.workloads.rclone import (
     remote_config,
     replicate_filters,
     serve_command,
-    trim_command,
     volume_plan,
 )
 
@@ -285,11 +285,14 @@ def test_no_command_line_carries_a_key() -> None:
         serve_command(hub=True, cache_size_bytes=200 * GIB),
         serve_command(hub=False, cache_size_bytes=200 * GIB),
         push_command(bucket="b", prefix="p", replicate=["build-*"], uplink_mbps=50),
-        expire_command(bucket="b"),
-        trim_command(bucket="b", max_bytes=1),
+        expiry_loop_command(expiry_round_command(bucket="b", max_bytes=1)),
     ]
     for command in commands:
-        assert not [arg for arg in command if arg.startswith("--auth-key") or "secret" in arg]
+        assert not [
+            arg
+            for arg in command
+            if arg.startswith(("--auth-key", "--rc-pass", "--pass")) or "secret" in arg
+        ]
 
 
 def test_an_edge_server_caches_on_its_share_of_the_volume_and_lists_every_five_minutes() -> None:
@@ -300,6 +303,10 @@ def test_an_edge_server_caches_on_its_share_of_the_volume_and_lists_every_five_m
     assert flag(command, "--vfs-cache-max-size") == f"{60 * 1024}M"
     assert flag(command, "--dir-cache-time") == "5m"
     assert "--etag-hash=" in command
+    # The remote control the expiry tells what it deleted: loopback only, a user and the
+    # password from RCLONE_RC_PASS (never `--rc-no-auth`).
+    assert "--rc" in command
+    assert (flag(command, "--rc-addr"), flag(command, "--rc-user")) == ("127.0.0.1:5572", "expiry")
     # Timeouts and retries are the hub's own (its config section): global flags would also
     # reach the local store and the VFS cache's uploads into it.
     assert not {"--low-level-retries", "--contimeout", "--timeout"} & set(command)
@@ -329,7 +336,7 @@ def test_the_push_copies_the_cache_prefix_to_the_same_place_at_the_hub() -> None
     assert filters == replicate_filters(["build-*"])
 
 
-def test_the_store_is_made_down_to_the_runners_objects_and_trimmed_below_the_bucket() -> None:
+def test_the_store_is_made_down_to_the_runners_objects_and_expired_below_the_bucket() -> None:
     # The init container creates `<bucket>/<Path>/project` (rclone mkdir makes the parents):
     # the directory where the union meets the hub exists before the first request.
     assert make_store_command(bucket="b", prefix="ci/cache")[:3] == [
@@ -337,8 +344,31 @@ def test_the_store_is_made_down_to_the_runners_objects_and_trimmed_below_the_buc
         "mkdir",
         f"{OBJECTS_DIR}/b/ci/cache/project",
     ]
-    trim = trim_command(bucket="b", max_bytes=1000)
-    assert trim[:2] == ["sh", "-c"]
-    assert trim[3:] == ["trim", f"{OBJECTS_DIR}/b", "1000", "/etc/rclone/rclone.conf"]
-    with pytest.raises(ValueError, match="positive"):
-        trim_command(bucket="b", max_bytes=0)
+    expiry = expiry_round_command(bucket="b", max_bytes=1000)
+    assert expiry[:2] == ["sh", "-c"]
+    # The store's bucket directory, and the bucket as the server's paths start with it.
+    assert expiry[3:] == [
+        "expiry",
+        f"{OBJECTS_DIR}/b",
+        "b",
+        "168h",
+        "1000",
+        "/etc/rclone/rclone.conf",
+        "http://127.0.0.1:5572/",
+        "expiry",
+        "100",
+        "2s",
+        "60s",
+    ]
+    for bound, batch in ((0, 100), (1000, 0)):
+        with pytest.raises(ValueError, match="positive"):
+            expiry_round_command(bucket="b", max_bytes=bound, forget_batch=batch)
+
+
+def test_the_expiry_loop_waits_its_interval_before_each_round() -> None:
+    round_command = expiry_round_command(bucket="b", max_bytes=1000)
+    loop = expiry_loop_command(round_command)
+
+    assert loop[:2] == ["sh", "-c"]
+    assert loop[3:] == ["expiry-loop", "600", *round_command]
+    assert expiry_loop_command(round_command, 0.2)[4] == "0.2"
