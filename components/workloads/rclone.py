@@ -423,10 +423,10 @@ def expiry_round_command(
     rclone has no trim command: the rclone image's shell sorts `rclone lsf`'s listing, and
     `rclone delete --files-from-raw` takes the names as they are (spaces, `;`, `#` and `=`
     included). The password for the remote control comes from `RCLONE_PASS`."""
-    if max_bytes <= 0 or forget_batch <= 0:
-        raise ValueError(
-            f"the store's bound and the batch must be positive, got {max_bytes}, {forget_batch}"
-        )
+    if max_bytes <= 0:
+        raise ValueError(f"max_bytes, the store's bound, must be positive, got {max_bytes}")
+    if forget_batch <= 0:
+        raise ValueError(f"forget_batch must be positive, got {forget_batch}")
     return [
         "sh",
         "-c",
