@@ -14,7 +14,7 @@ from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 from components.workloads.edge_cache import (
     CREDENTIALS_SECRET,
     DATA_CLAIM,
-    EXPIRE_JOB,
+    EXPIRY_CONTAINER,
     PUSH_JOB,
     SERVER_NAME,
     EdgeCache,
@@ -22,7 +22,6 @@ from components.workloads.edge_cache import (
     claim_manifest,
     config_map_manifest,
     deployment_manifest,
-    expire_cron_job_manifest,
     namespace_manifest,
     push_cron_job_manifest,
     runner_cache_spec,
@@ -32,11 +31,18 @@ from components.workloads.edge_cache import (
 )
 from components.workloads.rclone import (
     AUTH_KEY_ENV,
+    EXPIRY_INTERVAL_SECONDS,
     HUB_ACCESS_KEY_ENV,
     HUB_SECRET_KEY_ENV,
+    RC_ADDR,
+    RC_CLIENT_PASS_ENV,
+    RC_PASS_ENV,
+    RC_USER,
     RCLONE_IMAGE,
     SERVE_PORT,
     HubLocation,
+    expiry_loop_command,
+    expiry_round_command,
     remote_config,
 )
 from tests.harness import ProgramRun, Registered, run_program
@@ -72,9 +78,6 @@ def edge_objects() -> list[dict[str, Any]]:
             uplink_mbps=50,
             build_node_labels=BUILD_LABELS,
         ),
-        expire_cron_job_manifest(
-            NAMESPACE, bucket="hub-bucket", prefix="runner-cache", size="200Gi", has_hub=True
-        ),
     ]
 
 
@@ -99,27 +102,30 @@ def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
         pod = pods(manifest)
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
         for container in pod["containers"] + pod.get("initContainers", []):
             assert container["image"] == RCLONE_IMAGE
-            assert container["securityContext"]["allowPrivilegeEscalation"] is False
-            assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            }
 
 
-def test_the_jobs_run_on_the_servers_node_where_the_volume_is() -> None:
-    *_, deployment, push, expire = edge_objects()
+def test_the_push_runs_on_the_servers_node_where_the_volume_is() -> None:
+    *_, deployment, push = edge_objects()
     assert deployment["spec"]["selector"]["matchLabels"] == server_labels()
     assert server_labels().items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-    # ReadWriteOnce: one node mounts the volume, so the jobs join the server there.
+    # ReadWriteOnce: one node mounts the volume, so the push joins the server there.
     assert claim_manifest(NAMESPACE, "1Gi", None)["spec"]["accessModes"] == ["ReadWriteOnce"]
-    for job_manifest in (push, expire):
-        (term,) = pods(job_manifest)["affinity"]["podAffinity"][
-            "requiredDuringSchedulingIgnoredDuringExecution"
-        ]
-        assert term == {
-            "labelSelector": {"matchLabels": server_labels()},
-            "topologyKey": "kubernetes.io/hostname",
-        }
-        assert job_manifest["spec"]["concurrencyPolicy"] == "Forbid"
+    (term,) = pods(push)["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term == {
+        "labelSelector": {"matchLabels": server_labels()},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    assert push["spec"]["concurrencyPolicy"] == "Forbid"
 
 
 def test_the_server_is_replaced_not_rolled_so_one_pod_owns_the_volume() -> None:
@@ -129,7 +135,7 @@ def test_the_server_is_replaced_not_rolled_so_one_pod_owns_the_volume() -> None:
 
 
 def test_the_cache_keeps_off_build_nodes() -> None:
-    *_, deployment, push, _ = edge_objects()
+    *_, deployment, push = edge_objects()
     for manifest in (deployment, push):
         (term,) = pods(manifest)["affinity"]["nodeAffinity"][
             "requiredDuringSchedulingIgnoredDuringExecution"
@@ -139,20 +145,18 @@ def test_the_cache_keeps_off_build_nodes() -> None:
         ]
 
 
-def test_the_push_only_reads_the_volume_and_the_expiry_bounds_age_then_size() -> None:
-    *_, deployment, push, expire = edge_objects()
-    push_pod, expire_pod = pods(push), pods(expire)
+def containers(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {container["name"]: container for container in pods(manifest)["containers"]}
+
+
+def test_the_push_only_reads_the_volume() -> None:
+    *_, deployment, push = edge_objects()
+    push_pod = pods(push)
 
     assert push_pod["volumes"][0]["persistentVolumeClaim"] == {
         "claimName": DATA_CLAIM,
         "readOnly": True,
     }
-    steps = expire_pod["initContainers"] + expire_pod["containers"]
-    assert [step["name"] for step in steps] == ["expire", "trim"]
-    # The store's bound is half of the 200Gi volume; no step removes directories.
-    assert steps[1]["command"][5] == str(100 * 1024**3)
-    assert not [step for step in steps if "rmdirs" in step["command"]]
-    assert expire["spec"]["schedule"] == "*/10 * * * *"
     assert push_pod["containers"][0]["command"][1] == "copy"
     (init,) = pods(deployment)["initContainers"]
     assert init["command"][:3] == [
@@ -162,19 +166,51 @@ def test_the_push_only_reads_the_volume_and_the_expiry_bounds_age_then_size() ->
     ]
 
 
+def test_the_expiry_runs_beside_the_server_and_tells_it_what_it_deleted() -> None:
+    *_, deployment, _ = edge_objects()
+    server, expiry = containers(deployment)["rclone"], containers(deployment)[EXPIRY_CONTAINER]
+
+    # Every 10 minutes, by age (168h) then down to the store's bound, half of the 200Gi volume.
+    assert expiry["command"] == expiry_loop_command(
+        expiry_round_command(bucket="hub-bucket", max_bytes=100 * 1024**3, expire_after="168h")
+    )
+    assert expiry["command"][4] == str(EXPIRY_INTERVAL_SECONDS) == "600"
+    assert {"name": "data", "mountPath": "/data", "readOnly": False} in expiry["volumeMounts"]
+    assert expiry["resources"]["limits"] == {"memory": "512Mi"}
+    # The server's remote control listens on the pod's loopback, where the expiry calls it,
+    # and only with the generated password: rclone 1.75 refuses `vfs/forget` on a server
+    # without credentials (fs/rc/rcserver/rcserver.go), and `--rc-no-auth` would open every rc
+    # call to anything reaching the port (kubectl port-forward included).
+    command = server["command"]
+    assert command[command.index("--rc-addr") + 1] == RC_ADDR == "127.0.0.1:5572"
+    assert command[command.index("--rc-user") + 1] == RC_USER
+    assert "--rc" in command
+    assert "--rc-no-auth" not in command
+    assert f"http://{RC_ADDR}/" in expiry["command"]
+    assert env_names(server)[RC_PASS_ENV] == CREDENTIALS_SECRET
+    assert env_keys(expiry) == {RC_CLIENT_PASS_ENV: RC_PASS_ENV}
+    # `serve s3` has a `--pass` of its own (lib/http/auth.go): RCLONE_PASS is the expiry's only.
+    assert RC_CLIENT_PASS_ENV not in env_names(server)
+
+
 def env_names(container: dict[str, Any]) -> dict[str, str]:
     return {entry["name"]: entry["valueFrom"]["secretKeyRef"]["name"] for entry in container["env"]}
 
 
+def env_keys(container: dict[str, Any]) -> dict[str, str]:
+    return {entry["name"]: entry["valueFrom"]["secretKeyRef"]["key"] for entry in container["env"]}
+
+
 def test_keys_come_from_the_secret_and_the_server_always_requires_them() -> None:
-    *_, deployment, push, _ = edge_objects()
-    (server,) = pods(deployment)["containers"]
+    *_, deployment, push = edge_objects()
+    server = containers(deployment)["rclone"]
     (pusher,) = pods(push)["containers"]
 
     # Without RCLONE_AUTH_KEY `serve s3` would be anonymous (cmd/serve/s3/serve_s3.md); a
     # missing Secret key keeps the container from starting instead.
     assert env_names(server) == {
         AUTH_KEY_ENV: CREDENTIALS_SECRET,
+        RC_PASS_ENV: CREDENTIALS_SECRET,
         HUB_ACCESS_KEY_ENV: CREDENTIALS_SECRET,
         HUB_SECRET_KEY_ENV: CREDENTIALS_SECRET,
     }
@@ -246,12 +282,11 @@ def kinds(run: ProgramRun) -> list[str]:
     return sorted(r.type for r in run.resources if r.type.startswith("kubernetes:"))
 
 
-def test_an_edge_declares_the_server_its_volume_and_both_jobs() -> None:
+def test_an_edge_declares_the_server_its_volume_and_the_push() -> None:
     run = declare()
 
     assert kinds(run) == [
         "kubernetes:apps/v1:Deployment",
-        "kubernetes:batch/v1:CronJob",
         "kubernetes:batch/v1:CronJob",
         "kubernetes:core/v1:ConfigMap",
         "kubernetes:core/v1:Namespace",
@@ -263,23 +298,27 @@ def test_an_edge_declares_the_server_its_volume_and_both_jobs() -> None:
     for resource in run.resources:
         if resource is not component:
             assert run.descends_from(resource, component), resource.name
-    assert {r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:batch/v1:CronJob")} == {
-        PUSH_JOB,
-        EXPIRE_JOB,
-    }
+    (push,) = run.of_type("kubernetes:batch/v1:CronJob")
+    assert push.inputs["metadata"]["name"] == PUSH_JOB
 
 
 def test_without_a_hub_it_is_a_cache_of_its_own_with_no_push() -> None:
-    run = declare(with_hub=False)
-    (cron_job,) = run.of_type("kubernetes:batch/v1:CronJob")
+    run = declare(with_hub=False, expire_after="72h")
     server = run.one("kubernetes:apps/v1:Deployment")
     config = run.one("kubernetes:core/v1:ConfigMap").inputs["data"]["rclone.conf"]
 
-    assert cron_job.inputs["metadata"]["name"] == EXPIRE_JOB
+    assert run.of_type("kubernetes:batch/v1:CronJob") == []
     assert "[hub]" not in config
-    (container,) = pods(server.inputs)["containers"]
-    assert env_names(container) == {AUTH_KEY_ENV: CREDENTIALS_SECRET}
+    container = containers(server.inputs)["rclone"]
+    assert env_names(container) == {
+        AUTH_KEY_ENV: CREDENTIALS_SECRET,
+        RC_PASS_ENV: CREDENTIALS_SECRET,
+    }
     assert "--vfs-cache-mode" not in container["command"]
+    # Its store may fill 80% of the volume; the expiry keeps it there.
+    assert containers(server.inputs)[EXPIRY_CONTAINER]["command"] == expiry_loop_command(
+        expiry_round_command(bucket="hub-bucket", max_bytes=160 * 1024**3, expire_after="72h")
+    )
 
 
 def test_the_objects_it_declares_are_the_validated_manifests(validate_manifest: Validate) -> None:
@@ -304,15 +343,20 @@ def test_generated_keys_are_secret_and_only_in_the_secret() -> None:
     assert secret.inputs["metadata"]["name"] == CREDENTIALS_SECRET
     assert values[AUTH_KEY_ENV] == f'"{access_key},{secret_key}"'
     assert values[HUB_SECRET_KEY_ENV] == HUB_SECRET
+    rc_password = values[RC_PASS_ENV]
     assert {"access_key_id", "secret_access_key"} <= run.secret_outputs
     # Letters and digits only: the pair travels as CSV in RCLONE_AUTH_KEY.
     lengths = {
         password.name: (password.inputs["length"], password.inputs["special"])
         for password in run.of_type("random:index/randomPassword:RandomPassword")
     }
-    assert lengths == {"site-access-key": (20, False), "site-secret-key": (40, False)}
+    assert lengths == {
+        "site-access-key": (20, False),
+        "site-secret-key": (40, False),
+        "site-rc-password": (32, False),
+    }
     everything_else = json.dumps([r.inputs for r in run.resources if r is not secret])
-    for value in (access_key, secret_key, HUB_SECRET):
+    for value in (access_key, secret_key, HUB_SECRET, rc_password):
         assert value not in everything_else
 
 

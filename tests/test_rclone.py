@@ -23,7 +23,8 @@ from components.workloads.rclone import (
     HubLocation,
     auth_key,
     cache_dir,
-    expire_command,
+    expiry_loop_command,
+    expiry_round_command,
     hub_wait_seconds,
     make_store_command,
     push_bytes_per_second,
@@ -32,7 +33,6 @@ from components.workloads.rclone import (
     remote_config,
     replicate_filters,
     serve_command,
-    trim_command,
     volume_plan,
 )
 
@@ -229,10 +229,30 @@ def test_the_hub_alone_gets_short_timeouts_and_one_sdk_attempt() -> None:
 
 
 def test_a_request_waits_for_a_failing_hub_at_most_its_tries_timeouts_and_pacing() -> None:
+    plain = HubLocation(region="us-east-1", endpoint="http://minio.lan:9000", path_style=True)
     # Per listing: two tries (backend/s3/s3.go SetRetries(2)), each bounded by 1 s to connect
     # and 2 s to answer, 2 s pacing between failing tries (lib/pacer/pacers.go NewS3).
-    assert hub_wait_seconds(1) == 2 * 3 + 2
-    assert hub_wait_seconds(2) == 4 * 3 + 3 * 2
+    assert hub_wait_seconds(1, plain) == 2 * 3 + 2
+    assert hub_wait_seconds(2, plain) == 4 * 3 + 3 * 2
+    # Over HTTPS the handshake has a timeout of its own, `contimeout` again
+    # (fs/fshttp/http.go: TLSHandshakeTimeout = ConnectTimeout), after the dial's.
+    assert hub_wait_seconds(1, HUB) == 2 * 4 + 2
+    assert hub_wait_seconds(2, HUB) == 4 * 4 + 3 * 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "tls"),
+    [
+        ("", True),  # AWS S3
+        ("https://s3.example.com", True),
+        ("s3.example.com", True),  # rclone adds https:// (backend/s3/s3.go NewFs)
+        ("http://minio.lan:9000", False),
+    ],
+)
+def test_the_hub_is_reached_over_tls_unless_its_endpoint_is_plain_http(
+    endpoint: str, tls: bool
+) -> None:
+    assert HubLocation(region="us-east-1", endpoint=endpoint).tls is tls
 
 
 @pytest.mark.parametrize("has_hub", [True, False])
@@ -265,11 +285,14 @@ def test_no_command_line_carries_a_key() -> None:
         serve_command(hub=True, cache_size_bytes=200 * GIB),
         serve_command(hub=False, cache_size_bytes=200 * GIB),
         push_command(bucket="b", prefix="p", replicate=["build-*"], uplink_mbps=50),
-        expire_command(bucket="b"),
-        trim_command(bucket="b", max_bytes=1),
+        expiry_loop_command(expiry_round_command(bucket="b", max_bytes=1)),
     ]
     for command in commands:
-        assert not [arg for arg in command if arg.startswith("--auth-key") or "secret" in arg]
+        assert not [
+            arg
+            for arg in command
+            if arg.startswith(("--auth-key", "--rc-pass", "--pass")) or "secret" in arg
+        ]
 
 
 def test_an_edge_server_caches_on_its_share_of_the_volume_and_lists_every_five_minutes() -> None:
@@ -280,6 +303,10 @@ def test_an_edge_server_caches_on_its_share_of_the_volume_and_lists_every_five_m
     assert flag(command, "--vfs-cache-max-size") == f"{60 * 1024}M"
     assert flag(command, "--dir-cache-time") == "5m"
     assert "--etag-hash=" in command
+    # The remote control the expiry tells what it deleted: loopback only, a user and the
+    # password from RCLONE_RC_PASS (never `--rc-no-auth`).
+    assert "--rc" in command
+    assert (flag(command, "--rc-addr"), flag(command, "--rc-user")) == ("127.0.0.1:5572", "expiry")
     # Timeouts and retries are the hub's own (its config section): global flags would also
     # reach the local store and the VFS cache's uploads into it.
     assert not {"--low-level-retries", "--contimeout", "--timeout"} & set(command)
@@ -309,7 +336,7 @@ def test_the_push_copies_the_cache_prefix_to_the_same_place_at_the_hub() -> None
     assert filters == replicate_filters(["build-*"])
 
 
-def test_the_store_is_made_down_to_the_runners_objects_and_trimmed_below_the_bucket() -> None:
+def test_the_store_is_made_down_to_the_runners_objects_and_expired_below_the_bucket() -> None:
     # The init container creates `<bucket>/<Path>/project` (rclone mkdir makes the parents):
     # the directory where the union meets the hub exists before the first request.
     assert make_store_command(bucket="b", prefix="ci/cache")[:3] == [
@@ -317,11 +344,35 @@ def test_the_store_is_made_down_to_the_runners_objects_and_trimmed_below_the_buc
         "mkdir",
         f"{OBJECTS_DIR}/b/ci/cache/project",
     ]
-    trim = trim_command(bucket="b", max_bytes=1000)
-    assert trim[:2] == ["sh", "-c"]
-    assert trim[3:] == ["trim", f"{OBJECTS_DIR}/b", "1000", "/etc/rclone/rclone.conf"]
-    with pytest.raises(ValueError, match="positive"):
-        trim_command(bucket="b", max_bytes=0)
+    expiry = expiry_round_command(bucket="b", max_bytes=1000)
+    assert expiry[:2] == ["sh", "-c"]
+    # The store's bucket directory, and the bucket as the server's paths start with it.
+    assert expiry[3:] == [
+        "expiry",
+        f"{OBJECTS_DIR}/b",
+        "b",
+        "168h",
+        "1000",
+        "/etc/rclone/rclone.conf",
+        "http://127.0.0.1:5572/",
+        "expiry",
+        "100",
+        "2s",
+        "60s",
+    ]
+    with pytest.raises(ValueError, match="max_bytes, the store's bound, must be positive"):
+        expiry_round_command(bucket="b", max_bytes=0)
+    with pytest.raises(ValueError, match="forget_batch must be positive"):
+        expiry_round_command(bucket="b", max_bytes=1000, forget_batch=0)
+
+
+def test_the_expiry_loop_waits_its_interval_before_each_round() -> None:
+    round_command = expiry_round_command(bucket="b", max_bytes=1000)
+    loop = expiry_loop_command(round_command)
+
+    assert loop[:2] == ["sh", "-c"]
+    assert loop[3:] == ["expiry-loop", "600", *round_command]
+    assert expiry_loop_command(round_command, 0.2)[4] == "0.2"
 
 
 def test_a_glob_listed_twice_is_refused():

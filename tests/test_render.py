@@ -14,6 +14,7 @@ from components.settings.secrets import STAND_IN_RUNNER_TOKEN
 from offline import evaluate_stack, stack_names
 from tests.harness import REPO
 from tests.test_iam_documents import parliament_findings_karpenter_cannot_avoid
+from tests.test_registry_mirror import parliament_findings_the_mirror_cannot_avoid
 
 
 @pytest.fixture(scope="module", params=stack_names())
@@ -106,6 +107,8 @@ def test_policies_are_the_declared_documents(rendered: tuple[str, Path], lint_po
     for name, document in documents.items():
         if name == "karpenter-controller.json":
             assert parliament_findings_karpenter_cannot_avoid(document) == []
+        elif name == "registry-mirror-access-policy.json":
+            assert parliament_findings_the_mirror_cannot_avoid(document) == []
         elif not name.endswith(".trust.json"):
             assert lint_policy(document) == [], name
 

@@ -31,6 +31,12 @@ FLEET_TYPE = "gitlab-runner-fleet:index:RunnerFleet"
 
 # 0.1.0 resources this version deletes on purpose, by stack, with the reason.
 DELIBERATELY_REMOVED = {
+    "basement": {
+        # The edge cache's expiry moves into the server's pod (a second container), which tells
+        # the server what it deleted through the server's remote control on the pod's loopback:
+        # from a CronJob's pod the server went on serving deleted files from its listing.
+        "kubernetes:batch/v1:CronJob::site-cache-expire",
+    },
     "dev": {
         # A created cluster's VPC CNI has its own IRSA role now: node roles lose the CNI
         # policy, which let a dind job (root on its node) modify any network interface in the

@@ -947,14 +947,18 @@ def test_replicate_globs_must_match_real_keys_and_hashed_keys_refuse_them() -> N
 
 def test_an_in_cluster_cache_serves_a_cluster_without_one() -> None:
     run = run_stack("onprem", settings_config(cache={"type": "inCluster", "size": "50Gi"}))
-    assert run.of_type("kubernetes:batch/v1:CronJob")
+    (server,) = [
+        r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.name == "site-cache-server"
+    ]
+    containers = server.inputs["spec"]["template"]["spec"]["containers"]
+    assert [container["name"] for container in containers] == ["rclone", "expiry"]
     claim = run.one("kubernetes:core/v1:PersistentVolumeClaim")
     assert claim.inputs["spec"]["resources"]["requests"]["storage"] == "50Gi"
     config = tomllib.loads(runner_values(run, "office")["runners"]["config"])["runners"][0]
     assert config["cache"]["s3"]["ServerAddress"] == "s3.runner-cache.svc:8080"
     assert config["cache"]["s3"]["BucketName"] == "runner-cache"
     # No push job: there is no hub; the keys are generated and stay secrets.
-    assert not any("push" in r.name for r in run.of_type("kubernetes:batch/v1:CronJob"))
+    assert run.of_type("kubernetes:batch/v1:CronJob") == []
     for password in run.of_type("random:index/randomPassword:RandomPassword"):
         for resource in run.resources:
             assert password.state["result"] not in plain_inputs(resource.inputs), resource.name

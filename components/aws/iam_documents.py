@@ -273,6 +273,12 @@ REGISTRY_MIRROR_OBJECT_ACTIONS = (
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 )
+MIRROR_OBJECT_ACL = "bucket-owner-full-control"
+"""The canned ACL the mirror sends with every write (`objectacl`, mirror_config.OBJECT_ACL): the
+driver sets `x-amz-acl` on PutObject, CreateMultipartUpload and CopyObject (s3-aws/s3.go
+`getACL`), and AWS's PutObject reference asks for s3:PutObjectAcl to set an ACL in a request.
+The mirror's role may set this ACL only; on a bucket with ACLs disabled (BucketOwnerEnforced, as
+CacheBucket makes it) S3 accepts it and it changes nothing."""
 
 
 def registry_mirror_storage_policy(
@@ -285,6 +291,13 @@ def registry_mirror_storage_policy(
             "Effect": "Allow",
             "Action": list(REGISTRY_MIRROR_OBJECT_ACTIONS),
             "Resource": f"{bucket_arn}/{mirror_prefix}/*",
+        },
+        {
+            "Sid": "MirrorObjectAcl",
+            "Effect": "Allow",
+            "Action": "s3:PutObjectAcl",
+            "Resource": f"{bucket_arn}/{mirror_prefix}/*",
+            "Condition": {"StringEquals": {"s3:x-amz-acl": MIRROR_OBJECT_ACL}},
         },
         {
             # The storage health check and directory walks list below the prefix.

@@ -18,18 +18,20 @@ from .rclone import (
     DEFAULT_EXPIRE_AFTER,
     HUB_ACCESS_KEY_ENV,
     HUB_SECRET_KEY_ENV,
+    RC_CLIENT_PASS_ENV,
+    RC_PASS_ENV,
     RCLONE_IMAGE,
     RCLONE_UID,
     SERVE_PORT,
     HubLocation,
     auth_key,
-    expire_command,
+    expiry_loop_command,
+    expiry_round_command,
     make_store_command,
     push_command,
     quantity_bytes,
     remote_config,
     serve_command,
-    trim_command,
     volume_plan,
     volume_size_problems,
 )
@@ -42,14 +44,12 @@ DATA_CLAIM = "runner-cache-data"
 CONFIG_MAP = "runner-cache-rclone"
 CREDENTIALS_SECRET = "runner-cache-credentials"
 PUSH_JOB = "runner-cache-push"
-EXPIRE_JOB = "runner-cache-expire"
+EXPIRY_CONTAINER = "expiry"
+"""The server pod's second container: it deletes old objects from the store and tells the server
+which (`rclone.expiry_round_command`), every 10 minutes."""
 DEFAULT_PUSH_SCHEDULE = "*/5 * * * *"
-EXPIRE_SCHEDULE = "*/10 * * * *"
-"""Every 10 minutes: the store may outgrow its bound by at most 10 minutes of uploads, which the
-volume's headroom takes (`rclone.volume_plan`)."""
 PUSH_DEADLINE_SECONDS = 6 * 3600
 """A push may run this long: a 40 GiB backlog at 40 Mbit/s takes about 2.4 hours."""
-EXPIRE_DEADLINE_SECONDS = 1800
 SIGNING_REGION = "us-east-1"
 """The region the runner signs for. `serve s3` accepts any; setting one spares the manager a
 GetBucketLocation call (gitlab-runner v19.3.0 `cache/s3v2/s3.go` `detectBucketLocation`)."""
@@ -61,6 +61,7 @@ PART_OF = {"app.kubernetes.io/part-of": "gitlab-runner-fleet"}
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 ACCESS_KEY_LENGTH = 20
 SECRET_KEY_LENGTH = 40
+RC_PASSWORD_LENGTH = 32
 _CONFIG_VOLUME = "config"
 _DATA_VOLUME = "data"
 _TMP_VOLUME = "tmp"
@@ -100,7 +101,7 @@ class EdgeCacheArgs(TypedDict):
     size: str
     """Size of the cache volume, a Kubernetes quantity such as `200Gi`. With a hub, 30% of it is
     rclone's VFS cache (objects read from the hub, and a second copy of recent uploads) and 50%
-    the local store; without one, 80% the store. The expiry job keeps the store under its share,
+    the local store; without one, 80% the store. The expiry keeps the store under its share,
     oldest objects first; the rest is headroom (`rclone.volume_plan`)."""
     hub: NotRequired[Optional[EdgeHub]]
     """The hub to read through and push to. None: an in-cluster cache of its own."""
@@ -167,8 +168,8 @@ def namespace_manifest(namespace: str) -> dict[str, Any]:
 
 
 def claim_manifest(namespace: str, size: str, storage_class_name: Optional[str]) -> dict[str, Any]:
-    """The volume of the store and the VFS cache. ReadWriteOnce: the jobs that push and expire
-    run on the server's node (pod affinity), where they can mount it too."""
+    """The volume of the store and the VFS cache. ReadWriteOnce: the push job runs on the
+    server's node (pod affinity), where it can mount it too."""
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": size}},
@@ -211,21 +212,22 @@ def config_checksum(config: str) -> str:
     return hashlib.sha256(config.encode()).hexdigest()
 
 
-def _secret_env(names: Sequence[str]) -> list[dict[str, Any]]:
+def _secret_env(keys: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Environment variables (name: key) from the credentials Secret's keys."""
     return [
-        {"name": key, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": key}}}
-        for key in names
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": key}}}
+        for name, key in keys.items()
     ]
 
 
 def _container(
-    name: str, command: list[str], env_names: Sequence[str], *, data_read_only: bool
+    name: str, command: list[str], env: Mapping[str, str], *, data_read_only: bool
 ) -> dict[str, Any]:
     return {
         "name": name,
         "image": RCLONE_IMAGE,
         "command": command,
-        "env": _secret_env(env_names),
+        "env": _secret_env(env),
         "volumeMounts": [
             {"name": _DATA_VOLUME, "mountPath": DATA_DIR, "readOnly": data_read_only},
             {"name": _CONFIG_VOLUME, "mountPath": _CONFIG_DIR, "readOnly": True},
@@ -284,15 +286,23 @@ def deployment_manifest(
     size: str,
     config: str,
     secrets_version: str,
+    expire_after: str = DEFAULT_EXPIRE_AFTER,
     build_node_labels: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
     """The server: one replica (one writer of the volume and its VFS cache), replaced with
-    `Recreate` so the old pod lets go of the ReadWriteOnce volume first."""
-    env_names = [AUTH_KEY_ENV, *((HUB_ACCESS_KEY_ENV, HUB_SECRET_KEY_ENV) if has_hub else ())]
+    `Recreate` so the old pod lets go of the ReadWriteOnce volume first. Beside it in the pod,
+    the expiry: it deletes local objects older than `expire_after`, then the oldest ones above
+    the store's share of the volume, and names them to the server through its remote control
+    on the pod's loopback, so the server answers 404 for them at once rather than a cut-off 200
+    from its listing (`rclone.expiry_round_command`). Directories stay
+    (`rclone.runner_objects_dir`)."""
+    server_env = [AUTH_KEY_ENV, RC_PASS_ENV]
+    if has_hub:
+        server_env += [HUB_ACCESS_KEY_ENV, HUB_SECRET_KEY_ENV]
     server = _container(
         "rclone",
         serve_command(hub=has_hub, cache_size_bytes=quantity_bytes(size)),
-        env_names,
+        {name: name for name in server_env},
         data_read_only=False,
     )
     server["ports"] = [{"name": "s3", "containerPort": SERVE_PORT}]
@@ -303,8 +313,21 @@ def deployment_manifest(
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"memory": "1Gi"},
     }
+    store_bytes = volume_plan(quantity_bytes(size), has_hub=has_hub).store_bytes
+    expiry = _container(
+        EXPIRY_CONTAINER,
+        expiry_loop_command(
+            expiry_round_command(bucket=bucket, max_bytes=store_bytes, expire_after=expire_after)
+        ),
+        {RC_CLIENT_PASS_ENV: RC_PASS_ENV},
+        data_read_only=False,
+    )
+    expiry["resources"] = {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"memory": "512Mi"},
+    }
     make_store = _container(
-        "store", make_store_command(bucket=bucket, prefix=prefix), [], data_read_only=False
+        "store", make_store_command(bucket=bucket, prefix=prefix), {}, data_read_only=False
     )
     affinity = keep_off_build_nodes(build_node_labels) if build_node_labels else {}
     return {
@@ -324,7 +347,7 @@ def deployment_manifest(
                     },
                 },
                 "spec": _pod_spec(
-                    [server], affinity, data_read_only=False, init_containers=[make_store]
+                    [server, expiry], affinity, data_read_only=False, init_containers=[make_store]
                 ),
             },
         },
@@ -352,24 +375,23 @@ def cron_job_manifest(
     name: str,
     *,
     schedule: str,
-    steps: Sequence[tuple[str, list[str]]],
+    container: str,
+    command: list[str],
     env_names: Sequence[str],
     data_read_only: bool,
     deadline_seconds: int,
     build_node_labels: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
-    """A job beside the server, on its node, with the volume: never two at once. Its steps
-    (name, command) run one after the other: all but the last as init containers."""
-    containers = [
-        {
-            **_container(step, command, env_names, data_read_only=data_read_only),
-            "resources": {
-                "requests": {"cpu": "50m", "memory": "64Mi"},
-                "limits": {"memory": "512Mi"},
-            },
-        }
-        for step, command in steps
-    ]
+    """A job beside the server, on its node, with the volume: never two at once."""
+    job = {
+        **_container(
+            container, command, {key: key for key in env_names}, data_read_only=data_read_only
+        ),
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -387,10 +409,9 @@ def cron_job_manifest(
                     "template": {
                         "metadata": {"labels": {**_job_labels(name), **PART_OF}},
                         "spec": _pod_spec(
-                            containers[-1:],
+                            [job],
                             _beside_server(build_node_labels),
                             data_read_only=data_read_only,
-                            init_containers=containers[:-1],
                             restart_policy="Never",
                         ),
                     },
@@ -415,45 +436,13 @@ def push_cron_job_manifest(
         namespace,
         PUSH_JOB,
         schedule=schedule,
-        steps=[
-            (
-                "push",
-                push_command(
-                    bucket=bucket, prefix=prefix, replicate=replicate, uplink_mbps=uplink_mbps
-                ),
-            )
-        ],
+        container="push",
+        command=push_command(
+            bucket=bucket, prefix=prefix, replicate=replicate, uplink_mbps=uplink_mbps
+        ),
         env_names=[HUB_ACCESS_KEY_ENV, HUB_SECRET_KEY_ENV],
         data_read_only=True,
         deadline_seconds=PUSH_DEADLINE_SECONDS,
-        build_node_labels=build_node_labels,
-    )
-
-
-def expire_cron_job_manifest(
-    namespace: str,
-    *,
-    bucket: str,
-    prefix: str,
-    size: str,
-    has_hub: bool,
-    expire_after: str = DEFAULT_EXPIRE_AFTER,
-    build_node_labels: Sequence[Mapping[str, str]] = (),
-) -> dict[str, Any]:
-    """Deletes local objects older than `expire_after`, then the oldest ones above the store's
-    share of the volume. Directories stay (`rclone.runner_objects_dir`)."""
-    store_bytes = volume_plan(quantity_bytes(size), has_hub=has_hub).store_bytes
-    return cron_job_manifest(
-        namespace,
-        EXPIRE_JOB,
-        schedule=EXPIRE_SCHEDULE,
-        steps=[
-            ("expire", expire_command(bucket=bucket, expire_after=expire_after)),
-            ("trim", trim_command(bucket=bucket, max_bytes=store_bytes)),
-        ],
-        env_names=[],
-        data_read_only=False,
-        deadline_seconds=EXPIRE_DEADLINE_SECONDS,
         build_node_labels=build_node_labels,
     )
 
@@ -477,10 +466,10 @@ class EdgeCache(pulumi.ComponentResource):
 
     With a hub (an edge site): writes land on the site's volume and are acknowledged there; a
     read that misses locally is fetched once from the hub's cache and kept; a CronJob pushes
-    only the replicated keys to the hub within 80% of the uplink; another deletes old local
-    objects. Without a hub: the same server over its volume, a cache for a cluster that has no
-    object store. Either way the endpoint requires generated keys (never anonymous). Works on
-    any cluster: pass its Kubernetes provider in `opts.providers`.
+    only the replicated keys to the hub within 80% of the uplink; a container beside the server
+    deletes old local objects. Without a hub: the same server over its volume, a cache for a
+    cluster that has no object store. Either way the endpoint requires generated keys (never
+    anonymous). Works on any cluster: pass its Kubernetes provider in `opts.providers`.
     """
 
     namespace: pulumi.Output[str]
@@ -515,7 +504,20 @@ class EdgeCache(pulumi.ComponentResource):
         )
         namespace_output = namespace.metadata.apply(lambda meta: str(meta.name))
         access_key, secret_key = self._create_keys(name)
-        secret = self._create_secret(name, namespace_output, access_key, secret_key, hub)
+        rc_password = random.RandomPassword(
+            f"{name}-rc-password",
+            length=RC_PASSWORD_LENGTH,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        secret = self._create_secret(
+            name,
+            namespace_output,
+            access_key=access_key,
+            secret_key=secret_key,
+            rc_password=rc_password,
+            hub=hub,
+        )
         secrets_version = secret.metadata.apply(lambda meta: str(meta.resource_version))
 
         config = self._config(bucket, prefix, hub)
@@ -552,30 +554,12 @@ class EdgeCache(pulumi.ComponentResource):
                     size=size,
                     config=values[2],
                     secrets_version=values[3],
-                    build_node_labels=build_node_labels,
-                )
-            ),
-            ("metadata", "spec"),
-            [config_map, claim, secret],
-        )
-        # The jobs mount the volume on the server's node: declared after the server.
-        jobs_depend_on = [server, config_map, claim, secret]
-        self._declare(
-            f"{name}-expire",
-            k8s.batch.v1.CronJob,
-            pulumi.Output.all(bucket, prefix).apply(
-                lambda values: expire_cron_job_manifest(
-                    namespace_name,
-                    bucket=values[0],
-                    prefix=values[1],
-                    size=size,
-                    has_hub=hub is not None,
                     expire_after=args.get("expire_after", DEFAULT_EXPIRE_AFTER),
                     build_node_labels=build_node_labels,
                 )
             ),
             ("metadata", "spec"),
-            jobs_depend_on,
+            [config_map, claim, secret],
         )
         if hub is not None:
             replicate = pulumi.Output.from_input(hub["replicate"])
@@ -594,7 +578,8 @@ class EdgeCache(pulumi.ComponentResource):
                     )
                 ),
                 ("metadata", "spec"),
-                jobs_depend_on,
+                # The push mounts the volume on the server's node: declared after the server.
+                [server, config_map, claim, secret],
             )
 
         self.namespace = namespace_output
@@ -652,14 +637,17 @@ class EdgeCache(pulumi.ComponentResource):
         self,
         name: str,
         namespace: pulumi.Output[str],
+        *,
         access_key: random.RandomPassword,
         secret_key: random.RandomPassword,
+        rc_password: random.RandomPassword,
         hub: Optional[EdgeHub],
     ) -> k8s.core.v1.Secret:
         data: dict[str, pulumi.Input[str]] = {
             AUTH_KEY_ENV: pulumi.Output.all(access_key.result, secret_key.result).apply(
                 lambda keys: auth_key(keys[0], keys[1])
-            )
+            ),
+            RC_PASS_ENV: rc_password.result,
         }
         if hub is not None:
             data[HUB_ACCESS_KEY_ENV] = hub["access_key_id"]

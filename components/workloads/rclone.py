@@ -51,6 +51,16 @@ RUNNER_OBJECTS = "project"
 
 AUTH_KEY_ENV = "RCLONE_AUTH_KEY"
 """`serve s3 --auth-key` as an environment variable: CSV of `"<access key>,<secret key>"`."""
+RC_ADDR = "127.0.0.1:5572"
+"""The server's remote control (`--rc`), on the pod's loopback: the expiry beside it tells the
+server through it which objects it deleted."""
+RC_USER = "expiry"
+RC_PASS_ENV = "RCLONE_RC_PASS"
+"""The server's `--rc-pass`. rclone 1.75 refuses every rc call not marked NoAuth, `vfs/forget`
+among them, unless the server has credentials or `--rc-no-auth` (fs/rc/rcserver/rcserver.go)."""
+RC_CLIENT_PASS_ENV = "RCLONE_PASS"
+"""The same password as `rclone rc --pass` reads it (cmd/rc/rc.go; fs/config/flags sets a
+command's flag from `RCLONE_<FLAG>`)."""
 HUB_ACCESS_KEY_ENV = f"RCLONE_CONFIG_{HUB_REMOTE.upper()}_ACCESS_KEY_ID"
 HUB_SECRET_KEY_ENV = f"RCLONE_CONFIG_{HUB_REMOTE.upper()}_SECRET_ACCESS_KEY"
 
@@ -63,6 +73,17 @@ minutes). Every expiry costs the next request into that directory one LIST at th
 when the hub fails, the wait `hub_wait_seconds` bounds."""
 DEFAULT_EXPIRE_AFTER = "168h"
 """Local objects older than this are deleted (a week: longer than any pipeline)."""
+EXPIRY_INTERVAL_SECONDS = 600
+"""The expiry runs every 10 minutes: the store may outgrow its bound by at most 10 minutes of
+uploads, which the volume's headroom takes (`volume_plan`)."""
+FORGET_BATCH = 100
+"""Objects the expiry names to the server per `vfs/forget` call: command lines stay short."""
+RC_CONNECT_TIMEOUT_SECONDS = 2
+RC_RESPONSE_TIMEOUT_SECONDS = 60
+"""How long the expiry waits for the server to forget. Forgetting takes a moment, unless a
+directory on the object's path is being listed: the listing holds that directory's lock while
+it waits for a failing hub (`hub_wait_seconds`, longer while requests queue for the hub). Past
+this the round fails, and the server answers from the old listing until it expires."""
 DEFAULT_VFS_CACHE_MAX_AGE = "24h"
 """Objects read from the hub stay in the VFS cache this long after their last use."""
 VFS_WRITE_BACK = "1s"
@@ -75,7 +96,9 @@ after a restart, so there is nothing to gain from rclone's default 5s."""
 # client the backend builds at start (backend/s3/s3.go `getClient`, fs/fshttp/dialer.go) and
 # to nothing else, so the local store and the VFS keep rclone's defaults.
 HUB_CONNECT_TIMEOUT_SECONDS = 1.0
-"""`contimeout`: TCP connect and TLS handshake. A WAN round trip to S3 is well under this."""
+"""`contimeout`: the TCP connect, and again the TLS handshake (two timeouts of this length,
+fs/fshttp/dialer.go and http.go `TLSHandshakeTimeout`). A WAN round trip to S3 is well under
+this."""
 HUB_RESPONSE_TIMEOUT_SECONDS = 2.0
 """`timeout`: response headers and every idle read or write. An S3 LIST answers in a fraction
 of this; one that takes longer is dropped, and the directory is served from the local store
@@ -115,6 +138,12 @@ class HubLocation:
     path_style: bool = False
     """Path-style requests (S3-compatible stores); AWS S3 uses virtual-hosted style."""
 
+    @property
+    def tls(self) -> bool:
+        """Whether rclone reaches the hub over HTTPS: AWS S3, and any endpoint but `http://`
+        (rclone puts `https://` before an endpoint without a scheme, backend/s3/s3.go)."""
+        return not self.endpoint.startswith("http://")
+
 
 def replicate_filters(globs: Sequence[str]) -> list[str]:
     """rclone `--filter` rules that select the replicated objects below `<bucket>/<Path>`.
@@ -153,7 +182,7 @@ class VolumePlan:
     vfs_cache_bytes: int
     """`--vfs-cache-max-size`; rclone evicts unused, uploaded entries above it."""
     store_bytes: int
-    """The store's bound: the expiry job deletes the oldest objects above it."""
+    """The store's bound: the expiry deletes the oldest objects above it."""
 
     @property
     def headroom_bytes(self) -> int:
@@ -174,11 +203,16 @@ def volume_plan(volume_bytes: int, *, has_hub: bool) -> VolumePlan:
     return VolumePlan(volume_bytes, 0, int(volume_bytes * STORE_SHARE_ALONE))
 
 
-def hub_wait_seconds(listings: int) -> float:
+def hub_wait_seconds(listings: int, hub: HubLocation) -> float:
     """The longest a request waits for a hub that refuses, drops or never answers, when
     `listings` directories on its path have to be listed again (their listing is older than the
-    directory cache): every try waits for its timeout and, after the first, for the pacer."""
-    per_try = HUB_CONNECT_TIMEOUT_SECONDS + HUB_RESPONSE_TIMEOUT_SECONDS
+    directory cache) and no other request is waiting for the hub: every try waits for its
+    timeouts (connect, the TLS handshake over HTTPS, the response) and, after the first, for the
+    pacer. The pacer is the hub remote's, shared by every request (backend/s3/s3.go, one per
+    remote; lib/pacer/pacer.go hands out one call per sleep): while the hub fails, each request
+    queued behind another starts up to `HUB_PACER_MAX_SLEEP_SECONDS` later."""
+    connect_timeouts = 2 if hub.tls else 1
+    per_try = connect_timeouts * HUB_CONNECT_TIMEOUT_SECONDS + HUB_RESPONSE_TIMEOUT_SECONDS
     tries = listings * HUB_TRIES
     return tries * per_try + max(0, tries - 1) * HUB_PACER_MAX_SLEEP_SECONDS
 
@@ -277,8 +311,10 @@ def serve_command(
     config_file: str = CONFIG_FILE,
     vfs_cache_dir: str = VFS_CACHE_DIR,
     dir_cache_time: str = DEFAULT_DIR_CACHE_TIME,
+    rc_addr: str = RC_ADDR,
 ) -> list[str]:
-    """`rclone serve s3` for the site cache; credentials come from `RCLONE_AUTH_KEY`.
+    """`rclone serve s3` for the site cache; credentials come from `RCLONE_AUTH_KEY`, the remote
+    control's password from `RCLONE_RC_PASS`.
 
     Edge (`hub`): a full VFS cache on the volume makes a hub object cross the WAN once however
     many jobs read it; PUTs are acknowledged once on the volume. The hub's timeouts live in its
@@ -301,6 +337,13 @@ def serve_command(
         "--etag-hash=",
         "--log-level",
         "INFO",
+        # The expiry deletes files behind the VFS's back and then names them here
+        # (`vfs/forget`), or the server would answer from its listing until it expires.
+        "--rc",
+        "--rc-addr",
+        rc_addr,
+        "--rc-user",
+        RC_USER,
     ]
     if hub:
         command += [
@@ -365,67 +408,120 @@ def make_store_command(
     ]
 
 
-def expire_command(
-    *,
-    bucket: str,
-    expire_after: str = DEFAULT_EXPIRE_AFTER,
-    objects_dir: str = OBJECTS_DIR,
-    config_file: str = CONFIG_FILE,
-) -> list[str]:
-    """Delete local objects older than `expire_after`."""
-    return [
-        "rclone",
-        "delete",
-        bucket_dir(bucket, objects_dir),
-        "--config",
-        config_file,
-        "--min-age",
-        expire_after,
-        "--log-level",
-        "INFO",
-    ]
-
-
-def trim_command(
+def expiry_round_command(
     *,
     bucket: str,
     max_bytes: int,
+    expire_after: str = DEFAULT_EXPIRE_AFTER,
     objects_dir: str = OBJECTS_DIR,
     config_file: str = CONFIG_FILE,
+    rc_addr: str = RC_ADDR,
+    forget_batch: int = FORGET_BATCH,
 ) -> list[str]:
-    """Delete the oldest local objects (by modification time, that is by upload) until the
-    store holds at most `max_bytes`. rclone has no such command: the rclone image's shell
-    sorts `rclone lsf`'s listing, and `rclone delete --files-from-raw` takes the names as they
-    are (spaces, `;` and `#` included)."""
+    """One round of the expiry, in the server's pod: delete the local objects older than
+    `expire_after`, then the oldest ones (by modification time, that is by upload) until the
+    store holds at most `max_bytes`, and after each deletion name the deleted objects to the
+    server (`vfs/forget`), so that it lists their directories again at the next request and
+    answers 404 instead of serving a file that is gone.
+
+    rclone has no trim command: the rclone image's shell sorts `rclone lsf`'s listing, and
+    `rclone delete --files-from-raw` takes the names as they are (spaces, `;`, `#` and `=`
+    included). The password for the remote control comes from `RCLONE_PASS`."""
     if max_bytes <= 0:
-        raise ValueError(f"the store's bound must be positive, got {max_bytes}")
+        raise ValueError(f"max_bytes, the store's bound, must be positive, got {max_bytes}")
+    if forget_batch <= 0:
+        raise ValueError(f"forget_batch must be positive, got {forget_batch}")
     return [
         "sh",
         "-c",
-        _TRIM_SCRIPT,
-        "trim",
+        _EXPIRY_ROUND_SCRIPT,
+        "expiry",
         bucket_dir(bucket, objects_dir),
+        bucket,
+        expire_after,
         str(max_bytes),
         config_file,
+        f"http://{rc_addr}/",
+        RC_USER,
+        str(forget_batch),
+        f"{RC_CONNECT_TIMEOUT_SECONDS}s",
+        f"{RC_RESPONSE_TIMEOUT_SECONDS}s",
     ]
 
 
-# Arguments: the store's bucket directory, the bound in bytes, the config file. The listing goes
-# to a file first (no `pipefail` in POSIX sh); newest first, a running total keeps objects
-# while it fits the bound and names the rest. Names come after the first two fields, whatever
-# separators they contain. Nothing is deleted when the list is empty (an empty
-# `--files-from-raw` must never reach rclone).
-_TRIM_SCRIPT = """set -eu
-root=$1 limit=$2 config=$3
+def expiry_loop_command(
+    round_command: Sequence[str], interval_seconds: float = EXPIRY_INTERVAL_SECONDS
+) -> list[str]:
+    """The expiry container: a round every `interval_seconds`, the first one that long after
+    the start (the server has nothing listed before). A failed round is logged and the next one
+    runs on time. SIGTERM ends the wait at once: `sh` as PID 1 would ignore it and hold the pod's
+    termination for its whole grace period."""
+    return ["sh", "-c", _EXPIRY_LOOP_SCRIPT, "expiry-loop", str(interval_seconds), *round_command]
+
+
+_EXPIRY_LOOP_SCRIPT = """trap 'exit 0' TERM INT
+interval=$1
+shift
+while :; do
+  sleep "$interval" &
+  wait $!
+  "$@" || echo "expiry: the round failed (exit $?); the next one in ${interval}s" >&2
+done
+"""
+
+# Arguments: the store's bucket directory, the bucket (the first directory of the server's
+# paths), the age, the bound in bytes, the config file, the remote control's URL and user, the
+# batch size, the remote control's connect and response timeouts. Listings go to files first
+# (no `pipefail` in POSIX sh). The trim: newest first, a running total keeps objects while it
+# fits the bound and names the rest; names come after the first two fields, whatever separators
+# they contain. Nothing is deleted when a list is empty (an empty `--files-from-raw` must never
+# reach rclone; `--files-from-raw` takes no other filter, so the delete trusts the listing). A
+# failed delete still has its list forgotten (some of it may be gone), and the round carries on,
+# failing at the end.
+_EXPIRY_ROUND_SCRIPT = """set -eu
+root=$1 bucket=$2 age=$3 limit=$4 config=$5 rc=$6 user=$7 batch=$8 contimeout=$9 timeout=${10}
 work=$(mktemp -d)
-rclone lsf --config "$config" -R --files-only --format tsp --separator ';' \
+trap 'rm -rf "$work"' EXIT
+failed=0
+forget_batch() {
+  rclone rc --config "$config" --url "$rc" --user "$user" \\
+    --contimeout "$contimeout" --timeout "$timeout" --no-output vfs/forget "$@"
+}
+forget() {
+  list=$1
+  set --
+  while IFS= read -r name; do
+    set -- "$@" "file$#=$bucket/$name"
+    if [ $# -ge "$batch" ]; then
+      forget_batch "$@" || return 1
+      set --
+    fi
+  done < "$list"
+  if [ $# -gt 0 ]; then
+    forget_batch "$@"
+  fi
+}
+remove() {
+  list=$1
+  if [ -s "$list" ]; then
+    rclone delete --config "$config" --files-from-raw "$list" "$root" --log-level INFO \\
+      || failed=1
+    if forget "$list"; then
+      echo "expiry: the server forgot $(wc -l < "$list") deleted objects"
+    else
+      failed=1
+    fi
+  fi
+}
+rclone lsf --config "$config" -R --files-only --min-age "$age" "$root" > "$work/expired"
+remove "$work/expired"
+rclone lsf --config "$config" -R --files-only --format tsp --separator ';' \\
   --time-format '2006-01-02 15:04:05.000000000' "$root" > "$work/all"
-LC_ALL=C sort -r "$work/all" | awk -F';' -v limit="$limit" \
-  '{ total += $2; if (total > limit) print substr($0, length($1) + length($2) + 3) }' > "$work/old"
-if [ -s "$work/old" ]; then
-  rclone delete --config "$config" --files-from-raw "$work/old" "$root" --log-level INFO
-fi
-rm -rf "$work"
+LC_ALL=C sort -r "$work/all" | awk -F';' -v limit="$limit" \\
+  '{ total += $2; if (total > limit) print substr($0, length($1) + length($2) + 3) }' \\
+  > "$work/trimmed"
+remove "$work/trimmed"
+exit "$failed"
 """
 
 

@@ -3,7 +3,8 @@
 The hub is moto's S3 server with IAM enforced, the edge's credential holding exactly the policy
 EdgeAccess gives it (`edge_cache_policy`). The edge is `rclone serve s3` with the config and
 command line `components/workloads/rclone.py` renders, the local store in a temporary
-directory; the push and the expiry are the CronJobs' command lines, run here. Requests reach
+directory; the push (a CronJob's command line) and the expiry (the server pod's second
+container, talking to the server's remote control) run here. Requests reach
 the edge the way the runner's helper sends them: URLs presigned like the manager's
 aws-sdk-go-v2 (path style, SigV4, `x-id`, the signed `x-amz-meta-cachekey`), HEAD before GET,
 a Range probe, keys with spaces and non-ASCII characters, over plain HTTP. A hub that refuses,
@@ -25,6 +26,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -49,13 +51,17 @@ from components.workloads.edge_cache import SIGNING_REGION
 from components.workloads.rclone import (
     AUTH_KEY_ENV,
     DEFAULT_DIR_CACHE_TIME,
+    FORGET_BATCH,
     HUB_ACCESS_KEY_ENV,
     HUB_CONNECT_TIMEOUT_SECONDS,
     HUB_RESPONSE_TIMEOUT_SECONDS,
     HUB_SECRET_KEY_ENV,
+    RC_CLIENT_PASS_ENV,
+    RC_PASS_ENV,
     HubLocation,
     auth_key,
-    expire_command,
+    expiry_loop_command,
+    expiry_round_command,
     hub_wait_seconds,
     make_store_command,
     push_bytes_per_second,
@@ -63,7 +69,6 @@ from components.workloads.rclone import (
     remote_config,
     replicate_filters,
     serve_command,
-    trim_command,
 )
 
 BUCKET = "hub-cache-bucket"
@@ -72,8 +77,10 @@ REGION = "us-east-1"
 REPLICATE = ["build-*-protected"]
 EDGE_ACCESS_KEY = "EDGEACCESSKEY0000001"
 EDGE_SECRET_KEY = "edgeSecretKey0123456789abcdefghijklmnopq"
+RC_PASSWORD = "rcPassword0123456789abcdefghijklm"
 SERVER_DIR_CACHE_TIME = 0.5
-"""The tests' `--dir-cache-time`, shorter than production's 10 s so staleness fits a test."""
+"""The tests' `--dir-cache-time`, shorter than production's 5 minutes
+(`DEFAULT_DIR_CACHE_TIME`) so staleness fits a test."""
 MIB = 1024 * 1024
 
 
@@ -320,9 +327,12 @@ def send(
 @dataclass
 class Edge:
     endpoint: str
+    hub: HubLocation
     objects_dir: Path
     config_file: Path
     environment: dict[str, str]
+    """The jobs' environment: the hub's keys, no server key."""
+    rc_addr: str
     log: Path
     process: subprocess.Popen[bytes]
 
@@ -381,14 +391,35 @@ class Edge:
     def run(self, command: list[str]) -> subprocess.CompletedProcess[str]:
         return run_step(command, self.environment)
 
+    def expiry_round(self, store_bytes: int, forget_batch: int = FORGET_BATCH) -> list[str]:
+        """The expiry container's round (edge_cache.deployment_manifest) against this edge."""
+        return expiry_round_command(
+            bucket=BUCKET,
+            max_bytes=store_bytes,
+            objects_dir=str(self.objects_dir),
+            config_file=str(self.config_file),
+            rc_addr=self.rc_addr,
+            forget_batch=forget_batch,
+        )
+
+    @property
+    def expiry_environment(self) -> dict[str, str]:
+        """The expiry container's: the remote control's password, as `rclone rc` reads it."""
+        return {"PATH": self.environment["PATH"], "HOME": self.environment["HOME"]} | {
+            RC_CLIENT_PASS_ENV: RC_PASSWORD
+        }
+
+
+def with_rclone(environment: dict[str, str]) -> dict[str, str]:
+    """`environment` with the virtualenv's rclone first on the PATH."""
+    return {**environment, "PATH": f"{Path(program('rclone')).parent}:{environment['PATH']}"}
+
 
 def run_step(command: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """One of the CronJobs' commands (`rclone ...` or `sh -c ...`), with the virtualenv's
-    rclone first on the PATH."""
-    path = f"{Path(program('rclone')).parent}:{environment['PATH']}"
+    """A job's or the expiry's command (`rclone ...` or `sh -c ...`)."""
     return subprocess.run(
         command,
-        env={**environment, "PATH": path},
+        env=with_rclone(environment),
         capture_output=True,
         text=True,
         timeout=60,
@@ -405,22 +436,21 @@ def start_edge(
 ) -> Edge:
     objects_dir = directory / "objects"
     config_file = directory / "rclone.conf"
-    config_file.write_text(
-        remote_config(
-            BUCKET,
-            PREFIX,
-            HubLocation(region=REGION, endpoint=hub_endpoint, path_style=True),
-            objects_dir=str(objects_dir),
-        )
-    )
+    hub = HubLocation(region=REGION, endpoint=hub_endpoint, path_style=True)
+    config_file.write_text(remote_config(BUCKET, PREFIX, hub, objects_dir=str(objects_dir)))
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(directory),
-        AUTH_KEY_ENV: auth_key(EDGE_ACCESS_KEY, EDGE_SECRET_KEY),
         HUB_ACCESS_KEY_ENV: hub_keys[0],
         HUB_SECRET_KEY_ENV: hub_keys[1],
     }
+    server_environment = {
+        **environment,
+        AUTH_KEY_ENV: auth_key(EDGE_ACCESS_KEY, EDGE_SECRET_KEY),
+        RC_PASS_ENV: RC_PASSWORD,
+    }
     port = free_port()
+    rc_addr = f"127.0.0.1:{free_port()}"
     log = directory / "rclone.log"
     # The init container's command: the store's directories exist before the first request.
     made = subprocess.run(
@@ -446,13 +476,24 @@ def start_edge(
         config_file=str(config_file),
         vfs_cache_dir=str(directory / "vfs-cache"),
         dir_cache_time=dir_cache_time,
+        rc_addr=rc_addr,
     )
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [program("rclone"), *command[1:]], env=environment, stdout=sink, stderr=sink
+            [program("rclone"), *command[1:]], env=server_environment, stdout=sink, stderr=sink
         )
     wait_for_port(port, process, log)
-    return Edge(f"http://127.0.0.1:{port}", objects_dir, config_file, environment, log, process)
+    wait_for_port(int(rc_addr.rsplit(":", 1)[1]), process, log)
+    return Edge(
+        f"http://127.0.0.1:{port}",
+        hub,
+        objects_dir,
+        config_file,
+        environment,
+        rc_addr,
+        log,
+        process,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -677,15 +718,11 @@ def write_store_object(objects_dir: Path, name: str, size: int, age_seconds: flo
     return path
 
 
-def run_expiry(edge: Edge, store_bytes: int) -> None:
-    """The expiry CronJob's steps, in order (edge_cache.expire_cron_job_manifest)."""
-    locations = {"objects_dir": str(edge.objects_dir), "config_file": str(edge.config_file)}
-    for step in (
-        expire_command(bucket=BUCKET, **locations),
-        trim_command(bucket=BUCKET, max_bytes=store_bytes, **locations),
-    ):
-        ran = edge.run(step)
-        assert ran.returncode == 0, ran.stderr
+def run_expiry(edge: Edge, store_bytes: int, forget_batch: int = FORGET_BATCH) -> str:
+    """One round of the expiry container's loop (edge_cache.deployment_manifest); its log."""
+    ran = run_step(edge.expiry_round(store_bytes, forget_batch), edge.expiry_environment)
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout + ran.stderr
 
 
 def test_the_expiry_deletes_old_local_objects_only(edge: Edge) -> None:
@@ -700,26 +737,158 @@ def test_the_expiry_deletes_old_local_objects_only(edge: Edge) -> None:
     assert old.parent.is_dir()
 
 
-def test_the_trim_keeps_the_newest_objects_within_the_store_bound(tmp_path: Path) -> None:
-    store = tmp_path / "objects"
-    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    # Oldest first: 1000 bytes each, one minute apart; names the listing must not split.
-    names = [key(20, f"k{index}; #odd {ODD_KEYS[index % 2]}") for index in range(6)]
-    paths = [
-        write_store_object(store, name, 1000, (6 - index) * 60) for index, name in enumerate(names)
-    ]
-    trim = trim_command(
-        bucket=BUCKET, max_bytes=3500, objects_dir=str(store), config_file="/dev/null"
+def test_the_trim_keeps_the_newest_objects_within_the_store_bound(tmp_path: Path, hub: Hub) -> None:
+    edge = start_edge(tmp_path, hub.endpoint, (hub.edge_access_key, hub.edge_secret_key))
+    try:
+        # Oldest first: 1000 bytes each, one minute apart; names the listing and the remote
+        # control's `key=value` arguments must not split.
+        names = [key(20, f"k{index}; #odd = {ODD_KEYS[index % 2]}") for index in range(6)]
+        paths = [
+            write_store_object(edge.objects_dir, name, 1000, (6 - index) * 60)
+            for index, name in enumerate(names)
+        ]
+
+        run_expiry(edge, store_bytes=3500)
+
+        assert [path.exists() for path in paths] == [False, False, False, True, True, True]
+        # Under the bound already: nothing is deleted (an empty list never reaches rclone).
+        run_expiry(edge, store_bytes=3500)
+        assert [path.exists() for path in paths[3:]] == [True, True, True]
+    finally:
+        stop(edge.process)
+
+
+def test_an_object_the_expiry_deleted_is_missing_at_once_not_cut_off(
+    tmp_path: Path, hub: Hub
+) -> None:
+    """With production's 5-minute listings the server would go on listing a file deleted
+    behind its back: HEAD 200, GET 200 with an error document for a body. The expiry names
+    what it deleted to the server (`vfs/forget`, vfs/rc.go), which lists those directories
+    again at the next request (vfs/dir.go `ForgetPath` marks the parent stale)."""
+    edge = start_edge(
+        tmp_path,
+        hub.endpoint,
+        (hub.edge_access_key, hub.edge_secret_key),
+        dir_cache_time=DEFAULT_DIR_CACHE_TIME,
     )
+    try:
+        expired = [key(30, "old-protected"), key(34, "old = 2 ü-protected")]
+        trimmed = key(30, "oldest within the bound-protected")
+        kept = key(31, "new-protected")
+        removed_by_hand = key(31, "removed by hand-protected")
+        for name in expired:
+            write_store_object(edge.objects_dir, name, 5000, 8 * 24 * 3600)
+        write_store_object(edge.objects_dir, trimmed, 5000, 3600)
+        write_store_object(edge.objects_dir, kept, 5000, 60)
+        by_hand = write_store_object(edge.objects_dir, removed_by_hand, 5000, 60)
+        # The server has listed all of them, and read them into its VFS cache.
+        for name in (*expired, trimmed, kept, removed_by_hand):
+            assert edge.restore(name).status == 200, name
 
-    ran = run_step(trim, environment)
+        started = time.monotonic()
+        log = run_expiry(edge, store_bytes=12000, forget_batch=1)
+        expiry_seconds = time.monotonic() - started
+        by_hand.unlink()
 
-    assert ran.returncode == 0, ran.stderr
-    assert [path.exists() for path in paths] == [False, False, False, True, True, True]
-    # Under the bound already: nothing is deleted (an empty list never reaches rclone).
-    ran = run_step(trim, environment)
-    assert ran.returncode == 0, ran.stderr
-    assert [path.exists() for path in paths[3:]] == [True, True, True]
+        # Two expired objects in batches of one: two calls, then the trimmed one in a third.
+        assert "the server forgot 2 deleted objects" in log
+        assert "the server forgot 1 deleted objects" in log
+        for name in (*expired, trimmed):
+            assert not edge.stored(name).exists(), name
+            assert edge.head(name).status == 404, name
+            assert edge.get(name).status == 404, name
+        assert edge.get(kept).body == b"c" * 5000
+        # Deleted without a word to the server, a file stays listed: what the expiry avoids.
+        assert edge.head(removed_by_hand).status == 200
+        report("expiry round (3 deletions, 3 forget calls)", f"{expiry_seconds:.2f} s")
+    finally:
+        stop(edge.process)
+
+
+def start_expiry_loop(
+    edge: Edge, interval_seconds: float, environment: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """The expiry container's command, every `interval_seconds`."""
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            expiry_loop_command(edge.expiry_round(1024**3), interval_seconds),
+            env=with_rclone(environment),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_expiry_loop(loop: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, as the kubelet sends it; returns the seconds the loop took to exit."""
+    started = time.monotonic()
+    loop.terminate()
+    try:
+        loop.wait(timeout=5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(loop.pid, signal.SIGKILL)  # its sleep, if it outlived it
+    return round(time.monotonic() - started)
+
+
+def wait_for(condition: Callable[[], bool], log: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def test_the_expiry_container_runs_a_round_every_interval_and_stops_on_sigterm(
+    tmp_path: Path, hub: Hub
+) -> None:
+    edge = start_edge(
+        tmp_path,
+        hub.endpoint,
+        (hub.edge_access_key, hub.edge_secret_key),
+        dir_cache_time=DEFAULT_DIR_CACHE_TIME,
+    )
+    log = tmp_path / "expiry.log"
+    loop: subprocess.Popen[bytes] | None = None
+    try:
+        name = key(32, "old-protected")
+        write_store_object(edge.objects_dir, name, 10, 8 * 24 * 3600)
+        assert edge.head(name).status == 200
+        loop = start_expiry_loop(edge, 0.2, edge.expiry_environment, log)
+
+        # Listed for 5 minutes: only the expiry's word makes it missing now.
+        wait_for(lambda: edge.head(name).status == 404, log)
+        exit_seconds = stop_expiry_loop(loop)
+
+        # `sh` as PID 1 ignores SIGTERM unless it traps it: the pod would wait out its grace
+        # period on every restart and update.
+        assert (loop.returncode, exit_seconds) == (0, 0), log.read_text()
+        assert "the server forgot 1 deleted objects" in log.read_text()
+    finally:
+        if loop is not None and loop.poll() is None:
+            stop_expiry_loop(loop)
+        stop(edge.process)
+
+
+def test_a_failed_expiry_round_is_logged_and_the_next_one_runs(tmp_path: Path, edge: Edge) -> None:
+    wrong_password = {**edge.expiry_environment, RC_CLIENT_PASS_ENV: "not-the-password"}
+    log = tmp_path / "expiry.log"
+
+    def failed_rounds(count: int) -> Callable[[], bool]:
+        return lambda: log.read_text().count("the round failed") >= count
+
+    loop = start_expiry_loop(edge, 0.2, wrong_password, log)
+    try:
+        for index in (1, 2):
+            # A round only calls the server when it deleted something.
+            old = key(33, f"old-{index}-protected")
+            write_store_object(edge.objects_dir, old, 10, 8 * 24 * 3600)
+            wait_for(failed_rounds(index), log)
+    finally:
+        stop_expiry_loop(loop)
+    assert loop.returncode == 0
+    # The server refused to be told (401): what was deleted stays listed until its listing
+    # expires, as before the expiry told the server anything.
+    assert "401 Unauthorized" in log.read_text()
 
 
 def test_requests_without_the_servers_keys_are_refused(edge: Edge) -> None:
@@ -813,7 +982,10 @@ def check_stricken_edge(edge: Edge, state: str) -> str:
     assert miss.status == 404, state
     assert first_put.status == 200, (state, first_put.body)
     for elapsed in (first_miss, first_put_seconds):
-        assert FIRST_TRY_SECONDS[state] <= elapsed < hub_wait_seconds(1) + 1, (state, elapsed)
+        assert FIRST_TRY_SECONDS[state] <= elapsed < hub_wait_seconds(1, edge.hub) + 1, (
+            state,
+            elapsed,
+        )
 
     # Every request into a listed directory is local until its listing expires.
     timings: dict[str, float] = {}
@@ -834,7 +1006,9 @@ def check_stricken_edge(edge: Edge, state: str) -> str:
         # The copy into the store asks the hub whether it has the object first (the union's
         # NewObject waits for every upstream): in the background, once per upload, as slow as
         # the hub's failure (a dropped or hung hub only makes it slower).
-        edge.wait_until_stored(key(9, "build-9-protected"), len(b"made here"), hub_wait_seconds(2))
+        edge.wait_until_stored(
+            key(9, "build-9-protected"), len(b"made here"), hub_wait_seconds(2, edge.hub)
+        )
     return f"first miss {first_miss:.2f} s, first PUT {first_put_seconds:.2f} s, " + ", ".join(
         f"{name} {seconds * 1000:.0f} ms" for name, seconds in timings.items()
     )

@@ -4,7 +4,10 @@ An upstream `docker-registry` on loopback stands in for Docker Hub; the image is
 this file writes (one layer, a config, a manifest, no network). skopeo pushes it upstream and
 pulls it through the mirror the way containerd or dockerd would. Debian's docker-registry is
 Distribution 2.8.2; production runs 3.1.1 (see `REGISTRY_IMAGE`), whose proxy code paths used
-here (tag lookup, blob cache, upstream auth, environment overrides) work the same way.
+here (tag lookup, blob cache, upstream auth, environment overrides) work the same way. `proxy.ttl`
+is not among them: 2.8's `Proxy` has no such field and its parser drops unknown keys
+(configuration/configuration.go, parser.go `yaml.Unmarshal`), so the config's `ttl` is ignored
+here and what 2.8 proxies expires after its fixed 7 days (proxymanifeststore.go `repositoryTTL`).
 
 Never skipped: docker-registry and skopeo come from Debian (`.ci/run` installs them), moto_server
 from requirements-dev.txt. The helpers are shared with `benchmarks/mirror_pull.py`.
