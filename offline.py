@@ -20,8 +20,10 @@ from typing import Any
 
 import pulumi
 import yaml
+from pulumi.runtime import resource as pulumi_resource
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.settings import ROOT
 from pulumi.runtime.settings import SETTINGS as PULUMI_SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
@@ -37,6 +39,11 @@ REPO = Path(__file__).resolve().parent
 PROJECT = "gitlab-runner-fleet"
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "eu-west-1"
+_SDK_STACK_TRACE = pulumi_resource._get_stack_trace
+
+
+def _no_stack_trace() -> source_pb2.StackTrace:
+    return source_pb2.StackTrace()
 
 
 @dataclass
@@ -604,6 +611,11 @@ def run_program(
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # The SDK sends each registration the Python stack that declared it, read line by line
+    # from the source files (pulumi/runtime/resource.py, _get_stack_trace), for the engine to
+    # show where a resource came from. The mocks drop it; under pytest's deep stacks it was a
+    # fifth of a render's time.
+    pulumi_resource._get_stack_trace = _no_stack_trace
     try:
         return _run_on_current_loop(
             program,
@@ -625,6 +637,7 @@ def run_program(
         with PULUMI_SETTINGS.lock:
             PULUMI_SETTINGS.outputs.clear()
         loop.close()
+        pulumi_resource._get_stack_trace = _SDK_STACK_TRACE
 
 
 def _run_on_current_loop(

@@ -338,7 +338,7 @@ def damaged_stack_files(draw: st.DrawFn) -> str:
 
 
 @settings(
-    max_examples=30,
+    max_examples=20,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -9,22 +9,22 @@ Pulumi program; it runs there under the offline render's mocks, importing
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import site
 import subprocess
 import sys
 import venv
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.harness import REPO
-
-# One worker builds the wheel and the virtualenv for every test here.
-pytestmark = pytest.mark.xdist_group("wheel")
 
 EXAMPLES = REPO / "examples"
 ACCOUNT_CLUSTER = "platform-prod"
@@ -33,11 +33,28 @@ OIDC_PROVIDER_ARN = (
 )
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def made_once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]
+) -> Path:
+    """A folder `make` fills once per pytest run: the first xdist worker to ask makes it while
+    the others wait on a lock, then every worker reads the same folder."""
+    shared = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        shared = shared.parent
+    folder = shared / name
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".made").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (folder / ".made").touch()
+    return folder
+
+
+def build_wheel(folder: Path) -> None:
     """The wheel of this checkout, built as `pip wheel` builds it from a clone."""
-    scratch = tmp_path_factory.mktemp("wheel")
-    source = scratch / "source"
+    source = folder / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
@@ -54,30 +71,39 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-deps",
             "--no-build-isolation",
             "-w",
-            str(scratch),
+            str(folder),
             str(source),
         ],
         check=True,
-        cwd=scratch,
+        cwd=folder,
     )
-    (built,) = scratch.glob("gitlab_runner_fleet-*.whl")
-    return built
 
 
-@pytest.fixture(scope="module")
-def python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The interpreter of a fresh virtualenv with the wheel installed."""
-    root = tmp_path_factory.mktemp("venv")
+def install_wheel(wheel: Path, root: Path) -> None:
+    """A fresh virtualenv with the wheel installed."""
     venv.EnvBuilder(with_pip=False).create(root)
-    interpreter = root / "bin" / "python"
     (packages,) = (root / "lib").glob("python3*/site-packages")
     # This environment's packages (pulumi, pulumi-aws, ...) play the system site-packages.
     (packages / "test-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
-        [str(interpreter), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+        [str(root / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
         check=True,
     )
-    return interpreter
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    (built,) = made_once_per_run(tmp_path_factory, "wheel", build_wheel).glob(
+        "gitlab_runner_fleet-*.whl"
+    )
+    return built
+
+
+@pytest.fixture(scope="session")
+def python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The interpreter of the virtualenv the wheel is installed in."""
+    root = made_once_per_run(tmp_path_factory, "venv", lambda root: install_wheel(wheel, root))
+    return root / "bin" / "python"
 
 
 def test_the_wheel_holds_only_the_gitlab_runner_fleet_package(wheel: Path) -> None:
@@ -105,8 +131,7 @@ CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
-def examples(python: Path) -> dict[str, dict[str, Any]]:
+def run_every_example(python: Path, folder: Path) -> None:
     """Every example, run in one process of the virtualenv (imports are paid once)."""
     result = subprocess.run(
         [
@@ -119,7 +144,15 @@ def examples(python: Path) -> dict[str, dict[str, Any]]:
         check=True,
         timeout=120,
     )
-    ran: dict[str, dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
+    (folder / "outcomes.json").write_text(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def examples(python: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    folder = made_once_per_run(
+        tmp_path_factory, "examples", lambda folder: run_every_example(python, folder)
+    )
+    ran: dict[str, dict[str, Any]] = json.loads((folder / "outcomes.json").read_text())
     return {Path(path).name: outcome for path, outcome in ran.items()}
 
 
@@ -196,6 +229,10 @@ def test_a_consumers_type_checker_checks_the_components_arguments(
     python: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "mypy.ini").write_text(MYPY_CONFIG)
+    # The checkout's own cache (`.ci/run` runs mypy first) spares re-reading pulumi and
+    # pydantic; mypy rechecks whatever the consumer's options or paths make stale.
+    if (REPO / ".mypy_cache").is_dir():
+        shutil.copytree(REPO / ".mypy_cache", tmp_path / ".mypy_cache")
     (tmp_path / "typed.py").write_text(CONSUMER % "10")
     (tmp_path / "mistyped.py").write_text(CONSUMER % '"ten"')
     result = subprocess.run(

@@ -17,6 +17,7 @@ from components.versions import (
     GITLAB_RUNNER_VERSION,
 )
 from offline import REPO, stack_names
+from tests.harness import run_stack
 
 PIPELINE: dict[str, Any] = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())
 MERGE_REQUEST = '$CI_PIPELINE_SOURCE == "merge_request_event"'
@@ -146,8 +147,8 @@ def test_every_operation_refreshes_first() -> None:
 
 
 def test_the_pipelines_globs_find_the_files_a_render_writes(tmp_path: Path) -> None:
-    assert render.main(["prod", "--out", str(tmp_path / "out" / "prod")]) == 0
     out = tmp_path / "out" / "prod"
+    render.write_render(run_stack("prod"), out)
     assert len(list(out.glob("runner/*/config.toml"))) == 3
     assert len(list(out.glob("values/gitlab-runner-*.yaml"))) == 3
     assert (out / "values" / "cluster-autoscaler.yaml").is_file()

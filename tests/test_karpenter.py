@@ -29,8 +29,6 @@ from components.settings import SettingsError
 from components.workloads.mirror_config import containerd_hosts_toml, mirror_url, node_user_data
 from tests.harness import ProgramRun, Registered, policy_document, run_program, settings_of
 
-# Each file's runs (module fixtures, cached stacks) are made once, on one worker.
-pytestmark = pytest.mark.xdist_group("karpenter")
 OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"
 CREATED = {
     "mode": "create",

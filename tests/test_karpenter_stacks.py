@@ -27,8 +27,6 @@ from tests.harness import (
 )
 from tests.pulumi_cli import config_set
 
-# Each file's runs (module fixtures, cached stacks) are made once, on one worker.
-pytestmark = pytest.mark.xdist_group("karpenter-stacks")
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 RELEASE = "kubernetes:helm.sh/v3:Release"

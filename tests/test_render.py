@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pulumi.runtime import resource as pulumi_resource
 
 import offline
 import render
 from components.settings.secrets import STAND_IN_RUNNER_TOKEN
-from offline import evaluate_stack, stack_names
-from tests.harness import REPO
+from offline import stack_names
+from tests.harness import REPO, run_stack
 from tests.test_iam_documents import parliament_findings_karpenter_cannot_avoid
 from tests.test_registry_mirror import parliament_findings_the_mirror_cannot_avoid
 
@@ -23,14 +24,15 @@ def rendered(
 ) -> tuple[str, Path]:
     stack: str = request.param
     out = tmp_path_factory.mktemp(stack)
-    assert render.main([stack, "--out", str(out)]) == 0
+    # The stack's evaluation as the other tests share it; the CLI itself is tested below.
+    render.write_render(run_stack(stack), out)
     return stack, out
 
 
 def test_every_resource_is_listed_with_its_properties(rendered: tuple[str, Path]) -> None:
     stack, out = rendered
     listed = json.loads((out / "resources.json").read_text())
-    assert len(listed) == len(evaluate_stack(stack).resources)
+    assert len(listed) == len(run_stack(stack).resources)
     runners = [
         r
         for r in listed
@@ -142,12 +144,20 @@ def test_invalid_config_is_a_clear_error(
 def test_two_renders_of_a_stack_are_identical(tmp_path: Path) -> None:
     # Resources register in the order their inputs resolve; reviewers diff renders.
     first, second = tmp_path / "first", tmp_path / "second"
-    assert render.main(["prod", "--out", str(first)]) == 0
+    render.write_render(run_stack("prod"), first)
     assert render.main(["prod", "--out", str(second)]) == 0
     files = sorted(path.relative_to(first) for path in first.rglob("*") if path.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     for name in files:
         assert (first / name).read_text() == (second / name).read_text(), name
+
+
+def test_a_run_leaves_the_sdks_stack_traces_as_it_found_them() -> None:
+    """The mocks skip the stack trace each registration carries (offline.run_program); a
+    program run after them in the same process, under the real engine, still sends it."""
+    sdk_stack_trace = pulumi_resource._get_stack_trace
+    offline.evaluate_stack("onprem")
+    assert pulumi_resource._get_stack_trace is sdk_stack_trace
 
 
 def test_a_render_replaces_the_previous_one_and_nothing_else(
@@ -156,7 +166,8 @@ def test_a_render_replaces_the_previous_one_and_nothing_else(
     """Files of a removed pool must not linger in the next render (found trying it as a new
     user); a directory that is not a render is never emptied."""
     out = tmp_path / "out"
-    assert render.main(["onprem", "--out", str(out)]) == 0
+    run = run_stack("onprem")
+    render.write_render(run, out)
     stale = out / "runner" / "removed-pool" / "config.toml"
     stale.parent.mkdir()
     stale.write_text("")
@@ -167,13 +178,13 @@ def test_a_render_replaces_the_previous_one_and_nothing_else(
     elsewhere = tmp_path / "project"
     elsewhere.mkdir()
     (elsewhere / "notes.txt").write_text("mine")
-    assert render.main(["onprem", "--out", str(elsewhere)]) == 2
-    assert "holds files that are not a render" in capsys.readouterr().err
+    with pytest.raises(render.RenderTargetError, match="holds files that are not a render"):
+        render.write_render(run, elsewhere)
     assert (elsewhere / "notes.txt").read_text() == "mine"
     blocked = tmp_path / "file"
     blocked.write_text("")
-    assert render.main(["onprem", "--out", str(blocked / "out")]) == 2
-    assert "Traceback" not in capsys.readouterr().err
+    with pytest.raises(NotADirectoryError):
+        render.write_render(run, blocked / "out")
 
 
 def test_any_stack_file_pulumi_accepts_renders(
