@@ -291,13 +291,35 @@ def test_filesystem_storage_keeps_a_cache_per_replica() -> None:
     storage: MirrorStorage = {"filesystem": {"root_directory": "/var/lib/registry"}}
     run = declare(storage=storage, service_account_role_arn=None, lifecycle_rule=False)
     volumes = {v["name"]: v for v in deployment(run)["template"]["spec"]["volumes"]}
-    assert volumes["storage"] == {"name": "storage", "emptyDir": {}}
+    # The registry expires by age only (proxy.ttl); at its sizeLimit the kubelet evicts the
+    # replica (pkg/kubelet/eviction/eviction_manager.go, emptyDirLimitEviction), which starts
+    # again empty, rather than let it fill the node's disk under the other pods.
+    assert volumes["storage"] == {"name": "storage", "emptyDir": {"sizeLimit": "10Gi"}}
     mounts = {m["name"]: m["mountPath"] for m in container(run)["volumeMounts"]}
     assert mounts["storage"] == "/var/lib/registry"
-    assert "emptyDir /var/lib/registry per replica" in run.outputs["status"]
+    assert "emptyDir /var/lib/registry per replica, up to 10Gi" in run.outputs["status"]
     # Each replica's own directory: the registry's own expiry works there.
     assert "expired after 30 days by the registry" in run.outputs["status"]
     assert run.of_type("kubernetes:batch/v1:CronJob") == []
+
+
+def test_a_replicas_directory_is_bounded_as_given(
+    validate_manifest: Callable[[dict[str, Any]], None],
+) -> None:
+    storage: MirrorStorage = {
+        "filesystem": {"root_directory": "/var/lib/registry", "size_limit": "40Gi"}
+    }
+    run = declare(storage=storage, service_account_role_arn=None, lifecycle_rule=False)
+    volumes = {v["name"]: v for v in deployment(run)["template"]["spec"]["volumes"]}
+    assert volumes["storage"]["emptyDir"] == {"sizeLimit": "40Gi"}
+    validate_manifest(manifest(run.one("kubernetes:apps/v1:Deployment")))
+    config = yaml.safe_load(
+        named(run, "kubernetes:core/v1:ConfigMap", "registry-mirror-config").inputs["data"][
+            "config.yml"
+        ]
+    )
+    # Only the pod knows the bound: distribution's filesystem driver has none.
+    assert config["storage"]["filesystem"] == {"rootdirectory": "/var/lib/registry"}
 
 
 def test_on_aws_the_lifecycle_rule_expires_the_layers_and_no_job_runs() -> None:
@@ -410,6 +432,14 @@ def test_without_a_cluster_ip_pods_use_the_service_name() -> None:
             "lifecycle_rule only applies to s3",
         ),
         ({"has_storage_keys": True, "expiration_days": 0}, "expiration_days must be"),
+        (
+            {"storage": {"filesystem": {"root_directory": "/r", "size_limit": "20 GB"}}},
+            "filesystem.size_limit must be a Kubernetes quantity",
+        ),
+        (
+            {"storage": {"filesystem": {"root_directory": "/r", "size_limit": "500Mi"}}},
+            "filesystem.size_limit must be at least 1Gi, got '500Mi'",
+        ),
     ],
 )
 def test_unusable_arguments_are_refused(arguments: dict[str, Any], problem: str) -> None:

@@ -717,6 +717,17 @@ def test_jobs_of_each_build_mode_get_their_own_namespace_and_level() -> None:
             {},
             "registryMirror.clusterIp: must be an IP address, got 'mirror.local'",
         ),
+        (
+            {"registryMirror": {"filesystemSize": "50Gi"}},
+            {},
+            "registryMirror.filesystemSize: only bounds filesystem storage; this stack's mirror "
+            "keeps its layers in s3",
+        ),
+        (
+            {"registryMirror": {"storage": "filesystem", "filesystemSize": "512Mi"}},
+            {},
+            "registryMirror.filesystemSize: must be at least 1Gi, got '512Mi'",
+        ),
     ],
 )
 def test_registry_mirror_problems(

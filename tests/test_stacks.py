@@ -810,6 +810,21 @@ def test_onprem_gets_the_same_mirror_on_its_minio_with_secret_keys() -> None:
     assert "registryMirrorNodeUrl" not in run.outputs
 
 
+@pytest.mark.parametrize(("filesystem_size", "size_limit"), [(None, "10Gi"), ("30Gi", "30Gi")])
+def test_an_edges_mirror_keeps_its_directory_within_bounds(
+    filesystem_size: str | None, size_limit: str
+) -> None:
+    """An edge's mirror stores on its replicas' own disks (the hub's bucket is not its to
+    write): each directory is bounded, by default or as registryMirror.filesystemSize says."""
+    mirror = {"filesystemSize": filesystem_size} if filesystem_size else None
+    run = run_stack("basement", {f"{PROJECT}:registryMirror": mirror} if mirror else None)
+    deployment = next(
+        d for d in run.of_type("kubernetes:apps/v1:Deployment") if d.name == "registry-mirror"
+    )
+    volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["storage"]["emptyDir"] == {"sizeLimit": size_limit}
+
+
 def manifest(resource: Registered, api_version: str, kind: str) -> dict[str, Any]:
     inputs = {key: unwrap_rpc_secret(value) for key, value in resource.inputs.items()}
     return {"apiVersion": api_version, "kind": kind, **inputs}

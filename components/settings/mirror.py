@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from ..workloads.mirror_config import REGISTRY_IMAGE
+from ..workloads.mirror_config import FILESYSTEM_SIZE_LIMIT, REGISTRY_IMAGE, size_limit_problems
 from ..workloads.registry_mirror import DEFAULT_REPLICAS
 from .base import Section
 
@@ -50,6 +50,13 @@ class RegistryMirrorSettings(Section):
     prefix: str = Field(
         "registry-mirror", description="Key prefix of the mirrored layers in the bucket."
     )
+    filesystem_size: str | None = Field(
+        None,
+        description="`filesystem` storage only: the bound of each replica's cache (its "
+        "emptyDir's sizeLimit), at least 1Gi. The registry expires layers by age only; a "
+        "replica whose cache outgrows this is evicted by the kubelet and starts again empty, "
+        f"instead of filling its node's disk. Default {FILESYSTEM_SIZE_LIMIT}.",
+    )
     expiration_days: int = Field(
         30,
         ge=1,
@@ -64,6 +71,13 @@ class RegistryMirrorSettings(Section):
         f"the secret `{DOCKER_HUB_TOKEN_KEY}`.",
     )
     image: str = Field(REGISTRY_IMAGE, description="The official `registry` image to run.")
+
+    @field_validator("filesystem_size")
+    @classmethod
+    def _a_size_limit(cls, size: str | None) -> str | None:
+        if size is not None and (problems := size_limit_problems(size)):
+            raise ValueError("; ".join(problems))
+        return size
 
     @field_validator("cluster_ip")
     @classmethod

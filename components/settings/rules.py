@@ -18,6 +18,7 @@ from ..workloads.runner_config import JOB_POD_TERMINATION_GRACE_SECONDS
 from .autoscaler import ClusterAutoscalerSettings
 from .base import Problem
 from .cache import CacheAccessSettings, CacheSettings
+from .cache_plan import cache_plan
 from .cluster import KUBECONFIG_MODE, ClusterSettings
 from .gitlab import GitlabSettings
 from .isolation import IsolationSettings
@@ -270,6 +271,16 @@ def _mirror_problems(sections: Sections) -> list[Problem]:
                 "registryMirror.storage",
                 "s3 keeps layers in the cache's bucket, which needs cache.type s3 or "
                 f"s3Compatible (got {cache.type}); use filesystem",
+            )
+        )
+    storage = cache_plan(cache, sections.cache_access, sections.site, mirror).mirror_storage
+    if mirror.filesystem_size is not None and storage != "filesystem":
+        problems.append(
+            Problem(
+                "registryMirror.filesystemSize",
+                "only bounds filesystem storage; this stack's mirror keeps its layers in "
+                f"{storage} (registryMirror.storage), expired by age: drop filesystemSize, or "
+                "set storage to filesystem",
             )
         )
     overlap = (

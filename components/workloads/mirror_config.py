@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import tomli_w
 import yaml
 
+from ..kubernetes_names import quantity_problems, quantity_value
+
 REGISTRY_IMAGE = "registry:3.1.1"
 """The Docker Official Image `library/registry` (CNCF Distribution 3.1.1, May 2026). 3.x streams a
 cache miss to the client and the storage in one upstream fetch and has `proxy.ttl`; 2.8
@@ -56,6 +58,8 @@ every 5 s with that replica's entries only (registry/proxy/scheduler/scheduler.g
 of a replica that restarts are lost and their blobs never expire (distribution#3251, #4594). A
 shared bucket is expired from outside: a lifecycle rule on the prefix, or `expiry_command`."""
 DEFAULT_EXPIRATION_DAYS = 30
+FILESYSTEM_SIZE_LIMIT = "10Gi"
+"""Default bound of a replica's directory with filesystem storage."""
 OBJECT_ACL = "bucket-owner-full-control"
 """The S3 driver sends `x-amz-acl` on every write, `private` unless `objectacl` says otherwise
 (registry/storage/driver/s3-aws/s3.go in 2.8 and 3.1.1, `getACL`). A bucket with ACLs disabled
@@ -109,6 +113,10 @@ class FilesystemStorage(TypedDict):
 
     root_directory: str
     """Absolute path of the directory."""
+    size_limit: NotRequired[str]
+    """The bound of each replica's directory (its emptyDir's `sizeLimit`), at least 1Gi. The
+    registry's own expiry is by age only; a replica whose cache outgrows this is evicted by the
+    kubelet and starts again empty, instead of filling its node's disk. Default 10Gi."""
 
 
 class MirrorStorage(TypedDict):
@@ -138,6 +146,16 @@ class UserDataPart(TypedDict):
     body: str
 
 
+def size_limit_problems(size_limit: str) -> list[str]:
+    """Why `size_limit` cannot bound a replica's directory (filesystem storage)."""
+    if problems := quantity_problems(size_limit):
+        return problems
+    if quantity_value(size_limit) < 2**30:
+        # Single layers of common CI images run to hundreds of megabytes.
+        return [f"must be at least 1Gi, got {size_limit!r}"]
+    return []
+
+
 def storage_problems(storage: MirrorStorage) -> list[str]:
     """Why `storage` cannot configure the mirror; empty when it can."""
     kinds = [kind for kind in ("s3", "filesystem") if kind in storage]
@@ -156,10 +174,13 @@ def storage_problems(storage: MirrorStorage) -> list[str]:
             )
         if "endpoint" in s3 and urlsplit(s3["endpoint"]).scheme not in ("http", "https"):
             problems.append(f"s3.endpoint must be an http(s) URL, got {s3['endpoint']!r}")
-    if (filesystem := storage.get("filesystem")) and not filesystem["root_directory"].startswith(
-        "/"
-    ):
-        problems.append("filesystem.root_directory must be an absolute path")
+    if filesystem := storage.get("filesystem"):
+        if not filesystem["root_directory"].startswith("/"):
+            problems.append("filesystem.root_directory must be an absolute path")
+        problems += [
+            f"filesystem.size_limit {problem}"
+            for problem in size_limit_problems(filesystem.get("size_limit", FILESYSTEM_SIZE_LIMIT))
+        ]
     return problems
 
 

@@ -16,6 +16,7 @@ from .mirror_config import (
     DAEMON_JSON_KEY,
     DEFAULT_EXPIRATION_DAYS,
     DOCKER_HUB_URL,
+    FILESYSTEM_SIZE_LIMIT,
     HEALTH_PATH,
     MIRROR_PORT,
     REGISTRY_IMAGE,
@@ -141,7 +142,9 @@ def storage_description(storage: MirrorStorage) -> str:
     if s3 := storage.get("s3"):
         location = f"s3://{s3['bucket']}/{s3['prefix']}"
         return f"{location} at {s3['endpoint']}" if "endpoint" in s3 else location
-    return f"emptyDir {storage['filesystem']['root_directory']} per replica"
+    filesystem = storage["filesystem"]
+    size_limit = filesystem.get("size_limit", FILESYSTEM_SIZE_LIMIT)
+    return f"emptyDir {filesystem['root_directory']} per replica, up to {size_limit}"
 
 
 def pod_labels() -> dict[str, str]:
@@ -189,7 +192,10 @@ def deployment_spec(
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     if filesystem := storage.get("filesystem"):
-        volumes.append({"name": STORAGE_VOLUME, "emptyDir": {}})
+        # The kubelet evicts a pod whose emptyDir outgrows its sizeLimit (eviction_manager.go,
+        # emptyDirLimitEviction); the Deployment starts the replica again with an empty cache.
+        size_limit = filesystem.get("size_limit", FILESYSTEM_SIZE_LIMIT)
+        volumes.append({"name": STORAGE_VOLUME, "emptyDir": {"sizeLimit": size_limit}})
         mounts.append({"name": STORAGE_VOLUME, "mountPath": filesystem["root_directory"]})
     container: dict[str, Any] = {
         "name": "registry",
