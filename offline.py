@@ -628,6 +628,7 @@ def run_program(
             project=project,
         )
     finally:
+        pulumi_resource._get_stack_trace = _SDK_STACK_TRACE
         # A program that failed inside an apply leaves its outputs' tasks in Pulumi's global
         # settings, which the next run would await on this closed loop.
         pending = asyncio.all_tasks(loop)
@@ -637,7 +638,6 @@ def run_program(
         with PULUMI_SETTINGS.lock:
             PULUMI_SETTINGS.outputs.clear()
         loop.close()
-        pulumi_resource._get_stack_trace = _SDK_STACK_TRACE
 
 
 def _run_on_current_loop(

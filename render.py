@@ -88,8 +88,9 @@ def redacted(value: Any) -> Any:
     return value
 
 
-# libyaml's emitter writes the same text as PyYAML's own, several times faster; PyYAML built
-# without libyaml has only its own.
+# libyaml's emitter is several times faster than PyYAML's own and writes the same values; the
+# text differs only in how a quoted string over 100 columns (tabs, trailing spaces, non-ASCII)
+# is folded, which no shipped stack has. PyYAML built without libyaml has only its own.
 _SafeDumper = yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import site
 import subprocess
@@ -34,12 +33,16 @@ OIDC_PROVIDER_ARN = (
 
 
 def made_once_per_run(
-    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]
+    tmp_path_factory: pytest.TempPathFactory,
+    worker_id: str,
+    name: str,
+    make: Callable[[Path], None],
 ) -> Path:
     """A folder `make` fills once per pytest run: the first xdist worker to ask makes it while
-    the others wait on a lock, then every worker reads the same folder."""
+    the others wait on a lock, then every worker reads the same folder (in the run's own
+    temporary directory, which holds one per worker)."""
     shared = tmp_path_factory.getbasetemp()
-    if "PYTEST_XDIST_WORKER" in os.environ:
+    if worker_id != "master":
         shared = shared.parent
     folder = shared / name
     with (shared / f"{name}.lock").open("w") as lock:
@@ -92,17 +95,19 @@ def install_wheel(wheel: Path, root: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    (built,) = made_once_per_run(tmp_path_factory, "wheel", build_wheel).glob(
+def wheel(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    (built,) = made_once_per_run(tmp_path_factory, worker_id, "wheel", build_wheel).glob(
         "gitlab_runner_fleet-*.whl"
     )
     return built
 
 
 @pytest.fixture(scope="session")
-def python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def python(wheel: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The interpreter of the virtualenv the wheel is installed in."""
-    root = made_once_per_run(tmp_path_factory, "venv", lambda root: install_wheel(wheel, root))
+    root = made_once_per_run(
+        tmp_path_factory, worker_id, "venv", lambda root: install_wheel(wheel, root)
+    )
     return root / "bin" / "python"
 
 
@@ -148,9 +153,11 @@ def run_every_example(python: Path, folder: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def examples(python: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+def examples(
+    python: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> dict[str, dict[str, Any]]:
     folder = made_once_per_run(
-        tmp_path_factory, "examples", lambda folder: run_every_example(python, folder)
+        tmp_path_factory, worker_id, "examples", lambda folder: run_every_example(python, folder)
     )
     ran: dict[str, dict[str, Any]] = json.loads((folder / "outcomes.json").read_text())
     return {Path(path).name: outcome for path, outcome in ran.items()}

@@ -154,14 +154,24 @@ def test_two_renders_of_a_stack_are_identical(tmp_path: Path) -> None:
 
 def test_a_run_leaves_the_sdks_stack_traces_as_it_found_them() -> None:
     """The mocks skip the stack trace each registration carries (offline.run_program); a
-    program run after them in the same process, under the real engine, still sends it."""
-    sdk_stack_trace = pulumi_resource._get_stack_trace
+    program run after them in the same process, under the real engine, still sends it,
+    whether the run succeeded, failed or raised."""
+
+    def failing() -> None:
+        raise RuntimeError("a program that fails")
+
     offline.evaluate_stack("onprem")
-    assert pulumi_resource._get_stack_trace is sdk_stack_trace
+    assert pulumi_resource._get_stack_trace is offline._SDK_STACK_TRACE
+    assert offline.run_program(failing, return_error=True).error is not None
+    assert pulumi_resource._get_stack_trace is offline._SDK_STACK_TRACE
+    with pytest.raises(RuntimeError, match="a program that fails"):
+        offline.run_program(failing)
+    assert pulumi_resource._get_stack_trace is offline._SDK_STACK_TRACE
+    assert offline._SDK_STACK_TRACE.__module__ == "pulumi.runtime.resource"
 
 
 def test_a_render_replaces_the_previous_one_and_nothing_else(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Files of a removed pool must not linger in the next render (found trying it as a new
     user); a directory that is not a render is never emptied."""
@@ -175,16 +185,18 @@ def test_a_render_replaces_the_previous_one_and_nothing_else(
     assert not stale.exists()
     assert (out / "runner" / "office" / "config.toml").is_file()
     assert "onprem: 25 resources, 1 Helm release, " in capsys.readouterr().out
+    # The same evaluation again (already checked above); what is tested is the target.
+    monkeypatch.setattr(render, "evaluate_config", lambda *_, **__: run)
     elsewhere = tmp_path / "project"
     elsewhere.mkdir()
     (elsewhere / "notes.txt").write_text("mine")
-    with pytest.raises(render.RenderTargetError, match="holds files that are not a render"):
-        render.write_render(run, elsewhere)
+    assert render.main(["onprem", "--out", str(elsewhere)]) == 2
+    assert "holds files that are not a render" in capsys.readouterr().err
     assert (elsewhere / "notes.txt").read_text() == "mine"
     blocked = tmp_path / "file"
     blocked.write_text("")
-    with pytest.raises(NotADirectoryError):
-        render.write_render(run, blocked / "out")
+    assert render.main(["onprem", "--out", str(blocked / "out")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_any_stack_file_pulumi_accepts_renders(
