@@ -1,5 +1,6 @@
 """render.py: the offline review render of each stack."""
 
+import base64
 import json
 import tomllib
 from pathlib import Path
@@ -12,6 +13,11 @@ from pulumi.runtime import resource as pulumi_resource
 import offline
 import render
 from components.settings.secrets import STAND_IN_RUNNER_TOKEN
+from components.workloads.mirror_config import (
+    DOCKER_HUB_HOSTS_TOML,
+    DOCKER_HUB_URL,
+    containerd_hosts_toml,
+)
 from offline import stack_names
 from tests.harness import REPO, run_stack
 from tests.test_iam_documents import parliament_findings_karpenter_cannot_avoid
@@ -113,6 +119,43 @@ def test_policies_are_the_declared_documents(rendered: tuple[str, Path], lint_po
             assert parliament_findings_the_mirror_cannot_avoid(document) == []
         elif not name.endswith(".trust.json"):
             assert lint_policy(document) == [], name
+
+
+def test_a_reviewer_reads_outputs_user_data_and_embedded_documents_as_files(
+    rendered: tuple[str, Path],
+) -> None:
+    """What a merge request reviewer must check is a file of its own, readable as it is."""
+    stack, out = rendered
+    run = run_stack(stack)
+    outputs = json.loads((out / "outputs.json").read_text())
+    assert set(outputs) == set(run.outputs)
+    for name in run.secret_outputs:
+        assert outputs[name] == "[secret]", name
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert "None" not in path.read_text(), f"a None stand-in in {path}"
+    if "registryMirror" in run.outputs:
+        config = out / "files/ConfigMap/registry-mirror/registry-mirror-config/config.yml"
+        assert yaml.safe_load(config.read_text())["proxy"]["remoteurl"] == DOCKER_HUB_URL
+    templates = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    for template in templates:
+        folder = out / "user-data" / template.name
+        mime = (folder / "user-data.mime").read_text()
+        assert mime == base64.b64decode(template.inputs["userData"]).decode()
+        if node_url := run.outputs.get("registryMirrorNodeUrl"):
+            # containerd's hosts.toml as the node's script writes it (mirror_config.py).
+            hosts = folder / DOCKER_HUB_HOSTS_TOML.lstrip("/")
+            assert hosts.read_text().strip() == containerd_hosts_toml(node_url).strip()
+    listed = json.loads((out / "resources.json").read_text())
+    launched = [
+        group["properties"]["launchTemplate"]
+        for group in listed
+        if group["type"] == "aws:eks/nodeGroup:NodeGroup"
+        and "launchTemplate" in group["properties"]
+    ]
+    assert len(launched) == len(templates)
+    # Each template's own version number, not a stand-in for an unknown.
+    assert all(template["version"].isdigit() for template in launched), launched
 
 
 def test_unknown_stack_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
