@@ -295,6 +295,9 @@ def test_filesystem_storage_keeps_a_cache_per_replica() -> None:
     # replica (pkg/kubelet/eviction/eviction_manager.go, emptyDirLimitEviction), which starts
     # again empty, rather than let it fill the node's disk under the other pods.
     assert volumes["storage"] == {"name": "storage", "emptyDir": {"sizeLimit": "10Gi"}}
+    # The scheduler keeps as much of the node's disk for it (ephemeral-storage is scheduled like
+    # CPU and memory); S3 storage asks for none (test_the_registry_runs_unprivileged_...).
+    assert container(run)["resources"]["requests"]["ephemeral-storage"] == "10Gi"
     mounts = {m["name"]: m["mountPath"] for m in container(run)["volumeMounts"]}
     assert mounts["storage"] == "/var/lib/registry"
     assert "emptyDir /var/lib/registry per replica, up to 10Gi" in run.outputs["status"]
@@ -312,6 +315,7 @@ def test_a_replicas_directory_is_bounded_as_given(
     run = declare(storage=storage, service_account_role_arn=None, lifecycle_rule=False)
     volumes = {v["name"]: v for v in deployment(run)["template"]["spec"]["volumes"]}
     assert volumes["storage"]["emptyDir"] == {"sizeLimit": "40Gi"}
+    assert container(run)["resources"]["requests"]["ephemeral-storage"] == "40Gi"
     validate_manifest(manifest(run.one("kubernetes:apps/v1:Deployment")))
     config = yaml.safe_load(
         named(run, "kubernetes:core/v1:ConfigMap", "registry-mirror-config").inputs["data"][
@@ -434,7 +438,7 @@ def test_without_a_cluster_ip_pods_use_the_service_name() -> None:
         ({"has_storage_keys": True, "expiration_days": 0}, "expiration_days must be"),
         (
             {"storage": {"filesystem": {"root_directory": "/r", "size_limit": "20 GB"}}},
-            "filesystem.size_limit must be a Kubernetes quantity",
+            "filesystem.size_limit must be a Kubernetes quantity such as 20Gi, got '20 GB'",
         ),
         (
             {"storage": {"filesystem": {"root_directory": "/r", "size_limit": "500Mi"}}},

@@ -721,7 +721,7 @@ def test_jobs_of_each_build_mode_get_their_own_namespace_and_level() -> None:
             {"registryMirror": {"filesystemSize": "50Gi"}},
             {},
             "registryMirror.filesystemSize: only bounds filesystem storage; this stack's mirror "
-            "keeps its layers in s3",
+            "keeps its layers in s3 (cache.type s3), expired by age",
         ),
         (
             {"registryMirror": {"storage": "filesystem", "filesystemSize": "512Mi"}},

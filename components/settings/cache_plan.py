@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..naming import derived_bucket_name
-from ..workloads.mirror_config import FilesystemStorage, MirrorStorage
+from ..workloads.mirror_config import MirrorStorage
 from ..workloads.runner_config import AzureCacheSpec, CacheSpec, S3CacheSpec
 from .cache import CacheAccessSettings, CacheSettings
 from .mirror import RegistryMirrorSettings
@@ -165,10 +165,12 @@ def mirror_storage(
     """The mirror's storage: the cache's bucket under the mirror's own prefix, or each
     replica's own disk. `bucket_name` and `region` are the created bucket's (createdBucket)."""
     if plan.mirror_storage == "filesystem":
-        filesystem: FilesystemStorage = {"root_directory": "/var/lib/registry"}
-        if mirror.filesystem_size:
-            filesystem["size_limit"] = mirror.filesystem_size
-        return {"filesystem": filesystem}
+        return {
+            "filesystem": {
+                "root_directory": "/var/lib/registry",
+                "size_limit": mirror.filesystem_size,
+            }
+        }
     if plan.kind == "createdBucket":
         return {"s3": {"bucket": bucket_name, "region": region, "prefix": mirror.prefix}}
     scheme = "http" if cache.insecure else "https"

@@ -50,12 +50,13 @@ class RegistryMirrorSettings(Section):
     prefix: str = Field(
         "registry-mirror", description="Key prefix of the mirrored layers in the bucket."
     )
-    filesystem_size: str | None = Field(
-        None,
-        description="`filesystem` storage only: the bound of each replica's cache (its "
-        "emptyDir's sizeLimit), at least 1Gi. The registry expires layers by age only; a "
-        "replica whose cache outgrows this is evicted by the kubelet and starts again empty, "
-        f"instead of filling its node's disk. Default {FILESYSTEM_SIZE_LIMIT}.",
+    filesystem_size: str = Field(
+        FILESYSTEM_SIZE_LIMIT,
+        description="`filesystem` storage only: the bound of each replica's cache, at least "
+        "1Gi (its emptyDir's sizeLimit and ephemeral-storage request). The registry expires "
+        "layers by age only; a replica whose cache outgrows this is evicted by the kubelet and "
+        "starts again empty, instead of filling its node's disk. Size it above the largest "
+        "image your jobs pull.",
     )
     expiration_days: int = Field(
         30,
@@ -74,8 +75,8 @@ class RegistryMirrorSettings(Section):
 
     @field_validator("filesystem_size")
     @classmethod
-    def _a_size_limit(cls, size: str | None) -> str | None:
-        if size is not None and (problems := size_limit_problems(size)):
+    def _a_size_limit(cls, size: str) -> str:
+        if problems := size_limit_problems(size):
             raise ValueError("; ".join(problems))
         return size
 

@@ -274,13 +274,14 @@ def _mirror_problems(sections: Sections) -> list[Problem]:
             )
         )
     storage = cache_plan(cache, sections.cache_access, sections.site, mirror).mirror_storage
-    if mirror.filesystem_size is not None and storage != "filesystem":
+    if "filesystem_size" in mirror.model_fields_set and storage != "filesystem":
+        chosen_by = "registryMirror.storage" if mirror.storage else f"cache.type {cache.type}"
         problems.append(
             Problem(
                 "registryMirror.filesystemSize",
                 "only bounds filesystem storage; this stack's mirror keeps its layers in "
-                f"{storage} (registryMirror.storage), expired by age: drop filesystemSize, or "
-                "set storage to filesystem",
+                f"{storage} ({chosen_by}), expired by age: drop filesystemSize, or set "
+                "registryMirror.storage to filesystem",
             )
         )
     overlap = (

@@ -114,9 +114,10 @@ class FilesystemStorage(TypedDict):
     root_directory: str
     """Absolute path of the directory."""
     size_limit: NotRequired[str]
-    """The bound of each replica's directory (its emptyDir's `sizeLimit`), at least 1Gi. The
-    registry's own expiry is by age only; a replica whose cache outgrows this is evicted by the
-    kubelet and starts again empty, instead of filling its node's disk. Default 10Gi."""
+    """The bound of each replica's directory, at least 1Gi: its emptyDir's `sizeLimit` and its
+    ephemeral-storage request. The registry's own expiry is by age only; a replica whose cache
+    outgrows this is evicted by the kubelet and starts again empty, instead of filling its
+    node's disk. Size it above the largest image the jobs pull. Default 10Gi."""
 
 
 class MirrorStorage(TypedDict):
@@ -148,12 +149,17 @@ class UserDataPart(TypedDict):
 
 def size_limit_problems(size_limit: str) -> list[str]:
     """Why `size_limit` cannot bound a replica's directory (filesystem storage)."""
-    if problems := quantity_problems(size_limit):
-        return problems
+    if quantity_problems(size_limit):
+        return [f"must be a Kubernetes quantity such as 20Gi, got {size_limit!r}"]
     if quantity_value(size_limit) < 2**30:
         # Single layers of common CI images run to hundreds of megabytes.
         return [f"must be at least 1Gi, got {size_limit!r}"]
     return []
+
+
+def filesystem_size_limit(filesystem: FilesystemStorage) -> str:
+    """The bound of each replica's directory: as given, or FILESYSTEM_SIZE_LIMIT."""
+    return filesystem.get("size_limit", FILESYSTEM_SIZE_LIMIT)
 
 
 def storage_problems(storage: MirrorStorage) -> list[str]:
@@ -179,7 +185,7 @@ def storage_problems(storage: MirrorStorage) -> list[str]:
             problems.append("filesystem.root_directory must be an absolute path")
         problems += [
             f"filesystem.size_limit {problem}"
-            for problem in size_limit_problems(filesystem.get("size_limit", FILESYSTEM_SIZE_LIMIT))
+            for problem in size_limit_problems(filesystem_size_limit(filesystem))
         ]
     return problems
 

@@ -16,7 +16,6 @@ from .mirror_config import (
     DAEMON_JSON_KEY,
     DEFAULT_EXPIRATION_DAYS,
     DOCKER_HUB_URL,
-    FILESYSTEM_SIZE_LIMIT,
     HEALTH_PATH,
     MIRROR_PORT,
     REGISTRY_IMAGE,
@@ -30,6 +29,7 @@ from .mirror_config import (
     daemon_json,
     expiry_command,
     expiry_environment,
+    filesystem_size_limit,
     mirror_url,
     render_distribution_config,
     storage_problems,
@@ -143,7 +143,7 @@ def storage_description(storage: MirrorStorage) -> str:
         location = f"s3://{s3['bucket']}/{s3['prefix']}"
         return f"{location} at {s3['endpoint']}" if "endpoint" in s3 else location
     filesystem = storage["filesystem"]
-    size_limit = filesystem.get("size_limit", FILESYSTEM_SIZE_LIMIT)
+    size_limit = filesystem_size_limit(filesystem)
     return f"emptyDir {filesystem['root_directory']} per replica, up to {size_limit}"
 
 
@@ -191,12 +191,18 @@ def deployment_spec(
         {"name": "config", "mountPath": CONFIG_DIRECTORY, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    requests: dict[str, str] = {
+        "cpu": resources["cpu_request"],
+        "memory": resources["memory_request"],
+    }
     if filesystem := storage.get("filesystem"):
         # The kubelet evicts a pod whose emptyDir outgrows its sizeLimit (eviction_manager.go,
         # emptyDirLimitEviction); the Deployment starts the replica again with an empty cache.
-        size_limit = filesystem.get("size_limit", FILESYSTEM_SIZE_LIMIT)
+        # The request makes the scheduler keep that much of the node's disk for it.
+        size_limit = filesystem_size_limit(filesystem)
         volumes.append({"name": STORAGE_VOLUME, "emptyDir": {"sizeLimit": size_limit}})
         mounts.append({"name": STORAGE_VOLUME, "mountPath": filesystem["root_directory"]})
+        requests["ephemeral-storage"] = size_limit
     container: dict[str, Any] = {
         "name": "registry",
         "image": image,
@@ -215,10 +221,7 @@ def deployment_spec(
             "periodSeconds": 20,
             "failureThreshold": 3,
         },
-        "resources": {
-            "requests": {"cpu": resources["cpu_request"], "memory": resources["memory_request"]},
-            "limits": {"memory": resources["memory_limit"]},
-        },
+        "resources": {"requests": requests, "limits": {"memory": resources["memory_limit"]}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
