@@ -47,13 +47,17 @@ MISTAKES = [
         "misspelt the project's namespace",
         with_config(**{"gitlab-runners-fleet__cache": {"expirationDays": 15}}),
         1,
-        "gitlab-runners-fleet:cache: is not in this project's namespace (gitlab-runner-fleet)",
+        "gitlab-runners-fleet:cache: is not in this project's namespace (gitlab-runner-fleet), "
+        "so nothing reads it: `pulumi config rm 'gitlab-runners-fleet:cache'`, then set it as "
+        "'gitlab-runner-fleet:cache'",
     ),
     (
         "set a nested key without --path",
         with_config(**{f"{P}__cache.expirationDays": "15"}),
         1,
-        "cache.expirationDays: is one flat key, set without --path",
+        "cache.expirationDays: is one flat key, set without --path; the setting is "
+        "cache.expirationDays inside cache: `pulumi config rm 'cache.expirationDays'`, then "
+        "`pulumi config set --path 'cache.expirationDays' <value>`",
     ),
     (
         "misspelt a key inside a section",
@@ -65,9 +69,14 @@ MISTAKES = [
         "left a brace open",
         STAGING_TEXT.replace("enabled: true", "enabled: {true"),
         2,
-        "Pulumi.qa.yaml:",
+        "Pulumi.qa.yaml:21:28: expected ',' or '}', but got ':' (YAML)",
     ),
-    ("indented with a tab", STAGING_TEXT.replace("\n  aws:region", "\n\taws:region"), 2, "\\t"),
+    (
+        "indented with a tab",
+        STAGING_TEXT.replace("\n  aws:region", "\n\taws:region"),
+        2,
+        "Pulumi.qa.yaml:3:1: found character '\\t' that cannot start any token (YAML)",
+    ),
     ("emptied the file", "", 1, "cluster.name: required"),
     (
         "wrote pools as a mapping",

@@ -124,7 +124,7 @@ def test_without_an_s3_api_store_the_mirror_keeps_layers_on_each_replica() -> No
     settings = settings_of({"cache": GCS})
     assert mirror_storage(
         settings.cache_plan, settings.cache, settings.registry_mirror, bucket_name="", region=""
-    ) == {"filesystem": {"root_directory": "/var/lib/registry"}}
+    ) == {"filesystem": {"root_directory": "/var/lib/registry", "size_limit": "10Gi"}}
 
 
 def test_the_runner_signs_a_created_bucket_with_irsa_and_an_external_store_with_keys() -> None:

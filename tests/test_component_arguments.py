@@ -11,6 +11,7 @@ import pytest
 from components.arguments import ArgumentsError
 from components.aws.cache_bucket import CacheBucket
 from components.aws.spot_node_group import SpotNodeGroup
+from provider.__main__ import COMPONENTS
 from tests.harness import run_program
 
 POOL: dict[str, Any] = {
@@ -162,3 +163,16 @@ def test_valid_arguments_declare_the_group() -> None:
     run = declared(SpotNodeGroup, POOL)
     assert run.error is None
     assert run.one("aws:eks/nodeGroup:NodeGroup").inputs["instanceTypes"] == POOL["instance_types"]
+
+
+@pytest.mark.parametrize("component", COMPONENTS, ids=lambda component: component.__name__)
+def test_every_component_names_an_unknown_argument_before_declaring_anything(
+    component: Any,
+) -> None:
+    """Every component the package serves (provider/__main__.py) checks its own arguments as
+    an importing repo calls it: an unknown key is named, with the component and its name."""
+    run = declared(component, {"not_an_argument": 1})
+    assert isinstance(run.error, ArgumentsError), run.error
+    assert str(run.error).startswith(f"{component.__name__} ")
+    assert "not_an_argument: unknown argument" in str(run.error)
+    assert run.resources == []

@@ -276,8 +276,13 @@ def test_the_node_class_pins_the_ami_and_keeps_pods_off_the_metadata_service():
         },
     }
     assert spec["associatePublicIPAddress"] is False
-    assert spec["tags"]["pool"] == "default"
-    assert spec["tags"]["component"] == "build-nodes"
+    # The stack's allocation tags, as on its node groups' instances (cost per pool and stack).
+    assert spec["tags"] == {
+        "project": "gitlab-runner-fleet",
+        "stack": "test",
+        "component": "build-nodes",
+        "pool": "default",
+    }
 
 
 def test_ami_ids_name_their_family_and_discovery_selects_by_tag():

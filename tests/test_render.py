@@ -137,6 +137,21 @@ def test_a_reviewer_reads_outputs_user_data_and_embedded_documents_as_files(
     if "registryMirror" in run.outputs:
         config = out / "files/ConfigMap/registry-mirror/registry-mirror-config/config.yml"
         assert yaml.safe_load(config.read_text())["proxy"]["remoteurl"] == DOCKER_HUB_URL
+    # Each file a ConfigMap carries (rclone.conf, config.yml, daemon.json, the dashboard) is a
+    # file of its own, JSON pretty-printed: on one line a 15 kB document is unreviewable.
+    for config_map in run.of_type("kubernetes:core/v1:ConfigMap"):
+        metadata = config_map.inputs["metadata"]
+        folder = out / "files/ConfigMap" / metadata.get("namespace", "cluster") / metadata["name"]
+        for key, text in config_map.inputs.get("data", {}).items():
+            written = (folder / key).read_text()
+            if key.endswith(".json"):
+                assert json.loads(written) == json.loads(text), key
+                assert written == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+            else:
+                assert written == text, key
+    for policy in (out / "policies").glob("*.json"):
+        text = policy.read_text()
+        assert text == json.dumps(json.loads(text), indent=2) + "\n", policy.name
     templates = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     for template in templates:
         folder = out / "user-data" / template.name

@@ -318,3 +318,25 @@ def test_plain_scalars_resolve_as_pulumis_yaml_reader_resolves_them(
     assert read_stack_file(path)[f"{PROJECT}:pools"][0]["labels"] == {"spot": "yes"}
     code, err, _ = render_file(path, capsys)
     assert code == 0, err
+
+
+def test_other_providers_keys_are_left_to_their_providers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the project's own namespace is checked: the kubernetes, gitlab and aws providers
+    read their keys themselves (a key of theirs the fleet does not know is no mistake)."""
+    document = stack_document("onprem")
+    for key, value in {
+        "kubernetes:context": "office",
+        "gitlab:baseUrl": "https://gitlab.example.com/api/v4",
+        "aws:profile": "ci",
+    }.items():
+        config_set(document, key, value)
+    config_set(document, "runnerTokens.office", "glrt-office", secret=True, path=True)
+    config_set(document, "cacheCredentials.accessKey", "AKIAOFFICE", secret=True, path=True)
+    config_set(document, "cacheCredentials.secretKey", "office-secret", secret=True, path=True)
+    config_set(document, "kubeconfig", '{"clusters": []}', secret=True)
+    code, err, _ = render_file(write(tmp_path, document, "onprem"), capsys)
+    assert code == 0, err
+    assert not [line for line in err.splitlines() if "context" in line or "baseUrl" in line]
+    assert loaded(document, "onprem").cluster.mode == "kubeconfig"

@@ -61,6 +61,16 @@ class JobNamespacesArgs(TypedDict):
     job namespaces; an empty list admits none."""
 
 
+def _argument_problems(args: JobNamespacesArgs) -> list[str]:
+    manager_namespace = args["manager_namespace"]
+    # The manager's namespace may be another resource's output, known only at deployment.
+    known_manager = manager_namespace if isinstance(manager_namespace, str) else None
+    return [
+        f"job_namespaces: {problem}"
+        for problem in job_namespace_problems(list(args["job_namespaces"]), known_manager)
+    ]
+
+
 class JobNamespaces(pulumi.ComponentResource):
     """Job namespaces with Pod Security labels, a tokenless job ServiceAccount, and network
     boundaries.
@@ -81,19 +91,11 @@ class JobNamespaces(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: JobNamespacesArgs, opts: Optional[pulumi.ResourceOptions] = None
     ) -> None:
-        manager_namespace = args["manager_namespace"]
-        specs = args["job_namespaces"]
-        known_manager = manager_namespace if isinstance(manager_namespace, str) else None
         check_arguments(
-            "JobNamespaces",
-            name,
-            args,
-            JobNamespacesArgs,
-            lambda: [
-                f"job_namespaces: {p}" for p in job_namespace_problems(list(specs), known_manager)
-            ],
+            "JobNamespaces", name, args, JobNamespacesArgs, lambda: _argument_problems(args)
         )
         super().__init__("gitlab-runner-fleet:index:JobNamespaces", name, None, opts)
+        specs = args["job_namespaces"]
         version = args.get("pod_security_version", "latest")
         network_policies = args.get("network_policies", True)
 
@@ -118,7 +120,7 @@ class JobNamespaces(pulumi.ComponentResource):
             self._create_network_policy(
                 f"{name}-manager-ingress",
                 MANAGER_INGRESS_POLICY,
-                manager_namespace,
+                args["manager_namespace"],
                 manager_ingress_spec(
                     manager_pod_labels=args.get("manager_pod_labels", MANAGER_POD_LABELS),
                     job_namespaces=[spec["name"] for spec in specs],
