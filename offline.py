@@ -769,6 +769,26 @@ class HubStandIn:
     """For the render's warning: the hub's stack file, or that none was found."""
 
 
+VPC_CNI_STAND_IN_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/offline-placeholder-vpc-cni"
+NODE_CNI_POLICY_STAND_IN = (
+    "cluster.nodeCniPolicy: false is checked at `pulumi up` against the cluster's vpc-cni "
+    "add-on, which must have a role of its own (IRSA or Pod Identity); this render assumed it has"
+)
+
+
+def vpc_cni_stand_in(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The existing cluster's vpc-cni add-on as the render assumes it: with a role of its own
+    when the stack says its build nodes need no CNI policy (`cluster.nodeCniPolicy: false`),
+    which only the real add-on can confirm; else None, FleetMocks' default (no role)."""
+    cluster = config.get(f"{PROJECT}:cluster")
+    if not isinstance(cluster, Mapping) or cluster.get("nodeCniPolicy") is not False:
+        return None
+    return {
+        "configurationValues": json.dumps({"enableNetworkPolicy": "true"}),
+        "serviceAccountRoleArn": VPC_CNI_STAND_IN_ROLE,
+    }
+
+
 def hub_stand_in(config: Mapping[str, Any]) -> HubStandIn | None:
     """The outputs an edge's hub stack would give, from the hub's own stack file in `stacks/`
     when it is there (its site name, replicate globs, edges, cache prefix and derived bucket;
@@ -839,8 +859,13 @@ def evaluate_config(
             raise
         return ProgramRun(resources=[], error=error)
     region = config.get("aws:region")
-    if mocks is None and (hub := hub_stand_in(config)) is not None:
-        mocks = FleetMocks(region or DEFAULT_REGION, hub_outputs=hub.outputs)
+    if mocks is None:
+        hub = hub_stand_in(config)
+        mocks = FleetMocks(
+            region or DEFAULT_REGION,
+            hub_outputs=hub.outputs if hub else None,
+            vpc_cni_addon=vpc_cni_stand_in(config),
+        )
     run = run_program(
         lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"),
         config=prepared.config,

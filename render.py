@@ -39,6 +39,7 @@ from pulumi.runtime.rpc import is_rpc_secret
 
 from components.settings import SettingsError
 from offline import (
+    NODE_CNI_POLICY_STAND_IN,
     ProgramRun,
     Registered,
     StackFileError,
@@ -49,12 +50,14 @@ from offline import (
     read_stack_file,
     stack_file,
     stack_names,
+    vpc_cni_stand_in,
 )
 
 SECRET = "[secret]"
 RUNNER_RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 RUNNER_COMPONENT_TYPE = "gitlab-runner-fleet:index:GitlabRunner"
 LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
+NODE_CLASS_TYPE = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 # Inputs holding IAM documents, and the file suffix each one gets.
 POLICY_INPUTS = {
     ("aws:iam/policy:Policy", "policy"): "",
@@ -195,14 +198,26 @@ def carried_files(resources: list[Registered]) -> dict[str, str]:
     return files
 
 
+def _user_data(resource: Registered) -> str | None:
+    """A launch template's user data (base64, as EC2 takes it) or an EC2NodeClass's (as text,
+    which Karpenter merges with its own before its NodeConfig)."""
+    if resource.type == LAUNCH_TEMPLATE_TYPE:
+        encoded = resource.inputs.get("userData")
+        return base64.b64decode(encoded).decode() if isinstance(encoded, str) else None
+    if resource.type == NODE_CLASS_TYPE:
+        text = (resource.inputs.get("spec") or {}).get("userData")
+        return text if isinstance(text, str) else None
+    return None
+
+
 def user_data_files(resources: list[Registered]) -> dict[str, str]:
-    """Each launch template's user data: every MIME part, and the files its scripts write."""
+    """Each launch template's and EC2NodeClass's user data: every MIME part, and the files its
+    scripts write."""
     files = {}
     for resource in resources:
-        encoded = resource.inputs.get("userData")
-        if resource.type != LAUNCH_TEMPLATE_TYPE or not isinstance(encoded, str):
+        document = _user_data(resource)
+        if document is None:
             continue
-        document = base64.b64decode(encoded).decode()
         files[f"{resource.name}/user-data.mime"] = document
         message = email.message_from_string(document)
         parts: list[Message] = [part for part in message.walk() if not part.is_multipart()] or [
@@ -377,6 +392,8 @@ def _stand_in_warnings(run: ProgramRun, path: Path, config: dict[str, Any]) -> l
         )
     if (hub := hub_stand_in(config)) is not None:
         warnings.append(hub.source)
+    if vpc_cni_stand_in(config) is not None:
+        warnings.append(NODE_CNI_POLICY_STAND_IN)
     return warnings
 
 

@@ -145,3 +145,17 @@ def test_rootless_pools_keep_their_own_list() -> None:
     assert security_contexts("rootless")["service_container_security_context"] == {
         "privileged": False
     }
+
+
+def test_a_variable_as_prefix_is_refused_because_the_runner_matches_it_as_written() -> None:
+    """`$CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX` is what a job writes; in allowed_services the
+    runner would compare the literal text (common/allowed_images.go VerifyAllowedImage: only
+    the image name is expanded), so the dependency proxy's dind would stay refused (found
+    trying it as a new user)."""
+    variable = "$CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX"
+    literal = f"{variable}/docker:27-dind"
+    expanded = f"{DEPENDENCY_PROXY}/docker:27-dind"
+    assert not admitted(expanded, dind_service_patterns([variable]))
+    assert admitted(literal, dind_service_patterns([variable]))  # only the unexpanded text
+    with pytest.raises(SettingsError, match="must be the expanded path, not a variable"):
+        _allowed_services((variable,))

@@ -121,7 +121,7 @@ def test_policies_are_the_declared_documents(rendered: tuple[str, Path], lint_po
             assert lint_policy(document) == [], name
 
 
-def test_a_reviewer_reads_outputs_user_data_and_embedded_documents_as_files(
+def test_a_reviewer_reads_outputs_and_embedded_documents_as_files(
     rendered: tuple[str, Path],
 ) -> None:
     """What a merge request reviewer must check is a file of its own, readable as it is."""
@@ -152,11 +152,24 @@ def test_a_reviewer_reads_outputs_user_data_and_embedded_documents_as_files(
     for policy in (out / "policies").glob("*.json"):
         text = policy.read_text()
         assert text == json.dumps(json.loads(text), indent=2) + "\n", policy.name
+
+
+def test_each_nodes_user_data_is_decoded_with_the_files_it_writes(
+    rendered: tuple[str, Path],
+) -> None:
+    """The containerd mirror config a reviewer must check, readable: each launch template's
+    and EC2NodeClass's user data as MIME text, with the files its script writes."""
+    stack, out = rendered
+    run = run_stack(stack)
     templates = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
-    for template in templates:
+    node_classes = run.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")
+    for template in [*templates, *node_classes]:
         folder = out / "user-data" / template.name
         mime = (folder / "user-data.mime").read_text()
-        assert mime == base64.b64decode(template.inputs["userData"]).decode()
+        if template in templates:
+            assert mime == base64.b64decode(template.inputs["userData"]).decode()
+        else:
+            assert mime == template.inputs["spec"]["userData"]
         if node_url := run.outputs.get("registryMirrorNodeUrl"):
             # containerd's hosts.toml as the node's script writes it (mirror_config.py).
             hosts = folder / DOCKER_HUB_HOSTS_TOML.lstrip("/")
@@ -171,6 +184,30 @@ def test_a_reviewer_reads_outputs_user_data_and_embedded_documents_as_files(
     assert len(launched) == len(templates)
     # Each template's own version number, not a stand-in for an unknown.
     assert all(template["version"].isdigit() for template in launched), launched
+
+
+def test_build_nodes_without_the_cni_policy_render_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cluster.nodeCniPolicy: false` rests on the real cluster's vpc-cni add-on having a role
+    of its own, which only `pulumi up` can read: the render assumes it and says so, instead of
+    refusing every such stack in the merge-request render job (found trying it as a new user)."""
+    document = yaml.safe_load((REPO / "stacks" / "Pulumi.staging.yaml").read_text())
+    document["config"]["gitlab-runner-fleet:cluster"]["nodeCniPolicy"] = False
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    out = tmp_path / "out"
+    assert render.main(["--stack-file", str(stack_file), "--out", str(out)]) == 0
+    assert offline.NODE_CNI_POLICY_STAND_IN in capsys.readouterr().err
+    listed = json.loads((out / "resources.json").read_text())
+    attachments = [
+        r["properties"]["policyArn"]
+        for r in listed
+        if r["type"] == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+        and r["name"].startswith("build-nodes-")
+    ]
+    assert attachments
+    assert not [arn for arn in attachments if arn.endswith("AmazonEKS_CNI_Policy")]
 
 
 def test_unknown_stack_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -168,6 +168,31 @@ def test_onprem_refuses_eks_only_settings(override: dict[str, Any], expected: st
     assert run.resources == []
 
 
+def test_onprem_takes_every_setting_of_its_runner() -> None:
+    """What goes into a pool's config.toml and alerts works on any cluster (found trying it as
+    a new user: these were refused as EKS-only on k3s)."""
+    office = {
+        "name": "office",
+        "runUntagged": True,
+        "buildMode": "rootless",
+        "allowPrivilegeEscalation": True,
+        "jobQueuingDurations": [{"periods": ["* 7-18 * * mon-fri"], "threshold": "5m"}],
+        "expectJobs": {"periods": ["* 8-17 * * mon-fri"], "within": "2h"},
+    }
+    run = run_stack("onprem", settings_config(pools=[office], monitoring={"enabled": True}))
+    config = tomllib.loads(runner_values(run, "office")["runners"]["config"])
+    kubernetes = config["runners"][0]["kubernetes"]
+    assert kubernetes["build_container_security_context"]["allow_privilege_escalation"] is True
+    assert config["runners"][0]["monitoring"]["job_queuing_durations"][0]["threshold"] == "5m"
+
+
+def test_working_hours_without_monitoring_are_refused_not_ignored() -> None:
+    office = {"name": "office", "runUntagged": True, "expectJobs": {"periods": ["* 8-17 * * *"]}}
+    run = run_stack("onprem", settings_config(pools=[office]), return_error=True)
+    assert "pools[0].expectJobs: only raises GitlabRunnerNoJobsPickedUp" in str(run.error)
+    assert run.resources == []
+
+
 def test_onprem_needs_its_kubeconfig_as_a_secret() -> None:
     run = run_stack(
         "onprem", {f"{PROJECT}:kubeconfig": "apiVersion: v1\nclusters: []"}, return_error=True
@@ -1029,6 +1054,24 @@ def test_a_pools_hop_limit_reaches_its_launch_template() -> None:
     assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 2
 
 
+def test_hop_limit_two_without_network_policies_is_refused() -> None:
+    """At hop limit 2 only the job NetworkPolicy keeps pods off the instance metadata service
+    (docs/threat-model.md, first row): both off would hand every job the node role."""
+    pools = config_from_stack_file("staging")[f"{PROJECT}:pools"]
+    run = run_stack(
+        "staging",
+        settings_config(
+            pools=[{**pools[0], "imdsHopLimit": 2}, *pools[1:]],
+            isolation={"networkPolicies": False},
+        ),
+        return_error=True,
+    )
+    assert "pools[0].imdsHopLimit: 2 with isolation.networkPolicies: false lets every job" in (
+        str(run.error)
+    )
+    assert run.resources == []
+
+
 def build_node_role_policies(run: ProgramRun) -> dict[str, set[str]]:
     """Each node group pool's node role's managed policy names; the Karpenter pools' role as
     `karpenter`."""
@@ -1068,13 +1111,24 @@ def test_a_created_clusters_service_range_must_miss_every_vpc_block() -> None:
     assert run.resources == []
 
 
-def test_the_service_range_is_a_setting_and_the_mirror_address_follows_it() -> None:
+@pytest.mark.parametrize(
+    ("service_cidr", "mirror_address"),
+    [
+        ("172.20.0.0/16", "172.20.0.50"),
+        # KEP-3070's static band is min(max(16, size/16), 256) addresses: below /22 the 50th
+        # address is outside it, so the mirror takes the band's last (found trying a /23 and a
+        # /24, which the settings allow, as a new user).
+        ("172.20.0.0/23", "172.20.0.31"),
+        ("192.168.0.0/24", "192.168.0.15"),
+    ],
+)
+def test_the_service_range_is_a_setting_and_the_mirror_address_follows_it(
+    service_cidr: str, mirror_address: str
+) -> None:
     cluster = config_from_stack_file("dev")[f"{PROJECT}:cluster"]
-    run = run_stack("dev", settings_config(cluster={**cluster, "serviceCidr": "172.20.0.0/16"}))
-    assert run.one("eks:index:Cluster").inputs["kubernetesServiceIpAddressRange"] == (
-        "172.20.0.0/16"
-    )
-    assert run.outputs["registryMirrorNodeUrl"] == "http://172.20.0.50:5000"
+    run = run_stack("dev", settings_config(cluster={**cluster, "serviceCidr": service_cidr}))
+    assert run.one("eks:index:Cluster").inputs["kubernetesServiceIpAddressRange"] == service_cidr
+    assert run.outputs["registryMirrorNodeUrl"] == f"http://{mirror_address}:5000"
 
 
 def test_dev_enforces_its_network_policies_with_the_vpc_cni_and_its_own_role() -> None:
@@ -1114,7 +1168,10 @@ def test_an_existing_clusters_build_nodes_drop_the_cni_policy_only_when_the_cni_
     }
     cluster = config_from_stack_file("staging")[f"{PROJECT}:cluster"]
     without = settings_config(cluster={**cluster, "nodeCniPolicy": False})
-    refused = run_stack("staging", without, return_error=True)
+    # At pulumi up, the real add-on without a role (the offline render assumes one and warns:
+    # test_render.py::test_build_nodes_without_the_cni_policy_render_with_a_warning).
+    no_role = FleetMocks(DEFAULT_REGION)
+    refused = run_stack("staging", without, mocks=no_role, return_error=True)
     assert "cluster.nodeCniPolicy: is false, but the cluster's vpc-cni add-on has no role" in (
         str(refused.error)
     )

@@ -7,7 +7,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from ..workloads.mirror_config import FILESYSTEM_SIZE_LIMIT, REGISTRY_IMAGE, size_limit_problems
+from ..workloads.mirror_config import (
+    FILESYSTEM_SIZE_LIMIT,
+    REGISTRY_IMAGE,
+    size_limit_problems,
+    static_band_size,
+)
 from ..workloads.registry_mirror import DEFAULT_REPLICAS
 from .base import Section
 
@@ -17,9 +22,11 @@ MIRROR_ADDRESS_OFFSET = 50
 
 
 def default_cluster_ip(service_cidr: str) -> str:
-    """A fixed address low in the service range, where Kubernetes assigns nothing by itself."""
+    """A fixed address low in the service range, where Kubernetes assigns nothing by itself:
+    the 50th, or in a range below /22, whose static band ends earlier, the band's last."""
     network = ipaddress.ip_network(service_cidr, strict=False)
-    return str(network.network_address + MIRROR_ADDRESS_OFFSET)
+    offset = min(MIRROR_ADDRESS_OFFSET, static_band_size(service_cidr) - 1)
+    return str(network.network_address + offset)
 
 
 class RegistryMirrorSettings(Section):
@@ -35,8 +42,9 @@ class RegistryMirrorSettings(Section):
     cluster_ip: str | None = Field(
         None,
         description="Fixed ClusterIP of the mirror, which containerd on the nodes can reach "
-        "without cluster DNS. Default on EKS: the service range's address + 50 (looked up for "
-        "an existing cluster). Unset on other clusters: only dind uses the mirror.",
+        "without cluster DNS. Default on EKS: the service range's address + 50, or the last of "
+        "its static band in a range smaller than /22 (the range looked up for an existing "
+        "cluster). Unset on other clusters: only dind uses the mirror.",
     )
     replicas: int = Field(
         DEFAULT_REPLICAS, ge=1, le=10, description="Registry replicas (a PDB above one)."

@@ -68,6 +68,16 @@ def cross_section_problems(
     problems.extend(_site_problems(sections, cache_section_set=cache_section_set))
     problems.extend(_isolation_problems(sections, pools))
     problems.extend(_scaler_problems(sections, pools))
+    if not sections.monitoring.enabled:
+        problems += [
+            Problem(
+                f"{POOLS_KEY}[{index}].expectJobs",
+                "only raises GitlabRunnerNoJobsPickedUp, an alert rule monitoring.enabled: true "
+                "creates; turn monitoring on, or remove it",
+            )
+            for index, pool in enumerate(pools)
+            if pool.expect_jobs is not None
+        ]
     network = sections.network
     if network.route_table_ids and network.s3_gateway_endpoint is False:
         problems.append(
@@ -79,11 +89,13 @@ def cross_section_problems(
     return problems
 
 
-# What a pool means on any cluster; the rest shapes its EKS node group.
+# What a pool means on any cluster (its runner's config.toml and alerts); the rest shapes its
+# EKS node group or NodePool.
 _POOL_KEYS_OFF_EKS = {
     "name", "labels", "taints", "tags", "run_untagged", "concurrent", "build_mode",
     "build_resources", "helper_resources", "service_resources", "overwrite_max_allowed",
-    "ephemeral_storage_request", "warm_capacity",
+    "ephemeral_storage_request", "warm_capacity", "allow_privilege_escalation",
+    "job_queuing_durations", "expect_jobs",
 }  # fmt: skip
 
 
@@ -329,6 +341,19 @@ def _isolation_problems(sections: Sections, pools: list[PoolSettings]) -> list[P
         )
         for name in isolation.metrics_scraper_namespaces or []
         if name in job_namespaces
+    ]
+    # At hop limit 2 the job NetworkPolicy's egress rule is all that keeps pods off the instance
+    # metadata service and the node role's credentials (docs/threat-model.md); found trying it
+    # as a new user.
+    problems += [
+        Problem(
+            f"{POOLS_KEY}[{index}].imdsHopLimit",
+            "2 with isolation.networkPolicies: false lets every job of the pool reach the node "
+            "role's credentials through the instance metadata service: keep networkPolicies on "
+            "(its egress policy blocks 169.254.169.254), or the hop limit at 1",
+        )
+        for index, pool in enumerate(pools)
+        if pool.imds_hop_limit == 2 and not isolation.network_policies
     ]
     return problems
 

@@ -362,6 +362,13 @@ EKS_DNS_SERVICE_OFFSET = 10
 (amazon-eks-ami nodeadm internal/api/net.go GetClusterDns: the kubelet's clusterDNS)."""
 
 
+def static_band_size(service_cidr: str) -> int:
+    """How many of the service range's lowest addresses Kubernetes keeps for fixed ClusterIPs:
+    min(max(16, size/16), 256) (KEP-3070, GA in 1.26)."""
+    network = ipaddress.ip_network(service_cidr, strict=False)
+    return min(max(16, network.num_addresses // 16), 256)
+
+
 def cluster_ip_problems(cluster_ip: str, service_cidr: str) -> list[str]:
     """Why `cluster_ip` is a poor fixed address for the mirror's Service; empty when it is fine.
 
@@ -377,7 +384,7 @@ def cluster_ip_problems(cluster_ip: str, service_cidr: str) -> list[str]:
     if address not in network:
         return [f"{cluster_ip} is outside the service range {network}"]
     offset = int(address) - int(network.network_address)
-    band = min(max(16, network.num_addresses // 16), 256)
+    band = static_band_size(service_cidr)
     problems = []
     if offset <= 1:
         problems.append(f"{cluster_ip} is the range's network address or the kubernetes Service's")

@@ -300,6 +300,14 @@ def registry_prefix_problems(prefix: str) -> list[str]:
             f"must not hold glob characters ({' '.join(used)}): they would admit other "
             f"images as privileged services, got {prefix!r}"
         )
+    if "$" in prefix:
+        # The runner matches allowed_services as written, expanding only the image name
+        # (common/allowed_images.go VerifyAllowedImage): a variable would never match.
+        problems.append(
+            "must be the expanded path, not a variable (the runner does not expand "
+            "allowed_services): e.g. what $CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX expands to, "
+            f"gitlab.example.com:443/my-group/dependency_proxy/containers, got {prefix!r}"
+        )
     return problems
 
 
