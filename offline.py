@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pydantic
 import yaml
 from pulumi.runtime import resource as pulumi_resource
 from pulumi.runtime import rpc
@@ -781,7 +782,14 @@ def vpc_cni_stand_in(config: Mapping[str, Any]) -> dict[str, Any] | None:
     when the stack says its build nodes need no CNI policy (`cluster.nodeCniPolicy: false`),
     which only the real add-on can confirm; else None, FleetMocks' default (no role)."""
     cluster = config.get(f"{PROJECT}:cluster")
-    if not isinstance(cluster, Mapping) or cluster.get("nodeCniPolicy") is not False:
+    if not isinstance(cluster, Mapping):
+        return None
+    try:
+        # As the settings read it: `"false"` too.
+        node_cni_policy = pydantic.TypeAdapter(bool).validate_python(cluster.get("nodeCniPolicy"))
+    except pydantic.ValidationError:
+        return None
+    if node_cni_policy:
         return None
     return {
         "configurationValues": json.dumps({"enableNetworkPolicy": "true"}),

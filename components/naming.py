@@ -93,6 +93,9 @@ def derived_bucket_name(project: str, stack: str, account_id: str) -> str:
     """
     suffix = f"-{account_id}"
     stem = re.sub(r"[^a-z0-9]+", "-", f"{project}-{stack}-cache".lower()).strip("-")
+    if stem.startswith(_RESERVED_PREFIXES):
+        # S3 refuses these prefixes; such a project name would otherwise get no bucket at all.
+        stem = f"runner-{stem}"
     room = S3_BUCKET_NAME_MAX - len(suffix)
     if len(stem) > room:
         digest = hashlib.sha256(stem.encode()).hexdigest()[:8]

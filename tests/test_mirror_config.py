@@ -369,13 +369,16 @@ def test_daemon_json_volume_is_a_runner_config_map_entry() -> None:
     ("cluster_ip", "service_cidr", "problem"),
     [
         ("172.20.0.50", "172.20.0.0/16", None),
-        ("10.100.0.255", "10.100.0.0/16", None),
+        # KEP-3070's band counts from the first usable address: .1 to .256 in a /16, .1 to
+        # .16 in a /24 (the Kubernetes docs' "Service ClusterIP allocation" example).
+        ("10.100.1.0", "10.100.0.0/16", None),
         (
-            "10.100.1.0",
+            "10.100.1.1",
             "10.100.0.0/16",
-            "outside the range's static band (10.100.0.2 to 10.100.0.255)",
+            "outside the range's static band (10.100.0.2 to 10.100.1.0)",
         ),
-        ("10.96.0.20", "10.96.0.0/24", "static band (10.96.0.2 to 10.96.0.15)"),
+        ("10.96.0.16", "10.96.0.0/24", None),
+        ("10.96.0.17", "10.96.0.0/24", "static band (10.96.0.2 to 10.96.0.16)"),
         ("10.100.0.1", "10.100.0.0/16", "the kubernetes Service's"),
         # amazon-eks-ami nodeadm internal/api/net.go GetClusterDns (its test: 10.100.0.10).
         ("172.20.0.10", "172.20.0.0/16", "the cluster DNS Service's address"),

@@ -208,6 +208,10 @@ def test_build_nodes_without_the_cni_policy_render_with_a_warning(
     ]
     assert attachments
     assert not [arn for arn in attachments if arn.endswith("AmazonEKS_CNI_Policy")]
+    # Decided as the settings read the value: a quoted "false" is false there too.
+    quoted = {"gitlab-runner-fleet:cluster": {"mode": "existing", "nodeCniPolicy": "false"}}
+    assert offline.vpc_cni_stand_in(quoted) is not None
+    assert offline.vpc_cni_stand_in({"gitlab-runner-fleet:cluster": {"mode": "existing"}}) is None
 
 
 def test_unknown_stack_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -186,9 +186,15 @@ def test_onprem_takes_every_setting_of_its_runner() -> None:
     assert config["runners"][0]["monitoring"]["job_queuing_durations"][0]["threshold"] == "5m"
 
 
-def test_working_hours_without_monitoring_are_refused_not_ignored() -> None:
+@pytest.mark.parametrize("monitoring", [None, {"enabled": True, "alerts": False}])
+def test_working_hours_without_alerts_are_refused_not_ignored(
+    monitoring: dict[str, bool] | None,
+) -> None:
     office = {"name": "office", "runUntagged": True, "expectJobs": {"periods": ["* 8-17 * * *"]}}
-    run = run_stack("onprem", settings_config(pools=[office]), return_error=True)
+    sections: dict[str, Any] = {"pools": [office]}
+    if monitoring:
+        sections["monitoring"] = monitoring
+    run = run_stack("onprem", settings_config(**sections), return_error=True)
     assert "pools[0].expectJobs: only raises GitlabRunnerNoJobsPickedUp" in str(run.error)
     assert run.resources == []
 
@@ -1115,11 +1121,11 @@ def test_a_created_clusters_service_range_must_miss_every_vpc_block() -> None:
     ("service_cidr", "mirror_address"),
     [
         ("172.20.0.0/16", "172.20.0.50"),
-        # KEP-3070's static band is min(max(16, size/16), 256) addresses: below /22 the 50th
-        # address is outside it, so the mirror takes the band's last (found trying a /23 and a
-        # /24, which the settings allow, as a new user).
-        ("172.20.0.0/23", "172.20.0.31"),
-        ("192.168.0.0/24", "192.168.0.15"),
+        # KEP-3070's static band is min(max(16, size/16), 256) addresses from the first usable
+        # one: below /22 the 50th address is outside it, so the mirror takes the band's last
+        # (found trying a /23 and a /24, which the settings allow, as a new user).
+        ("172.20.0.0/23", "172.20.0.32"),
+        ("192.168.0.0/24", "192.168.0.16"),
     ],
 )
 def test_the_service_range_is_a_setting_and_the_mirror_address_follows_it(

@@ -25,7 +25,7 @@ def default_cluster_ip(service_cidr: str) -> str:
     """A fixed address low in the service range, where Kubernetes assigns nothing by itself:
     the 50th, or in a range below /22, whose static band ends earlier, the band's last."""
     network = ipaddress.ip_network(service_cidr, strict=False)
-    offset = min(MIRROR_ADDRESS_OFFSET, static_band_size(service_cidr) - 1)
+    offset = min(MIRROR_ADDRESS_OFFSET, static_band_size(service_cidr))
     return str(network.network_address + offset)
 
 

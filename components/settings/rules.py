@@ -68,12 +68,12 @@ def cross_section_problems(
     problems.extend(_site_problems(sections, cache_section_set=cache_section_set))
     problems.extend(_isolation_problems(sections, pools))
     problems.extend(_scaler_problems(sections, pools))
-    if not sections.monitoring.enabled:
+    if not (sections.monitoring.enabled and sections.monitoring.alerts):
         problems += [
             Problem(
                 f"{POOLS_KEY}[{index}].expectJobs",
-                "only raises GitlabRunnerNoJobsPickedUp, an alert rule monitoring.enabled: true "
-                "creates; turn monitoring on, or remove it",
+                "only raises GitlabRunnerNoJobsPickedUp, an alert of the rule monitoring.enabled "
+                "and monitoring.alerts (both true) create; turn them on, or remove it",
             )
             for index, pool in enumerate(pools)
             if pool.expect_jobs is not None
@@ -353,7 +353,9 @@ def _isolation_problems(sections: Sections, pools: list[PoolSettings]) -> list[P
             "(its egress policy blocks 169.254.169.254), or the hop limit at 1",
         )
         for index, pool in enumerate(pools)
-        if pool.imds_hop_limit == 2 and not isolation.network_policies
+        if pool.imds_hop_limit == 2
+        and not isolation.network_policies
+        and sections.cluster.mode != KUBECONFIG_MODE  # refused there as EKS-only already
     ]
     return problems
 

@@ -363,8 +363,9 @@ EKS_DNS_SERVICE_OFFSET = 10
 
 
 def static_band_size(service_cidr: str) -> int:
-    """How many of the service range's lowest addresses Kubernetes keeps for fixed ClusterIPs:
-    min(max(16, size/16), 256) (KEP-3070, GA in 1.26)."""
+    """How many of the service range's lowest addresses, from its first usable one, Kubernetes
+    keeps for fixed ClusterIPs: min(max(16, size/16), 256) (KEP-3070, GA in 1.26; for a /24
+    the band is .1 to .16)."""
     network = ipaddress.ip_network(service_cidr, strict=False)
     return min(max(16, network.num_addresses // 16), 256)
 
@@ -373,8 +374,8 @@ def cluster_ip_problems(cluster_ip: str, service_cidr: str) -> list[str]:
     """Why `cluster_ip` is a poor fixed address for the mirror's Service; empty when it is fine.
 
     Kubernetes hands out ClusterIPs from the top of the service range first and keeps the lowest
-    min(max(16, size/16), 256) addresses for fixed ones (KEP-3070, GA in 1.26); the first address
-    is the `kubernetes` Service's.
+    addresses for fixed ones (`static_band_size`); the first address is the `kubernetes`
+    Service's.
     """
     try:
         address = ipaddress.ip_address(cluster_ip)
@@ -393,8 +394,8 @@ def cluster_ip_problems(cluster_ip: str, service_cidr: str) -> list[str]:
             f"{cluster_ip} is the cluster DNS Service's address (EKS gives kube-dns the range's "
             "10th address); pick another in the static band"
         )
-    if offset >= band:
-        last = network.network_address + band - 1
+    if offset > band:
+        last = network.network_address + band
         problems.append(
             f"{cluster_ip} is outside the range's static band ({network.network_address + 2} to "
             f"{last}), where a dynamically allocated Service may take it first"
