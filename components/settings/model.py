@@ -25,44 +25,24 @@ from ..workloads.isolation import (
 from ..workloads.job_namespaces import JobNamespaceSpec
 from ..workloads.mirror_config import daemon_json_volume
 from ..workloads.runner_config import JobSpec, WarmCapacity
-from .autoscaler import ClusterAutoscalerSettings
 from .base import Secret
-from .cache import CacheAccessSettings, CacheSettings
 from .cache_plan import CachePlan, cache_plan
-from .cluster import ClusterSettings
-from .gitlab import GitlabSettings
-from .isolation import IsolationSettings
-from .karpenter import KarpenterSettings
-from .mirror import RegistryMirrorSettings
-from .monitoring import MonitoringSettings
-from .network import NetworkSettings
 from .pools import PoolSettings
-from .runner import RunnerSettings
-from .site import ANY_SITE_TAG, SiteSettings, site_tag
+from .rules import Sections
+from .site import ANY_SITE_TAG, site_tag
 
 PAUSE_POD_PRIORITY_CLASS = "gitlab-runner-fleet-pause-pods"
 """The PriorityClass the stack creates for every pool's pause pods."""
 
 
 @dataclass(frozen=True)
-class FleetSettings:
-    """A stack's validated configuration: the one source every component reads from."""
+class FleetSettings(Sections):
+    """A stack's validated configuration: the one source every component reads from. Its
+    config sections are `Sections`' fields."""
 
     project: str
     stack: str
     aws_region: str
-    cluster: ClusterSettings
-    cluster_autoscaler: ClusterAutoscalerSettings
-    network: NetworkSettings
-    cache: CacheSettings
-    cache_access: CacheAccessSettings
-    runner: RunnerSettings
-    gitlab: GitlabSettings
-    isolation: IsolationSettings
-    registry_mirror: RegistryMirrorSettings
-    site: SiteSettings
-    monitoring: MonitoringSettings
-    karpenter: KarpenterSettings
     pools: tuple[PoolSettings, ...]
     runner_tokens: Mapping[str, Secret]
     """Each pool's hand-made runner token; empty when `gitlab.createRunners` creates them."""

@@ -15,6 +15,7 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import pulumi
@@ -162,21 +163,10 @@ def parse_settings(
         raise SettingsError(stack, problems, where)
     complete = _complete(sections)
     return FleetSettings(
+        **{section.name: getattr(complete, section.name) for section in fields(Sections)},
         project=project,
         stack=stack,
         aws_region=aws_region or "",
-        cluster=complete.cluster,
-        cluster_autoscaler=complete.cluster_autoscaler,
-        network=complete.network,
-        cache=complete.cache,
-        cache_access=complete.cache_access,
-        runner=complete.runner,
-        gitlab=complete.gitlab,
-        isolation=complete.isolation,
-        registry_mirror=complete.registry_mirror,
-        site=complete.site,
-        monitoring=complete.monitoring,
-        karpenter=complete.karpenter,
         pools=tuple(pools),
         runner_tokens=runner_tokens,
         gitlab_api_token=gitlab_api_token,
