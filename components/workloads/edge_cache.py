@@ -11,6 +11,7 @@ import pulumi_random as random
 from ..arguments import check_arguments
 from ..build_nodes import keep_off_build_nodes
 from ..cache_keys import replicate_problems
+from .isolation import unprivileged_container_context
 from .rclone import (
     AUTH_KEY_ENV,
     CONFIG_FILE,
@@ -233,11 +234,7 @@ def _container(
             {"name": _CONFIG_VOLUME, "mountPath": _CONFIG_DIR, "readOnly": True},
             {"name": _TMP_VOLUME, "mountPath": "/tmp"},
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": unprivileged_container_context(),
     }
 
 

@@ -57,6 +57,32 @@ DEFAULT_OUTPUT_LIMIT_KIB = 4096
 TMP_HEADROOM_MIB = 64
 
 
+def unprivileged_container_context() -> dict[str, Any]:
+    """The securityContext of the fleet's own service containers (mirror, its expiry job, edge
+    cache): no escalation, a read-only root, no capabilities; Pod Security `restricted` also
+    wants the pod's non-root user and seccomp profile."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def place_pod(
+    pod_spec: dict[str, Any],
+    affinity: Mapping[str, Any] | None,
+    node_selector: Mapping[str, str] | None,
+    tolerations: Sequence[Mapping[str, str]] | None,
+) -> None:
+    """Sets on `pod_spec` the placement it was given (none given, none set)."""
+    if affinity:
+        pod_spec["affinity"] = affinity
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+
+
 def job_namespace_name(
     build_mode: BuildMode, manager_namespace: str = DEFAULT_RUNNER_NAMESPACE
 ) -> str:

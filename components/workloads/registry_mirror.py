@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from ..arguments import check_arguments
 from ..conventions import IRSA_ROLE_ANNOTATION
+from .isolation import place_pod, unprivileged_container_context
 from .mirror_config import (
     CONFIG_DIRECTORY,
     CONFIG_FILE,
@@ -222,11 +223,7 @@ def deployment_spec(
             "failureThreshold": 3,
         },
         "resources": {"requests": requests, "limits": {"memory": resources["memory_limit"]}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": unprivileged_container_context(),
         "volumeMounts": mounts,
     }
     if credentials_secret:
@@ -253,12 +250,7 @@ def deployment_spec(
             _spread("kubernetes.io/hostname"),
         ],
     }
-    if affinity:
-        pod_spec["affinity"] = affinity
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    place_pod(pod_spec, affinity, node_selector, tolerations)
     return {
         "replicas": replicas,
         "selector": {"matchLabels": pod_labels()},
@@ -318,11 +310,7 @@ def expiry_cron_job_spec(
             "requests": {"cpu": "50m", "memory": "64Mi"},
             "limits": {"memory": "256Mi"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": unprivileged_container_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     pod_spec: dict[str, Any] = {
@@ -337,12 +325,7 @@ def expiry_cron_job_spec(
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
-    if affinity:
-        pod_spec["affinity"] = affinity
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    place_pod(pod_spec, affinity, node_selector, tolerations)
     return {
         "schedule": EXPIRY_SCHEDULE,
         "concurrencyPolicy": "Forbid",
