@@ -27,8 +27,18 @@ from offline import (
 RUNNER_TOKEN = STAND_IN_RUNNER_TOKEN
 """The runner token every stack run gets, as `pulumi config set --secret` would store it."""
 
+CREATED_CLUSTER = {
+    "mode": "create",
+    "name": "ci",
+    "version": "1.34",
+    "vpcId": "vpc-1",
+    "privateSubnetIds": ["subnet-a", "subnet-b"],
+}
+"""The `cluster` section of a stack that creates its EKS cluster, as settings tests give it."""
+
 __all__ = [
     "ACCOUNT_ID",
+    "CREATED_CLUSTER",
     "DEFAULT_REGION",
     "MOCK_CLUSTER_SUBNETS",
     "MOCK_ROUTE_TABLES",

@@ -15,15 +15,8 @@ from components.fleet.network import (
 )
 from components.settings import SettingsError
 from offline import MOCK_CLUSTER_VPC, MOCK_SERVICE_CIDR
-from tests.harness import run_program, settings_of
+from tests.harness import CREATED_CLUSTER, run_program, settings_of
 
-CREATE = {
-    "mode": "create",
-    "name": "ci",
-    "version": "1.34",
-    "vpcId": "vpc-1",
-    "privateSubnetIds": ["subnet-a", "subnet-b"],
-}
 KUBECONFIG = {"mode": "kubeconfig", "name": "k3s"}
 EXISTING = {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-p1"]}
 
@@ -31,10 +24,10 @@ EXISTING = {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-p1"]}
 @pytest.mark.parametrize(
     ("raw", "wanted"),
     [
-        ({"cluster": CREATE}, True),
+        ({"cluster": CREATED_CLUSTER}, True),
         ({}, False),
         ({"network": {"s3GatewayEndpoint": True}}, True),
-        ({"cluster": CREATE, "network": {"s3GatewayEndpoint": False}}, False),
+        ({"cluster": CREATED_CLUSTER, "network": {"s3GatewayEndpoint": False}}, False),
     ],
 )
 def test_the_s3_endpoint_is_added_by_default_only_to_a_created_clusters_vpc(
@@ -45,7 +38,9 @@ def test_the_s3_endpoint_is_added_by_default_only_to_a_created_clusters_vpc(
 
 def test_a_created_cluster_gets_its_service_range_from_the_stack() -> None:
     found: list[Any] = []
-    run = run_program(lambda: found.append(look_up_cluster(settings_of({"cluster": CREATE}))))
+    run = run_program(
+        lambda: found.append(look_up_cluster(settings_of({"cluster": CREATED_CLUSTER})))
+    )
     assert run.error is None
     assert found[0].network == ClusterNetwork("vpc-1", CREATED_SERVICE_CIDR)
     assert found[0].existing is None
@@ -68,7 +63,7 @@ def test_a_cluster_reached_by_kubeconfig_has_no_network_to_look_up() -> None:
 @pytest.mark.parametrize(
     ("raw", "carries"),
     [
-        ({"cluster": CREATE}, False),
+        ({"cluster": CREATED_CLUSTER}, False),
         ({}, True),
         ({"cluster": {**EXISTING, "nodeCniPolicy": False}}, False),
     ],

@@ -27,23 +27,23 @@ from components.fleet.pools import karpenter_pool_args
 from components.karpenter import manifest_problems
 from components.settings import SettingsError
 from components.workloads.mirror_config import containerd_hosts_toml, mirror_url, node_user_data
-from tests.harness import ProgramRun, Registered, policy_document, run_program, settings_of
+from tests.harness import (
+    CREATED_CLUSTER,
+    ProgramRun,
+    Registered,
+    policy_document,
+    run_program,
+    settings_of,
+)
 
 OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"
-CREATED = {
-    "mode": "create",
-    "name": "ci",
-    "version": "1.34",
-    "vpcId": "vpc-1",
-    "privateSubnetIds": ["subnet-0a1", "subnet-0a2"],
-}
 POOL = {"name": "default", "scaler": "karpenter", "runUntagged": True, "maxSize": 3}
 SUBNETS = ["subnet-0a1", "subnet-0a2"]
 USER_DATA = node_user_data(containerd_hosts_toml(mirror_url("10.100.0.50")))
 
 
 def pool_args(pool: dict[str, Any] | None = None, **karpenter: Any) -> KarpenterPoolArgs:
-    raw: dict[str, Any] = {"cluster": CREATED, "pools": [pool or POOL]}
+    raw: dict[str, Any] = {"cluster": CREATED_CLUSTER, "pools": [pool or POOL]}
     if karpenter:
         raw["karpenter"] = karpenter
     settings = settings_of(raw)
@@ -198,19 +198,19 @@ def test_a_listed_type_of_unknown_shape_leaves_only_the_node_limit():
 def test_the_type_whose_shape_is_unknown_is_the_one_named():
     derived = {**POOL, "instanceTypes": ["c6i.2xlarge", "c5n.2xlarge"]}
     with pytest.raises(SettingsError) as caught:
-        settings_of({"cluster": CREATED, "pools": [derived]})
+        settings_of({"cluster": CREATED_CLUSTER, "pools": [derived]})
     assert "c5n.2xlarge's category, generation or vCPUs are not known here" in str(caught.value)
 
 
 def test_jobs_are_sized_for_the_smallest_node_a_pool_may_get():
     wide = {**POOL, "instanceRequirements": {"categories": ["c", "m"], "cpus": [8, 16]}}
-    settings = settings_of({"cluster": CREATED, "pools": [wide]})
+    settings = settings_of({"cluster": CREATED_CLUSTER, "pools": [wide]})
     shape = settings.pools[0].shape
     assert shape is not None
     assert (shape.vcpus, shape.memory_gib) == (8, 16)
     assert (
         settings.pools[0].overwrite_ceiling
-        == settings_of({"cluster": CREATED, "pools": [POOL]}).pools[0].overwrite_ceiling
+        == settings_of({"cluster": CREATED_CLUSTER, "pools": [POOL]}).pools[0].overwrite_ceiling
     )
 
 
@@ -218,7 +218,7 @@ def test_jobs_are_sized_for_the_smallest_node_a_pool_may_get():
 
 
 def test_the_nodepool_carries_the_labels_and_taints_the_runner_selects_and_tolerates():
-    settings = settings_of({"cluster": CREATED, "pools": [POOL]})
+    settings = settings_of({"cluster": CREATED_CLUSTER, "pools": [POOL]})
     pool = settings.pools[0]
     job = settings.pool_job_spec(pool)
     template = node_pool_manifest(pool_args())["spec"]["template"]

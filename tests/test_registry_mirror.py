@@ -37,19 +37,8 @@ from components.workloads.registry_mirror import (
 )
 from tests.harness import ProgramRun, Registered, run_program
 from tests.iam_policy import allows
+from tests.test_mirror_config import MINIO, S3
 
-S3: MirrorStorage = {
-    "s3": {"bucket": "fleet-cache", "region": "eu-west-1", "prefix": "registry-mirror"}
-}
-MINIO: MirrorStorage = {
-    "s3": {
-        "bucket": "ci",
-        "region": "us-east-1",
-        "prefix": "registry-mirror",
-        "endpoint": "http://minio.minio:9000",
-        "force_path_style": True,
-    }
-}
 ROLE_ARN = "arn:aws:iam::123456789012:role/registry-mirror"
 CLUSTER_IP = "172.20.0.50"
 PASSWORD = "dckr_pat_NotARealToken"

@@ -26,18 +26,11 @@ from components.workloads.runner_config import (
     template_toml,
 )
 from components.workloads.runner_shared import PAUSE_POD_PRIORITY
-from tests.harness import PROJECT, config_from_stack_file
+from tests.harness import CREATED_CLUSTER, PROJECT, config_from_stack_file
 
 CLUSTER = {"cluster": {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-1"]}}
 KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 POOL = {"name": "default", "runUntagged": True}
-CREATED_CLUSTER = {
-    "mode": "create",
-    "name": "ci",
-    "version": "1.34",
-    "vpcId": "vpc-1",
-    "privateSubnetIds": ["subnet-1", "subnet-2"],
-}
 
 
 def tokens(*pools: str) -> dict[str, RawSecret]:

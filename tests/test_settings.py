@@ -9,18 +9,18 @@ import pulumi
 import pytest
 
 from components.settings import RawSecret, SettingsError, load_settings, parse_settings
-from tests.harness import PROJECT, RUNNER_TOKEN, run_program, run_stack, settings_config
+from tests.harness import (
+    CREATED_CLUSTER,
+    PROJECT,
+    RUNNER_TOKEN,
+    run_program,
+    run_stack,
+    settings_config,
+)
 
 EXISTING = {"name": "ci", "version": "1.34", "nodeSubnetIds": ["subnet-p1"]}
 VALID: dict[str, Any] = {"cluster": EXISTING}
 POOL = {"name": "default", "runUntagged": True}
-CREATE = {
-    "mode": "create",
-    "name": "ci",
-    "version": "1.34",
-    "vpcId": "vpc-1",
-    "privateSubnetIds": ["subnet-a", "subnet-b"],
-}
 
 
 TOKEN = {"runnerTokens": RawSecret('{"default": "glrt-t1_abc"}', stored_as_secret=True)}
@@ -59,9 +59,9 @@ def test_defaults_are_the_safe_ones() -> None:
 
 
 def test_a_created_cluster_puts_nodes_in_its_private_subnets() -> None:
-    cluster = parse({"cluster": CREATE}).cluster
+    cluster = parse({"cluster": CREATED_CLUSTER}).cluster
     assert cluster.default_node_subnet_ids == ["subnet-a", "subnet-b"]
-    explicit = parse({"cluster": {**CREATE, "nodeSubnetIds": ["subnet-c"]}}).cluster
+    explicit = parse({"cluster": {**CREATED_CLUSTER, "nodeSubnetIds": ["subnet-c"]}}).cluster
     assert explicit.default_node_subnet_ids == ["subnet-c"]
 
 
@@ -142,14 +142,17 @@ INVALID = [
         "cluster.privateSubnetIds: needs at least two private subnets",
     ),
     (
-        {"cluster": {**CREATE, "createOidcProvider": True}},
+        {"cluster": {**CREATED_CLUSTER, "createOidcProvider": True}},
         "cluster.createOidcProvider: is only used when cluster.mode is existing; remove it",
     ),
     (
         {"cluster": {**EXISTING, "vpcId": "vpc-1"}},
         "cluster.vpcId: is only used when cluster.mode is create; remove it",
     ),
-    ({"cluster": {**CREATE, "systemNodeCount": 0}}, "cluster.systemNodeCount: must be >= 1, got 0"),
+    (
+        {"cluster": {**CREATED_CLUSTER, "systemNodeCount": 0}},
+        "cluster.systemNodeCount: must be >= 1, got 0",
+    ),
     (
         {"pools": [{**POOL, "minSize": 4, "maxSize": 3}]},
         "pools[0].minSize: must be <= pools[0].maxSize (3), got 4",
@@ -272,7 +275,7 @@ INVALID = [
         "cluster.nodeSubnetIds: required when cluster.mode is existing: list the private subnets",
     ),
     (
-        {"cluster": {**CREATE, "adminPrincipalArns": ["deploy-role"]}},
+        {"cluster": {**CREATED_CLUSTER, "adminPrincipalArns": ["deploy-role"]}},
         "cluster.adminPrincipalArns: each entry must be an IAM role or user ARN",
     ),
     (
