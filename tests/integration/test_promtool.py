@@ -877,6 +877,31 @@ def test_promtool_accepts_the_pod_monitor_relabelings_as_the_operator_writes_the
     assert f"SUCCESS: {len(RULES)} rules found" in result.stdout
 
 
+def alert_rule(spec: dict[str, Any], alert: str) -> dict[str, Any]:
+    """The rule of `alert` in a PrometheusRule spec."""
+    return next(
+        rule for group in spec["groups"] for rule in group["rules"] if rule.get("alert") == alert
+    )
+
+
+def assert_promtool_passes(tmp_path: Path, rule: dict[str, Any], tests: dict[str, Any]) -> None:
+    """promtool's unit tests `tests` (its test file, which names `rules.yaml`) of `rule`
+    alone, in `tmp_path`."""
+    (tmp_path / "rules.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "one", "rules": [rule]}]}, sort_keys=False)
+    )
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [program("promtool"), "test", "rules", "test.yaml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_newly_discovered_targets_old_counters_are_no_new_events(tmp_path: Path):
     """A counter seen for the first time is counted whole only where its absence before was
     real: its target was scraped successfully a window ago, or its process started since. A
@@ -937,19 +962,7 @@ def test_a_newly_discovered_targets_old_counters_are_no_new_events(tmp_path: Pat
             }
         ],
     }
-    (tmp_path / "rules.yaml").write_text(
-        yaml.safe_dump({"groups": [{"name": "one", "rules": [rule]}]}, sort_keys=False)
-    )
-    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = subprocess.run(
-        [program("promtool"), "test", "rules", "test.yaml"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(tmp_path, rule, tests)
 
 
 def test_working_hours_in_a_zone_with_daylight_saving_time(tmp_path: Path):
@@ -967,15 +980,7 @@ def test_working_hours_in_a_zone_with_daylight_saving_time(tmp_path: Path):
         name="default", job_namespace="gitlab-runner-jobs-dind", expect_jobs=berlin
     )
     spec = prometheus_rule_spec([pool], years=[2026, 2027])
-    rule = next(
-        rule
-        for group in spec["groups"]
-        for rule in group["rules"]
-        if rule.get("alert") == "GitlabRunnerNoJobsPickedUp"
-    )
-    (tmp_path / "rules.yaml").write_text(
-        yaml.safe_dump({"groups": [{"name": "one", "rules": [rule]}]}, sort_keys=False)
-    )
+    rule = alert_rule(spec, "GitlabRunnerNoJobsPickedUp")
     fires = [
         {
             "exp_labels": {POOL: "default", **rule["labels"]},
@@ -1012,16 +1017,7 @@ def test_working_hours_in_a_zone_with_daylight_saving_time(tmp_path: Path):
             }
         ],
     }
-    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = subprocess.run(
-        [program("promtool"), "test", "rules", "test.yaml"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(tmp_path, rule, tests)
 
 
 def test_a_pool_falling_back_to_on_demand_is_no_launch_failure(tmp_path: Path):
@@ -1036,15 +1032,7 @@ def test_a_pool_falling_back_to_on_demand_is_no_launch_failure(tmp_path: Path):
         on_demand_fallback=True,
     )
     spec = prometheus_rule_spec([burst])
-    rule = next(
-        rule
-        for group in spec["groups"]
-        for rule in group["rules"]
-        if rule.get("alert") == "KarpenterNodeLaunchesFailing"
-    )
-    (tmp_path / "rules.yaml").write_text(
-        yaml.safe_dump({"groups": [{"name": "one", "rules": [rule]}]}, sort_keys=False)
-    )
+    rule = alert_rule(spec, "KarpenterNodeLaunchesFailing")
     node_pool = "gitlab-runner-fleet-burst"
     labels = {POOL: "burst", "nodepool": node_pool, "reason": "nodeclass_not_ready"}
     tests = {
@@ -1087,13 +1075,4 @@ def test_a_pool_falling_back_to_on_demand_is_no_launch_failure(tmp_path: Path):
             }
         ],
     }
-    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = subprocess.run(
-        [program("promtool"), "test", "rules", "test.yaml"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(tmp_path, rule, tests)
