@@ -29,7 +29,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -70,6 +69,7 @@ from components.workloads.rclone import (
     replicate_filters,
     serve_command,
 )
+from tests.integration.servers import free_port, program, stop, wait_for_port
 
 BUCKET = "hub-cache-bucket"
 PREFIX = "runner-cache"
@@ -82,40 +82,6 @@ SERVER_DIR_CACHE_TIME = 0.5
 """The tests' `--dir-cache-time`, shorter than production's 5 minutes
 (`DEFAULT_DIR_CACHE_TIME`) so staleness fits a test."""
 MIB = 1024 * 1024
-
-
-def program(name: str) -> str:
-    """A program from the virtualenv the tests run in."""
-    path = Path(sys.executable).parent / name
-    assert path.is_file(), f"{name} is missing: pip install -r requirements-dev.txt"
-    return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"exited early:\n{log.read_text()}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise AssertionError(f"nothing listens on {port}:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def s3_client(endpoint: str, access_key: str, secret_key: str, region: str = REGION) -> Any:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -54,6 +52,7 @@ from components.workloads.monitoring import (
 )
 from components.workloads.runner_config import METRICS_PORT
 from components.workloads.runner_metrics import POOL, metric_named
+from tests.integration.servers import free_port, program, stop
 
 SCRAPE_SECONDS = 0.25
 """Scrape and rule evaluation interval."""
@@ -87,12 +86,6 @@ TEST_THRESHOLDS: AlertThresholds = {
     "node_pool_at_limit_for": "0s",
     "cache_volume_for": "0s",
 }
-
-
-def program(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is missing: install Debian's prometheus package (see .ci/run)"
-    return path
 
 
 # --- Exporters --------------------------------------------------------------------------------
@@ -945,13 +938,6 @@ def prometheus_config(addresses: Mapping[str, str], rule_file: Path) -> dict[str
 # --- The server -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def api(base: str, path: str, **params: str) -> Any:
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     with urllib.request.urlopen(f"{base}{path}{query}", timeout=2) as answer:
@@ -1023,12 +1009,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, Clock]]:
         )
         yield base, clock
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+        stop(server, timeout=10)
         log.close()
         for exporter in exporters.values():
             exporter.__exit__()

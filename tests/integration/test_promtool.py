@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from components.workloads.runner_metrics import (
     POOL_META_LABEL,
     PROCESS_START,
 )
+from tests.integration.servers import program
 from tests.test_alert_rules import KNOWN_SERIES, labels_of
 
 # promtool starts at the Unix epoch, a Thursday at 00:00 UTC.
@@ -61,12 +61,6 @@ SPEC = prometheus_rule_spec(POOLS, cache_volume=CACHE_VOLUME)
 RULES = {rule["alert"]: rule for group in SPEC["groups"] for rule in group["rules"]}
 # commands/builds_helper.go: gitlab_runner_job_queue_duration_seconds buckets.
 QUEUE_BUCKETS = ("1", "3", "10", "30", "60", "120", "300", "900", "1800", "3600", "+Inf")
-
-
-def program(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is missing: install Debian's prometheus package (see .ci/run)"
-    return path
 
 
 # --- Synthetic series, labelled as the scrape stores them -------------------------------------

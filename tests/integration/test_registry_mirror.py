@@ -27,7 +27,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
@@ -59,6 +58,7 @@ from components.workloads.mirror_config import (
     expiry_environment,
     render_distribution_config,
 )
+from tests.integration.servers import free_port, program, stop
 
 REPOSITORY = "library/demo"
 TAG = "1"
@@ -66,19 +66,6 @@ MIB = 1024 * 1024
 _ACCESS_LINE = re.compile(r'"(GET|HEAD) (/v2/\S*) HTTP/1\.1" (\d{3}) \d+ "[^"]*" "([^"]*)"')
 MIRROR_USER_AGENT = "Go-http-client"
 """How the mirror's own requests show in the upstream's access log (skopeo says `skopeo/...`)."""
-
-
-def required_program(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if path is None:
-        pytest.fail(f"{name} is missing: apt-get install docker-registry skopeo (see .ci/run)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- The image: an OCI layout written here --------------------------------------------------
@@ -190,12 +177,7 @@ class Registry:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop(self.process)
 
 
 def start_registry(
@@ -206,7 +188,7 @@ def start_registry(
     log = work / f"{name}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [required_program("docker-registry"), "serve", str(config)],
+            [program("docker-registry"), "serve", str(config)],
             stdout=sink,
             stderr=subprocess.STDOUT,
             # Only what the test hands over: no credentials from the caller's environment.
@@ -281,7 +263,7 @@ def skopeo(work: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     if not policy.exists():
         policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
     return subprocess.run(
-        [required_program("skopeo"), "--policy", str(policy), *arguments],
+        [program("skopeo"), "--policy", str(policy), *arguments],
         capture_output=True,
         text=True,
         timeout=120,
@@ -551,7 +533,7 @@ def acl_enforcing_store(work: Path) -> Iterator[AclEnforcingStore]:
     log = work / "moto.log"
     with log.open("wb") as sink:
         moto = subprocess.Popen(
-            [required_program("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            [program("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -573,8 +555,7 @@ def acl_enforcing_store(work: Path) -> Iterator[AclEnforcingStore]:
     finally:
         server.shutdown()
         server.server_close()
-        moto.terminate()
-        moto.wait(timeout=10)
+        stop(moto, timeout=10)
 
 
 def wait_until_quiet(store: AclEnforcingStore, prefix: str) -> None:
@@ -739,12 +720,7 @@ def running_containerd(work: Path) -> Iterator[Containerd]:
             time.sleep(0.05)
         yield daemon
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=10)
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 
@@ -974,7 +950,7 @@ def test_the_expiry_job_deletes_only_old_objects_under_the_mirrors_prefix(
     }
 
     expired = subprocess.run(
-        [required_program("rclone"), *command[1:]],
+        [program("rclone"), *command[1:]],
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(work), **environment},
         capture_output=True,
         text=True,
@@ -999,7 +975,7 @@ def test_the_mirror_does_not_start_while_its_upstream_is_unreachable(work: Path)
     )
     (work / "mirror.yml").write_text(config)
     result = subprocess.run(
-        [required_program("docker-registry"), "serve", str(work / "mirror.yml")],
+        [program("docker-registry"), "serve", str(work / "mirror.yml")],
         capture_output=True,
         text=True,
         timeout=30,
