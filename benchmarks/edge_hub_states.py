@@ -26,14 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components.workloads.rclone import DEFAULT_DIR_CACHE_TIME
-from tests.integration.test_edge_cache import (
-    BUCKET,
-    Response,
-    StrickenHub,
-    key,
-    start_edge,
-    stop,
-)
+from tests.integration.servers import stop
+from tests.integration.test_edge_cache import BUCKET, Response, StrickenHub, key, start_edge
 
 STATES = ("refused", "dropped", "hung")
 CLIENT_TIMEOUT = 600.0

@@ -18,3 +18,19 @@ DEFAULT_PROMETHEUS_SELECTOR_LABELS = {"release": "kube-prometheus-stack"}
 """What kube-prometheus-stack's Prometheus selects PodMonitors, ServiceMonitors and rules by
 (`*SelectorNilUsesHelmValues: true`, templates/prometheus/prometheus.yaml), for a release named
 `kube-prometheus-stack`."""
+
+CONFIG_CHECKSUM_ANNOTATION = "gitlab-runner-fleet/config-checksum"
+"""Pod template annotation that changes with a workload's config file, so its Deployment rolls:
+the registry and rclone read their config only at start."""
+SECRETS_VERSION_ANNOTATION = "gitlab-runner-fleet/secrets-version"
+"""Pod template annotation that changes with the Secrets a workload reads (tokens, keys), so it
+restarts with the new values."""
+
+MIRROR_OBJECT_ACL = "bucket-owner-full-control"
+"""The canned ACL the registry mirror writes with (`objectacl`). Distribution's S3 driver sends
+`x-amz-acl` on PutObject, CreateMultipartUpload and CopyObject, `private` unless told otherwise
+(registry/storage/driver/s3-aws/s3.go in 2.8 and 3.1.1, `getACL`); a bucket with ACLs disabled
+(`BucketOwnerEnforced`, as CacheBucket makes it) refuses every ACL but this one with 400
+AccessControlListNotSupported, and omitting the header (`objectacl: ""`) is only accepted after
+3.1.1 (distribution commit b55cb12). AWS's PutObject reference asks for s3:PutObjectAcl to set
+an ACL in a request, so the mirror's role may set this one only."""

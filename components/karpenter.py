@@ -102,7 +102,15 @@ _KARPENTER_AWS_ALLOWED = tuple(
         "placement-group-partition",
     )
 )  # fmt: skip
-_RESTRICTED_TAGS = ("eks:eks-cluster-name", "karpenter.sh/nodepool", "karpenter.sh/nodeclaim")
+NODE_POOL_TAG = "karpenter.sh/nodepool"
+"""The tag (and node label) naming the NodePool of what Karpenter launches."""
+NODE_CLAIM_TAG = "karpenter.sh/nodeclaim"
+"""The tag naming the NodeClaim of an instance Karpenter launched."""
+NODE_CLASS_TAG = "karpenter.k8s.aws/ec2nodeclass"
+"""The tag naming the EC2NodeClass of an instance profile Karpenter created."""
+EKS_CLUSTER_NAME_TAG = "eks:eks-cluster-name"
+"""The tag with the cluster's name that Karpenter puts on what it launches."""
+_RESTRICTED_TAGS = (EKS_CLUSTER_NAME_TAG, NODE_POOL_TAG, NODE_CLAIM_TAG, NODE_CLASS_TAG)
 
 
 def duration_problems(value: str) -> list[str]:
@@ -130,7 +138,7 @@ def duration_seconds(value: str) -> int | None:
 def restricted_label_problems(key: str) -> list[str]:
     """Why a NodePool may not carry or require the label `key` (Karpenter sets it itself)."""
     domain = key.split("/", 1)[0] if "/" in key else ""
-    if key == "karpenter.sh/nodepool" or (
+    if key == NODE_POOL_TAG or (
         domain.endswith("karpenter.sh") and key not in _KARPENTER_SH_ALLOWED
     ):
         return [f'label domain "karpenter.sh" is restricted, got {key!r}']
@@ -146,11 +154,7 @@ def restricted_tag_problems(key: str) -> list[str]:
     scopes its IAM policy by it."""
     if not key:
         return ["empty tag keys are not supported"]
-    if (
-        key in _RESTRICTED_TAGS
-        or key.startswith("kubernetes.io/cluster")
-        or key == ("karpenter.k8s.aws/ec2nodeclass")
-    ):
+    if key in _RESTRICTED_TAGS or key.startswith("kubernetes.io/cluster"):
         return [f"tag {key!r} is restricted (Karpenter sets it on everything it launches)"]
     return []
 

@@ -15,10 +15,14 @@ from parliament import analyze_policy_string
 from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
-from components.aws.iam_documents import MIRROR_OBJECT_ACL, registry_mirror_storage_policy
+from components.aws.iam_documents import registry_mirror_storage_policy
+from components.conventions import (
+    CONFIG_CHECKSUM_ANNOTATION,
+    MIRROR_OBJECT_ACL,
+    SECRETS_VERSION_ANNOTATION,
+)
 from components.workloads.mirror_config import (
     DAEMON_CONFIG_MAP,
-    OBJECT_ACL,
     PROXY_PASSWORD_ENV,
     PROXY_USERNAME_ENV,
     REGISTRY_IMAGE,
@@ -29,8 +33,6 @@ from components.workloads.mirror_config import (
     distribution_config,
 )
 from components.workloads.registry_mirror import (
-    CONFIG_CHECKSUM_ANNOTATION,
-    SECRETS_VERSION_ANNOTATION,
     RegistryMirror,
     RegistryMirrorArgs,
     mirror_problems,
@@ -497,13 +499,13 @@ def test_the_storage_policy_covers_exactly_the_mirrors_prefix(
     # Every write carries `x-amz-acl: bucket-owner-full-control` (s3-aws/s3.go getACL, the
     # config's `objectacl`); AWS's PutObject reference asks for s3:PutObjectAcl to set an ACL in
     # a request. The role may set that canned ACL on its own objects and no other.
-    assert MIRROR_OBJECT_ACL == OBJECT_ACL == distribution_config(S3)["storage"]["s3"]["objectacl"]
+    assert distribution_config(S3)["storage"]["s3"]["objectacl"] == MIRROR_OBJECT_ACL
     layer = f"{bucket}/{root}/docker/registry/v2/blobs/sha256/ab/abcd/data"
-    assert allows(policy, "s3:PutObjectAcl", layer, {"s3:x-amz-acl": OBJECT_ACL})
+    assert allows(policy, "s3:PutObjectAcl", layer, {"s3:x-amz-acl": MIRROR_OBJECT_ACL})
     assert not allows(policy, "s3:PutObjectAcl", layer, {"s3:x-amz-acl": "public-read"})
     assert not allows(policy, "s3:PutObjectAcl", layer)
     assert not allows(
-        policy, "s3:PutObjectAcl", f"{bucket}/runner-cache/x", {"s3:x-amz-acl": OBJECT_ACL}
+        policy, "s3:PutObjectAcl", f"{bucket}/runner-cache/x", {"s3:x-amz-acl": MIRROR_OBJECT_ACL}
     )
     # The storage health check stats "/", which lists the prefix `<root>/`.
     assert statements["ListMirrorPrefix"]["Condition"] == {

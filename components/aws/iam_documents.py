@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..conventions import MIRROR_OBJECT_ACL
+from ..karpenter import EKS_CLUSTER_NAME_TAG, NODE_CLAIM_TAG, NODE_CLASS_TAG, NODE_POOL_TAG
+
 PolicyDocument = dict[str, Any]
 
 POLICY_VERSION = "2012-10-17"
@@ -273,12 +276,6 @@ REGISTRY_MIRROR_OBJECT_ACTIONS = (
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 )
-MIRROR_OBJECT_ACL = "bucket-owner-full-control"
-"""The canned ACL the mirror sends with every write (`objectacl`, mirror_config.OBJECT_ACL): the
-driver sets `x-amz-acl` on PutObject, CreateMultipartUpload and CopyObject (s3-aws/s3.go
-`getACL`), and AWS's PutObject reference asks for s3:PutObjectAcl to set an ACL in a request.
-The mirror's role may set this ACL only; on a bucket with ACLs disabled (BucketOwnerEnforced, as
-CacheBucket makes it) S3 accepts it and it changes nothing."""
 
 
 def registry_mirror_storage_policy(
@@ -387,10 +384,10 @@ def karpenter_controller_policy(
     """
     ec2 = f"arn:{partition}:ec2:{region}"
     owned = {f"aws:ResourceTag/{karpenter_cluster_tag(cluster_name)}": "owned"}
-    any_node_pool = {"aws:ResourceTag/karpenter.sh/nodepool": "*"}
+    any_node_pool = {f"aws:ResourceTag/{NODE_POOL_TAG}": "*"}
     requested = {
         f"aws:RequestTag/{karpenter_cluster_tag(cluster_name)}": "owned",
-        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+        f"aws:RequestTag/{EKS_CLUSTER_NAME_TAG}": cluster_name,
     }
     created = [f"{ec2}:{account}:{kind}/*" for kind in KARPENTER_CREATED_RESOURCES]
     instance_profiles = f"arn:{partition}:iam::{account}:instance-profile/*"
@@ -426,7 +423,7 @@ def karpenter_controller_policy(
             "Resource": created,
             "Condition": {
                 "StringEquals": requested,
-                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                "StringLike": {f"aws:RequestTag/{NODE_POOL_TAG}": "*"},
             },
         },
         {
@@ -439,7 +436,7 @@ def karpenter_controller_policy(
                     **requested,
                     "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
                 },
-                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                "StringLike": {f"aws:RequestTag/{NODE_POOL_TAG}": "*"},
             },
         },
         {
@@ -451,9 +448,9 @@ def karpenter_controller_policy(
             "Condition": {
                 "StringEquals": owned,
                 "StringLike": any_node_pool,
-                "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
+                "StringEqualsIfExists": {f"aws:RequestTag/{EKS_CLUSTER_NAME_TAG}": cluster_name},
                 "ForAllValues:StringEquals": {
-                    "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                    "aws:TagKeys": [EKS_CLUSTER_NAME_TAG, NODE_CLAIM_TAG, "Name"]
                 },
             },
         },
@@ -478,7 +475,7 @@ def karpenter_controller_policy(
             "Resource": instance_profiles,
             "Condition": {
                 "StringEquals": profile_requested,
-                "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                "StringLike": {f"aws:RequestTag/{NODE_CLASS_TAG}": "*"},
             },
         },
         {
@@ -489,8 +486,8 @@ def karpenter_controller_policy(
             "Condition": {
                 "StringEquals": {**profile_owned, **profile_requested},
                 "StringLike": {
-                    "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
-                    "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                    f"aws:ResourceTag/{NODE_CLASS_TAG}": "*",
+                    f"aws:RequestTag/{NODE_CLASS_TAG}": "*",
                 },
             },
         },
@@ -505,7 +502,7 @@ def karpenter_controller_policy(
             "Resource": instance_profiles,
             "Condition": {
                 "StringEquals": profile_owned,
-                "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                "StringLike": {f"aws:ResourceTag/{NODE_CLASS_TAG}": "*"},
             },
         },
         {

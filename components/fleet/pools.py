@@ -22,7 +22,8 @@ from ..workloads.gitlab_runner import GitlabRunnerArgs
 from ..workloads.runner_config import CacheSpec
 
 BUILD_NODES = "build-nodes"
-"""Name prefix of every pool's node group (and so, on EKS, of its Auto Scaling group)."""
+"""Name prefix of every pool's node group (and so, on EKS, of its Auto Scaling group), and
+the cost-allocation `component` of every pool's nodes, whichever scaler adds them."""
 BUILD_NODE_GROUP_REGEX = f"eks-{BUILD_NODES}-.*"
 """The Auto Scaling groups of the stack's pools: EKS names a managed node group's group
 `eks-<node group>-<id>`."""
@@ -58,9 +59,9 @@ def spot_node_group_args(
         "scale_from_zero_ephemeral_storage": pool.advertised_ephemeral_storage,
         "imds_hop_limit": pool.imds_hop_limit,
         "autoscaler_discovery_tag": {"key": discovery_key, "value": discovery_value},
-        "instance_tags": {**settings.tags_for("build-nodes"), "pool": pool.name},
+        "instance_tags": {**settings.tags_for(BUILD_NODES), "pool": pool.name},
         "user_data": user_data,
-        "tags": settings.tags_for("build-nodes"),
+        "tags": settings.tags_for(BUILD_NODES),
     }
     # The CNI policy goes only on a role the group creates; a given role brings its own.
     if pool.node_role_arn:
@@ -102,7 +103,7 @@ def karpenter_pool_args(
         "consolidate_after": pool.consolidate_after,
         "expire_after": pool.expire_after,
         "termination_grace_period": pool.termination_grace_period,
-        "tags": {**settings.tags_for("build-nodes"), "pool": pool.name},
+        "tags": {**settings.tags_for(BUILD_NODES), "pool": pool.name},
     }
     if pool.launches_listed_types_only:
         args["instance_types"] = pool.instance_types

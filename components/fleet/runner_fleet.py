@@ -61,6 +61,7 @@ from .network import (
 )
 from .pools import (
     BUILD_NODE_GROUP_REGEX,
+    BUILD_NODES,
     gitlab_runner_args,
     karpenter_pool_args,
     karpenter_pool_name,
@@ -514,7 +515,7 @@ class RunnerFleet(pulumi.ComponentResource):
                     cluster_name=cluster_name,
                     principal_arn=arn,
                     type=NODE_ACCESS_ENTRY_TYPE,
-                    tags=settings.tags_for("build-nodes"),
+                    tags=settings.tags_for(BUILD_NODES),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
         if len(role_names) < len(pools):
@@ -523,7 +524,7 @@ class RunnerFleet(pulumi.ComponentResource):
                 {
                     "cluster_name": cluster_name,
                     "cni_policy": build_nodes_carry_cni_policy(settings),
-                    "tags": settings.tags_for("build-nodes"),
+                    "tags": settings.tags_for(BUILD_NODES),
                 },
                 opts=pulumi.ResourceOptions(parent=self),
             )

@@ -11,6 +11,7 @@ import pulumi_random as random
 from ..arguments import check_arguments
 from ..build_nodes import keep_off_build_nodes
 from ..cache_keys import replicate_problems
+from ..conventions import CONFIG_CHECKSUM_ANNOTATION, SECRETS_VERSION_ANNOTATION
 from .isolation import unprivileged_container_context
 from .rclone import (
     AUTH_KEY_ENV,
@@ -54,10 +55,6 @@ PUSH_DEADLINE_SECONDS = 6 * 3600
 SIGNING_REGION = "us-east-1"
 """The region the runner signs for. `serve s3` accepts any; setting one spares the manager a
 GetBucketLocation call (gitlab-runner v19.3.0 `cache/s3v2/s3.go` `detectBucketLocation`)."""
-CONFIG_CHECKSUM_ANNOTATION = "gitlab-runner-fleet/config-checksum"
-"""Changes with rclone.conf, so the server restarts: rclone reads its config at start only."""
-SECRETS_VERSION_ANNOTATION = "gitlab-runner-fleet/secrets-version"
-"""Changes with the credentials Secret, so the server restarts with the new keys."""
 PART_OF = {"app.kubernetes.io/part-of": "gitlab-runner-fleet"}
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 ACCESS_KEY_LENGTH = 20

@@ -9,7 +9,7 @@ from pulumi_kubernetes.helm import v3 as helm
 
 from ..arguments import check_arguments
 from ..build_nodes import POOL_LABEL, keep_off_build_nodes
-from ..conventions import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+from ..conventions import DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, SECRETS_VERSION_ANNOTATION
 from ..karpenter import DO_NOT_DISRUPT_ANNOTATION
 from ..kubernetes_names import label_value_problems, namespace_problems
 from ..versions import (
@@ -29,9 +29,6 @@ from .runner_config import (
     effective_config,
     template_toml,
 )
-
-SECRETS_VERSION_ANNOTATION = "gitlab-runner-fleet/secrets-version"
-"""Changes with the token or cache Secret, so the manager restarts and reads the new values."""
 
 # The key each cache credential has in the Secret `runners.cache.secretName` names.
 CHART_CACHE_SECRET_KEYS = {

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import tomli_w
 import yaml
 
+from ..conventions import MIRROR_OBJECT_ACL
 from ..kubernetes_names import quantity_problems, quantity_value
 
 REGISTRY_IMAGE = "registry:3.1.1"
@@ -60,12 +61,6 @@ shared bucket is expired from outside: a lifecycle rule on the prefix, or `expir
 DEFAULT_EXPIRATION_DAYS = 30
 FILESYSTEM_SIZE_LIMIT = "10Gi"
 """Default bound of a replica's directory with filesystem storage."""
-OBJECT_ACL = "bucket-owner-full-control"
-"""The S3 driver sends `x-amz-acl` on every write, `private` unless `objectacl` says otherwise
-(registry/storage/driver/s3-aws/s3.go in 2.8 and 3.1.1, `getACL`). A bucket with ACLs disabled
-(`BucketOwnerEnforced`, as CacheBucket makes it) refuses every ACL but this one with 400
-AccessControlListNotSupported; omitting the header (`objectacl: ""`) is only accepted after
-3.1.1 (distribution commit b55cb12)."""
 
 CONTAINERD_HOSTS_DIRECTORY = "/etc/containerd/certs.d"
 """First entry of `config_path` in the AL2023 EKS AMI's containerd config (nodeadm's
@@ -199,7 +194,7 @@ def _storage_section(storage: MirrorStorage) -> dict[str, Any]:
             "bucket": s3["bucket"],
             "region": s3["region"],
             "rootdirectory": f"/{s3['prefix']}",
-            "objectacl": OBJECT_ACL,
+            "objectacl": MIRROR_OBJECT_ACL,
         }
         if "endpoint" in s3:
             driver["regionendpoint"] = s3["endpoint"]

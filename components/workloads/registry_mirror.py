@@ -8,7 +8,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..arguments import check_arguments
-from ..conventions import IRSA_ROLE_ANNOTATION
+from ..conventions import (
+    CONFIG_CHECKSUM_ANNOTATION,
+    IRSA_ROLE_ANNOTATION,
+    SECRETS_VERSION_ANNOTATION,
+)
 from .isolation import place_pod, unprivileged_container_context
 from .mirror_config import (
     CONFIG_DIRECTORY,
@@ -45,9 +49,6 @@ CREDENTIALS_SECRET = "registry-mirror-credentials"
 EXPIRY_JOB = "registry-mirror-expire"
 EXPIRY_SCHEDULE = "43 * * * *"
 EXPIRY_DEADLINE_SECONDS = 3600
-CONFIG_CHECKSUM_ANNOTATION = "gitlab-runner-fleet/config-checksum"
-"""Changes with config.yml, so the Deployment rolls: the registry reads its config only at start."""
-SECRETS_VERSION_ANNOTATION = "gitlab-runner-fleet/secrets-version"
 # `nobody` in the Alpine-based image; the registry needs no privileges and writes nowhere but
 # its storage.
 RUN_AS_USER = 65534
