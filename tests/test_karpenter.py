@@ -26,7 +26,12 @@ from components.aws.karpenter_pool import (
 from components.fleet.pools import karpenter_pool_args
 from components.karpenter import manifest_problems
 from components.settings import SettingsError
-from components.workloads.mirror_config import containerd_hosts_toml, mirror_url, node_user_data
+from components.workloads.mirror_config import (
+    NODEADM_CONFIG_MEDIA_TYPE,
+    containerd_hosts_toml,
+    mirror_url,
+    node_user_data,
+)
 from tests.harness import (
     CREATED_CLUSTER,
     ProgramRun,
@@ -307,7 +312,7 @@ def karpenter_user_data(custom: str, node_config: str) -> str:
         for part in email.message_from_string(custom).walk()
         if not part.is_multipart()
     ]
-    parts.append(("application/node.eks.aws", node_config))
+    parts.append((NODEADM_CONFIG_MEDIA_TYPE, node_config))
     lines = ["MIME-Version: 1.0", 'Content-Type: multipart/mixed; boundary="//"', ""]
     for content_type, body in parts:
         lines += ["--//", f"Content-Type: {content_type}", "", body]
@@ -322,7 +327,7 @@ def test_the_mirror_user_data_survives_karpenters_merge_before_its_node_config()
     # api/merge.go); cloud-init runs the script, which writes containerd's hosts.toml.
     assert [part.get_content_type() for part in parts] == [
         "text/x-shellscript",
-        "application/node.eks.aws",
+        NODEADM_CONFIG_MEDIA_TYPE,
     ]
     assert 'server = "https://registry-1.docker.io"' in parts[0].get_payload()
     assert 'host."http://10.100.0.50:5000"' in parts[0].get_payload()

@@ -19,6 +19,7 @@ from components.workloads.mirror_config import (
     DAEMON_JSON_PATH,
     DOCKER_HUB_HOSTS_TOML,
     DOCKER_HUB_URL,
+    NODEADM_CONFIG_MEDIA_TYPE,
     PROXY_PASSWORD_ENV,
     PROXY_USERNAME_ENV,
     STORAGE_ACCESS_KEY_ENV,
@@ -312,7 +313,7 @@ def test_user_data_writes_hosts_toml_then_carries_the_callers_parts() -> None:
     user_data = node_user_data(
         hosts_toml,
         [
-            {"content_type": "application/node.eks.aws", "body": NODE_CONFIG},
+            {"content_type": NODEADM_CONFIG_MEDIA_TYPE, "body": NODE_CONFIG},
             {"content_type": "text/x-shellscript", "body": "#!/bin/bash\necho tuned\n"},
         ],
     )
@@ -320,7 +321,7 @@ def test_user_data_writes_hosts_toml_then_carries_the_callers_parts() -> None:
     parts = parts_of(user_data)
     assert [part.get_content_type() for part in parts] == [
         "text/x-shellscript",
-        "application/node.eks.aws",
+        NODEADM_CONFIG_MEDIA_TYPE,
         "text/x-shellscript",
     ]
     script = parts[0].get_payload()
