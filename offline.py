@@ -40,6 +40,9 @@ REPO = Path(__file__).resolve().parent
 PROJECT = "gitlab-runner-fleet"
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "eu-west-1"
+VPC_CNI_ADDON = {"configurationValues": json.dumps({"enableNetworkPolicy": "true"})}
+"""What eks:DescribeAddon answers for an existing cluster's vpc-cni add-on by default: it
+enforces NetworkPolicies and runs with the node role."""
 _SDK_STACK_TRACE = pulumi_resource._get_stack_trace
 
 
@@ -150,11 +153,7 @@ class FleetMocks(pulumi.runtime.Mocks):
         filter matches them. None: it matches any filter."""
         self.vpc_cidr_blocks = list(vpc_cidr_blocks)
         """The VPC's IPv4 CIDR blocks, the primary one first."""
-        self.vpc_cni_addon = (
-            {"configurationValues": json.dumps({"enableNetworkPolicy": "true"})}
-            if vpc_cni_addon is None
-            else vpc_cni_addon
-        )
+        self.vpc_cni_addon = VPC_CNI_ADDON if vpc_cni_addon is None else vpc_cni_addon
         """What eks:DescribeAddon answers for an existing cluster's vpc-cni add-on (camelCase
         fields); empty: the cluster has none and the lookup fails like AWS's."""
 
@@ -791,10 +790,7 @@ def vpc_cni_stand_in(config: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     if node_cni_policy:
         return None
-    return {
-        "configurationValues": json.dumps({"enableNetworkPolicy": "true"}),
-        "serviceAccountRoleArn": VPC_CNI_STAND_IN_ROLE,
-    }
+    return {**VPC_CNI_ADDON, "serviceAccountRoleArn": VPC_CNI_STAND_IN_ROLE}
 
 
 def hub_stand_in(config: Mapping[str, Any]) -> HubStandIn | None:
