@@ -476,10 +476,10 @@ def _acl_handler(store: AclEnforcingStore) -> type[BaseHTTPRequestHandler]:
                 try:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
-                    # The registry hung up on a download it no longer needed (a cancelled
-                    # pull); S3 moves on. A write it hung up on stays an error.
-                    if self.command != "GET":
-                        raise
+                    # The registry hung up before reading the answer: a cancelled pull, or a
+                    # background write of a test that already stopped it. What the store did
+                    # is in store.writes (recorded before answering), which tests assert on; a
+                    # traceback from this thread would fail nothing, only clutter the run.
                     self.close_connection = True
 
         def _relay(self) -> None:
